@@ -1,0 +1,66 @@
+/*
+ * The core's view of the log: for each entry since the last compaction, its term and
+ * payload size, in a ring that doubles up to a fixed maximum. Payload bytes live with the
+ * driver.
+ *
+ * Entries are kept for indexes first..last (empty when last == first - 1). Terms never
+ * decrease along a Raft log (a leader appends entries of its own term after entries of
+ * older terms), so a term can be found by binary search.
+ */
+#ifndef LUARAFT_RAFT_LOG_H
+#define LUARAFT_RAFT_LOG_H
+
+#include "raft/raft.h"
+
+struct log_slot
+{
+    raft_term term;
+    uint32_t len;
+};
+
+struct raft_log
+{
+    struct log_slot *slots;
+    uint64_t cap;     /* a power of two */
+    uint64_t cap_max; /* the ring never grows beyond this */
+    uint64_t head;    /* ring position of first */
+    raft_index first;
+    raft_index last;
+};
+
+/* Errors: RAFT_ENOMEM. */
+int log_init(struct raft_log *l, uint64_t entries_max, raft_index last);
+void log_close(struct raft_log *l);
+
+static inline uint64_t log_count(const struct raft_log *l)
+{
+    return l->last + 1 - l->first;
+}
+
+/* Term of the entry at index i, or 0 if it is not kept. */
+raft_term log_term(const struct raft_log *l, raft_index i);
+uint32_t log_len(const struct raft_log *l, raft_index i);
+
+/* True if n more entries fit. */
+bool log_has_room(const struct raft_log *l, uint64_t n);
+
+/* Appends one entry at last + 1. Precondition: log_has_room(l, 1); term not below the
+ * last entry's. Errors: RAFT_ENOMEM when the ring cannot grow. */
+int log_append(struct raft_log *l, raft_term term, uint32_t len);
+
+/* Drops entries at index >= i. Precondition: first <= i <= last + 1. */
+void log_truncate(struct raft_log *l, raft_index i);
+
+/* Drops entries at index <= i (no-op for i < first). Precondition: i <= last. */
+void log_compact(struct raft_log *l, raft_index i);
+
+/* Empties the log so that the next entry is at i + 1. */
+void log_reset(struct raft_log *l, raft_index i);
+
+/* The largest index j in [first, hi] whose term is <= t, or first - 1 if none. */
+raft_index log_last_with_term_at_most(const struct raft_log *l, raft_index hi, raft_term t);
+
+/* First index of the run of entries with the same term as the entry at i, not below lo. */
+raft_index log_first_of_term(const struct raft_log *l, raft_index i, raft_index lo);
+
+#endif
