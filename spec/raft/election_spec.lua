@@ -1,0 +1,118 @@
+-- Elections: who may win, and who must not disturb a working leader. Each scenario runs
+-- on the simulator's virtual clock (10 ms ticks, election timeouts of 100-200 ms) with
+-- the safety checker after every step.
+local sim = require("luaraft.sim")
+
+local ELECTION_MAX_MS = 200 -- 2 * election_ticks * tick_ms
+
+local function elect(c)
+  assert.is_true(c:run_until(function() return c:leader() ~= nil end, 5000), "no leader")
+  return c:leader()
+end
+
+local function others(c, n, ...)
+  local skip, out = {}, {}
+  for _, id in ipairs({...}) do skip[id] = true end
+  for id = 1, n do if not skip[id] then out[#out + 1] = id end end
+  return out
+end
+
+local function commit_value(c, leader, value)
+  local index = assert(c:propose(leader, value))
+  assert.is_true(c:run_until(function() return c:commit(leader) >= index end, 5000),
+                 "value " .. value .. " did not commit")
+  return index
+end
+
+describe("elections", function()
+  it("elect exactly one leader in a healthy cluster, and keep it", function()
+    local c = sim.cluster{nodes = 5, seed = 7}
+    local leader = elect(c)
+    local term = c:term(leader)
+    c:run(3000)
+    assert.equals(leader, c:leader())
+    assert.equals(term, c:term(leader))
+    local leaders = 0
+    for id = 1, 5 do if c:role(id) == "leader" then leaders = leaders + 1 end end
+    assert.equals(1, leaders)
+  end)
+
+  it("never let a candidate with a stale log win, however the votes fall", function()
+    -- Node s misses committed entries; then the leader dies, and s is left with one
+    -- up-to-date peer f. s may time out first, as often as it likes: f must refuse it,
+    -- and only f can become leader. Forty seeds vary who times out first and the delays.
+    for seed = 1, 40 do
+      local c = sim.cluster{nodes = 3, seed = seed}
+      local leader = elect(c)
+      local f, s = table.unpack(others(c, 3, leader))
+      commit_value(c, leader, 1)
+      c:isolate(s)
+      local last
+      for v = 2, 6 do last = commit_value(c, leader, v) end
+      assert.is_true(c:last_index(s) < last)
+      c:crash(leader)
+      c:heal()
+      local ok = c:run_until(function()
+        assert.are_not.equal("leader", c:role(s), "stale node won (seed " .. seed .. ")")
+        return c:leader() ~= nil
+      end, 20 * ELECTION_MAX_MS)
+      assert.is_true(ok, "no leader elected (seed " .. seed .. ")")
+      assert.equals(f, c:leader())
+      assert.is_true(c:last_index(f) >= last)
+    end
+  end)
+
+  it("make a cut-off leader step down, and its return not disturb the new leader", function()
+    local c = sim.cluster{nodes = 3, seed = 11}
+    local old = elect(c)
+    local term0 = c:term(old)
+    commit_value(c, old, 1)
+    c:isolate(old)
+    -- Check-quorum: no majority heard within an election timeout, so it steps down.
+    local stepped = c:run_until(function() return c:role(old) ~= "leader" end,
+                                2 * ELECTION_MAX_MS + 50)
+    assert.is_true(stepped, "cut-off leader did not step down")
+    assert.is_true(c:run_until(function()
+      local l = c:leader(); return l ~= nil and l ~= old end, 20 * ELECTION_MAX_MS))
+    local new = c:leader()
+    local term1 = c:term(new)
+    c:run(2000)
+    -- Pre-vote: alone, the old leader never raised its term.
+    assert.equals(term0, c:term(old))
+    c:heal()
+    c:run(3000)
+    assert.equals(new, c:leader())
+    assert.equals(term1, c:term(new))
+    assert.equals("follower", c:role(old))
+    assert.equals(term1, c:term(old))
+  end)
+
+  it("do not let a follower returning from a partition depose the leader", function()
+    local c = sim.cluster{nodes = 3, seed = 5}
+    local leader = elect(c)
+    local term = c:term(leader)
+    local f = others(c, 3, leader)[1]
+    c:isolate(f)
+    c:run(5000) -- many election timeouts alone: pre-vote keeps its term
+    assert.equals(term, c:term(f))
+    c:heal()
+    c:run(3000)
+    assert.equals(leader, c:leader())
+    assert.equals(term, c:term(leader))
+    local index = commit_value(c, leader, 42)
+    assert.is_true(c:run_until(function() return c:applied(f) >= index end, 2000))
+  end)
+
+  it("ignore a disruptive candidate while the leader is alive", function()
+    -- A node that campaigns by itself (as after a long pause) gets no pre-votes: the
+    -- others have heard from the leader within an election timeout.
+    local c = sim.cluster{nodes = 3, seed = 3}
+    local leader = elect(c)
+    local term = c:term(leader)
+    local f = others(c, 3, leader)[1]
+    c:campaign(f)
+    c:run(1000)
+    assert.equals(leader, c:leader())
+    assert.equals(term, c:term(leader))
+  end)
+end)
