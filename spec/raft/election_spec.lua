@@ -5,24 +5,8 @@ local sim = require("luaraft.sim")
 
 local ELECTION_MAX_MS = 200 -- 2 * election_ticks * tick_ms
 
-local function elect(c)
-  assert.is_true(c:run_until(function() return c:leader() ~= nil end, 5000), "no leader")
-  return c:leader()
-end
-
-local function others(c, n, ...)
-  local skip, out = {}, {}
-  for _, id in ipairs({...}) do skip[id] = true end
-  for id = 1, n do if not skip[id] then out[#out + 1] = id end end
-  return out
-end
-
-local function commit_value(c, leader, value)
-  local index = assert(c:propose(leader, value))
-  assert.is_true(c:run_until(function() return c:commit(leader) >= index end, 5000),
-                 "value " .. value .. " did not commit")
-  return index
-end
+local t = require("luaraft.test.cluster")
+local elect, commit_value = t.elect, t.commit_value
 
 describe("elections", function()
   it("elect exactly one leader in a healthy cluster, and keep it", function()
@@ -44,7 +28,7 @@ describe("elections", function()
     for seed = 1, 40 do
       local c = sim.cluster{nodes = 3, seed = seed}
       local leader = elect(c)
-      local f, s = table.unpack(others(c, 3, leader))
+      local f, s = table.unpack(t.others(c, leader))
       commit_value(c, leader, 1)
       c:isolate(s)
       local last
@@ -91,7 +75,7 @@ describe("elections", function()
     local c = sim.cluster{nodes = 3, seed = 5}
     local leader = elect(c)
     local term = c:term(leader)
-    local f = others(c, 3, leader)[1]
+    local f = t.others(c, leader)[1]
     c:isolate(f)
     c:run(5000) -- many election timeouts alone: pre-vote keeps its term
     assert.equals(term, c:term(f))
@@ -109,7 +93,7 @@ describe("elections", function()
     local c = sim.cluster{nodes = 3, seed = 3}
     local leader = elect(c)
     local term = c:term(leader)
-    local f = others(c, 3, leader)[1]
+    local f = t.others(c, leader)[1]
     c:campaign(f)
     c:run(1000)
     assert.equals(leader, c:leader())

@@ -1,10 +1,7 @@
 -- Leadership transfer and ReadIndex reads.
 local sim = require("luaraft.sim")
 
-local function elect(c)
-  assert.is_true(c:run_until(function() return c:leader() ~= nil end, 5000), "no leader")
-  return c:leader()
-end
+local elect = require("luaraft.test.cluster").elect
 
 local function other(leader, n)
   return leader % n + 1

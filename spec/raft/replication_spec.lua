@@ -1,16 +1,8 @@
 -- Replication: commit, crashes with unsynced writes, catch-up through snapshots.
 local sim = require("luaraft.sim")
 
-local function elect(c)
-  assert.is_true(c:run_until(function() return c:leader() ~= nil end, 5000), "no leader")
-  return c:leader()
-end
-
-local function followers(c, n, leader)
-  local out = {}
-  for id = 1, n do if id ~= leader then out[#out + 1] = id end end
-  return out
-end
+local t = require("luaraft.test.cluster")
+local elect, all_applied = t.elect, t.all_applied
 
 describe("replication", function()
   it("commits and applies proposals on every node", function()
@@ -18,10 +10,7 @@ describe("replication", function()
     local leader = elect(c)
     local last
     for v = 1, 100 do last = assert(c:propose(leader, v)) end
-    assert.is_true(c:run_until(function()
-      for id = 1, 5 do if c:applied(id) < last then return false end end
-      return true
-    end, 5000))
+    assert.is_true(c:run_until(all_applied(c, last), 5000))
     local log = c:log(leader)
     local values = {}
     for _, e in ipairs(log) do if e.value then values[#values + 1] = e.value end end
@@ -43,10 +32,7 @@ describe("replication", function()
     c:crash(leader)
     c:restart(leader)
     assert.equals(before, c:last_index(leader)) -- unsynced entries are gone
-    assert.is_true(c:run_until(function()
-      for id = 1, 3 do if c:applied(id) < last then return false end end
-      return true
-    end, 5000))
+    assert.is_true(c:run_until(all_applied(c, last), 5000))
     assert.are_not.equal(nil, c:leader())
     for id = 1, 3 do assert.same(c:log(c:leader()), c:log(id)) end
   end)
@@ -67,7 +53,7 @@ describe("replication", function()
   it("brings a follower far behind up to date through a snapshot", function()
     local c = sim.cluster{nodes = 3, seed = 6, snapshot_threshold = 20, snapshot_trailing = 5}
     local leader = elect(c)
-    local lagging = followers(c, 3, leader)[1]
+    local lagging = t.others(c, leader)[1]
     c:crash(lagging)
     local last
     for v = 1, 200 do

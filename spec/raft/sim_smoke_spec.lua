@@ -3,38 +3,8 @@
 -- safety is broken. Each test would fail if the feature it names stopped working.
 local sim = require("luaraft.sim")
 
-local function elect(c, max_ms)
-  assert.is_true(c:run_until(function() return c:leader() ~= nil end, max_ms or 5000),
-                 "no leader elected")
-  return c:leader()
-end
-
-local function count_leaders(c)
-  local n = 0
-  for id = 1, c:nodes() do
-    if c:role(id) == "leader" then n = n + 1 end
-  end
-  return n
-end
-
-local function all_applied(c, index)
-  return function()
-    for id = 1, c:nodes() do
-      local a = c:applied(id)
-      if a == nil or a < index then return false end
-    end
-    return true
-  end
-end
-
--- The values of the NORMAL entries of a log, in order.
-local function values(log)
-  local out = {}
-  for _, e in ipairs(log) do
-    if not e.noop then out[#out + 1] = e.value end
-  end
-  return out
-end
+local t = require("luaraft.test.cluster")
+local elect, count_leaders, all_applied, values = t.elect, t.count_leaders, t.all_applied, t.values
 
 describe("the simulator", function()
   it("elects exactly one leader in a 3-node cluster, and keeps it", function()

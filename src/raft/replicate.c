@@ -261,10 +261,7 @@ static void recv_reject(struct raft *r, struct progress *pr, const struct raft_m
         next = rejected; /* always move back past the rejected prev_index */
     }
     become_probe(pr, next);
-    replicate_send_append(r, pr, false);
-    if (pr->state == PROGRESS_PROBE && !pr->probe_sent) {
-        replicate_send_append(r, pr, true); /* probe even with nothing new to send */
-    }
+    replicate_send_append(r, pr, true);
 }
 
 static void recv_success(struct raft *r, struct progress *pr, const struct raft_message *m)
@@ -301,16 +298,23 @@ static void recv_success(struct raft *r, struct progress *pr, const struct raft_
     replicate_send_append(r, pr, false);
 }
 
+/* The progress of the follower that answered, now known to be alive; NULL when the
+ * answer is for a leadership we no longer hold, or from an unknown server. */
+static struct progress *answered_by(struct raft *r, const struct raft_message *m)
+{
+    struct progress *pr = r->role == RAFT_LEADER ? raft_progress(r, m->from) : NULL;
+    if (pr != NULL) {
+        pr->recent_active = true;
+    }
+    return pr;
+}
+
 void replicate_recv_append_resp(struct raft *r, const struct raft_message *m)
 {
-    if (r->role != RAFT_LEADER) {
-        return;
-    }
-    struct progress *pr = raft_progress(r, m->from);
+    struct progress *pr = answered_by(r, m);
     if (pr == NULL) {
         return;
     }
-    pr->recent_active = true;
     if (m->append_resp.success) {
         recv_success(r, pr, m);
     } else {
@@ -320,14 +324,10 @@ void replicate_recv_append_resp(struct raft *r, const struct raft_message *m)
 
 void replicate_recv_heartbeat_resp(struct raft *r, const struct raft_message *m)
 {
-    if (r->role != RAFT_LEADER) {
-        return;
-    }
-    struct progress *pr = raft_progress(r, m->from);
+    struct progress *pr = answered_by(r, m);
     if (pr == NULL) {
         return;
     }
-    pr->recent_active = true;
     if (m->heartbeat_resp.read_seq > pr->read_ack && m->heartbeat_resp.read_seq <= r->read_seq) {
         pr->read_ack = m->heartbeat_resp.read_seq;
         read_index_advance(r);
