@@ -69,3 +69,54 @@ describe("replication", function()
     assert.is_true(c:snapshot_index(lagging) > 0)
   end)
 end)
+
+describe("a full log", function()
+  it("refuses proposals until a snapshot compacts it, then takes them again", function()
+    local c = sim.cluster{nodes = 3, seed = 31, log_entries_max = 16, snapshot_trailing = 0}
+    local leader = elect(c)
+    local last, err
+    for v = 1, 40 do
+      local index, e = c:propose(leader, v)
+      if not index then err = e; break end
+      last = index
+    end
+    assert.equals("ELOGFULL", err)
+    assert.is_true(last < 16)
+    assert.is_true(c:run_until(all_applied(c, last), 2000))
+    for id = 1, 3 do assert.is_true(c:snapshot(id)) end
+    local index = assert(c:propose(leader, 100))
+    assert.is_true(c:run_until(all_applied(c, index), 2000))
+  end)
+
+  it("still lets a new leader commit its no-op, and so compact", function()
+    -- Every node's log is as full as proposals may make it; then the leader dies. The
+    -- slot kept free for a no-op lets the next leader commit in its term; without it,
+    -- nothing older could commit (Figure 8) and nothing could ever be compacted.
+    local c = sim.cluster{nodes = 3, seed = 32, log_entries_max = 16, snapshot_trailing = 0}
+    local leader = elect(c)
+    c:run(100)
+    local commit = c:commit(leader)
+    for n = 16, 1, -1 do -- one batch, so that it travels in one APPEND
+      if c:propose_many(leader, n) then break end
+    end
+    assert.is_nil(c:propose(leader, 7))
+    local full = c:last_index(leader)
+    c:crash(leader) -- its APPENDs are on the wire; nothing new is committed yet
+    assert.is_true(c:run_until(function()
+      for _, id in ipairs(t.others(c, leader)) do
+        if c:last_index(id) ~= full then return false end
+      end
+      return true
+    end, 1000))
+    for _, id in ipairs(t.others(c, leader)) do assert.equals(commit, c:commit(id)) end
+    local new
+    assert.is_true(c:run_until(function()
+      new = c:leader(); return new ~= nil and new ~= leader end, 5000))
+    assert.is_true(c:run_until(function()
+      return c:commit(new) == c:last_index(new) end, 2000), "the new leader did not commit")
+    assert.is_true(c:snapshot(new))
+    c:restart(leader)
+    local index = assert(c:propose(new, 8))
+    assert.is_true(c:run_until(function() return c:commit(new) >= index end, 2000))
+  end)
+end)

@@ -26,7 +26,7 @@ static void reject(struct raft *r, const struct raft_message *m)
         resp->append_resp.conflict_index = r->log.last + 1;
         return;
     }
-    lr_assert(prev > r->commit); /* committed entries always match */
+    lr_assert(prev > r->commit); /* checked by the caller */
     resp->append_resp.conflict_term = log_term(&r->log, prev);
     resp->append_resp.conflict_index = log_first_of_term(&r->log, prev, r->commit + 1);
 }
@@ -49,6 +49,7 @@ static void advance_commit(struct raft *r, raft_index leader_commit, raft_index 
 static uint32_t append_new(struct raft *r, raft_index first, struct raft_entry *e, uint32_t n)
 {
     uint32_t k = 0;
+    bool truncated = false;
     /* Skip the entries we already have. */
     while (k < n && first + k <= r->log.last) {
         raft_term have = log_term(&r->log, first + k);
@@ -61,18 +62,21 @@ static uint32_t append_new(struct raft *r, raft_index first, struct raft_entry *
             if (r->stable >= first + k) {
                 r->stable = first + k - 1;
             }
+            truncated = true;
             break;
         }
         k++;
     }
     uint32_t start = k;
-    while (k < n && log_has_room(&r->log, 1)) {
+    while (k < n && log_fits(&r->log, 1)) {
         if (e[k].term > r->term || log_append(&r->log, e[k].term, e[k].len) != 0) {
             break;
         }
         k++;
     }
-    if (k > start) {
+    /* A truncation is persisted even when nothing new fits after it, or a restart
+     * would bring the deleted entries back. */
+    if (k > start || truncated) {
         raft_persist_entries(r, first + start, e + start, k - start);
     }
     return k;
@@ -102,6 +106,9 @@ void follower_recv_append(struct raft *r, struct raft_message *m)
             return; /* a committed entry differs: the sender is not a valid leader */
         }
     } else if (raft_term_of(r, prev) != m->append.prev_term || prev > r->log.last) {
+        if (prev == r->commit) {
+            return; /* our committed entry differs: the sender is not a valid leader */
+        }
         reject(r, m);
         return;
     }

@@ -9,6 +9,11 @@
 #include "raft/raft.h"
 #include "util/rand.h"
 
+/* Terms and indexes beyond these are refused from peers, so that no arithmetic on them
+ * can wrap. Far beyond any real cluster's lifetime. */
+#define raft_term_max (UINT64_C(1) << 62)
+#define raft_index_max (UINT64_C(1) << 62)
+
 /* How the leader replicates to one follower (cf. etcd's tracker). */
 enum progress_state {
     PROGRESS_PROBE = 0,     /* one APPEND at a time until the follower's log matches */
@@ -127,6 +132,7 @@ void election_recv_vote_resp(struct raft *r, const struct raft_message *m);
 
 /* replicate.c: leader side. */
 void replicate_tick(struct raft *r);
+bool replicate_append_noop(struct raft *r);
 int replicate_propose(struct raft *r, struct raft_entry *entries, uint32_t n);
 void replicate_send_append(struct raft *r, struct progress *pr, bool allow_empty);
 void replicate_broadcast_append(struct raft *r);

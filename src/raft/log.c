@@ -5,7 +5,10 @@
 
 #include "util/assert.h"
 
-enum { log_cap_initial = 1024 };
+enum {
+    log_cap_initial = 1024,
+    log_noop_reserve_max = 64, /* at most this many entries kept for no-ops */
+};
 
 static uint64_t pow2_at_least(uint64_t n)
 {
@@ -19,6 +22,9 @@ static uint64_t pow2_at_least(uint64_t n)
 int log_init(struct raft_log *l, uint64_t entries_max, raft_index last)
 {
     lr_assert(entries_max > 0);
+    l->entries_max = entries_max;
+    l->noop_reserve =
+        entries_max / 2 < log_noop_reserve_max ? entries_max / 2 : log_noop_reserve_max;
     l->cap_max = pow2_at_least(entries_max);
     l->cap = l->cap_max < log_cap_initial ? l->cap_max : log_cap_initial;
     l->slots = malloc(l->cap * sizeof *l->slots);
@@ -58,7 +64,13 @@ uint32_t log_len(const struct raft_log *l, raft_index i)
 
 bool log_has_room(const struct raft_log *l, uint64_t n)
 {
-    return log_count(l) + n <= l->cap_max;
+    return n <= l->entries_max - l->noop_reserve &&
+           log_count(l) + n <= l->entries_max - l->noop_reserve;
+}
+
+bool log_fits(const struct raft_log *l, uint64_t n)
+{
+    return n <= l->entries_max && log_count(l) + n <= l->entries_max;
 }
 
 /* Doubles the ring, unwrapping it so that first sits at position 0. */
@@ -83,7 +95,7 @@ static int grow(struct raft_log *l)
 
 int log_append(struct raft_log *l, raft_term term, uint32_t len)
 {
-    lr_assert(log_has_room(l, 1));
+    lr_assert(log_fits(l, 1));
     lr_assert(term > 0);
     lr_implies(l->last >= l->first, term >= log_term(l, l->last));
     if (log_count(l) == l->cap) {

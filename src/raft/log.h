@@ -23,7 +23,9 @@ struct raft_log
     struct log_slot *slots;
     uint64_t cap;     /* a power of two */
     uint64_t cap_max; /* the ring never grows beyond this */
-    uint64_t head;    /* ring position of first */
+    uint64_t entries_max;
+    uint64_t noop_reserve; /* entries proposals leave free; see log_has_room() */
+    uint64_t head;         /* ring position of first */
     raft_index first;
     raft_index last;
 };
@@ -41,11 +43,20 @@ static inline uint64_t log_count(const struct raft_log *l)
 raft_term log_term(const struct raft_log *l, raft_index i);
 uint32_t log_len(const struct raft_log *l, raft_index i);
 
-/* True if n more entries fit. */
+/*
+ * Room for n more entries proposed by a leader. Proposals stop short of entries_max by a
+ * reserve kept for no-ops: a new leader must always be able to append its no-op, or with
+ * a full log it could never commit again (nothing older than its term commits before the
+ * no-op does; Figure 8), and so never compact. The reserve covers that many leaders in a
+ * row that fail before committing their no-op.
+ */
 bool log_has_room(const struct raft_log *l, uint64_t n);
 
-/* Appends one entry at last + 1. Precondition: log_has_room(l, 1); term not below the
- * last entry's. Errors: RAFT_ENOMEM when the ring cannot grow. */
+/* Room for n more entries of any kind (a follower's, a no-op): the hard limit. */
+bool log_fits(const struct raft_log *l, uint64_t n);
+
+/* Appends one entry at last + 1. Precondition: log_fits(l, 1); term positive and
+ * not below the last entry's. Errors: RAFT_ENOMEM when the ring cannot grow. */
 int log_append(struct raft_log *l, raft_term term, uint32_t len);
 
 /* Drops entries at index >= i. Precondition: first <= i <= last + 1. */

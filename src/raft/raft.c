@@ -82,10 +82,18 @@ static int config_check(const struct raft_config *c, const struct raft_boot *b)
         c->log_entries_max == 0 || c->reads_max == 0) {
         return RAFT_EINVAL;
     }
+    /* Upper bounds keep the arithmetic on them (2 * election_ticks, buffer sizes) far from
+     * wrapping; they are far above any useful setting. */
+    if (c->election_ticks > (1u << 20) || c->inflight_msgs_max > (1u << 16) ||
+        c->reads_max > (1u << 20) || c->log_entries_max > (UINT64_C(1) << 40) ||
+        c->append_entries_max > (1u << 20)) {
+        return RAFT_EINVAL;
+    }
     if (b->n_servers == 0 || b->n_servers > RAFT_SERVERS_MAX || b->n_entries > c->log_entries_max) {
         return RAFT_EINVAL;
     }
-    if (b->vote != 0 && b->term == 0) {
+    if ((b->vote != 0 && b->term == 0) || b->snapshot_term > b->term || b->term >= raft_term_max ||
+        b->snapshot_index >= raft_index_max) {
         return RAFT_EINVAL;
     }
     for (unsigned i = 0; i < b->n_servers; i++) {
@@ -267,16 +275,16 @@ bool raft_self_is_voter(const struct raft *r)
 }
 
 /*
- * Records entries to persist at first.. in this step's update. A step makes at most one
- * such request. Writing below the current end drops the suffix, so earlier persist
- * requests can no longer vouch for what is now at those indexes: bump the generation.
+ * Records entries to persist at first.. in this step's update (n = 0: only delete from
+ * first on). A step makes at most one such request. Writing below the current end drops the suffix,
+ * so earlier persist requests can no longer vouch for what is now at those indexes: bump the
+ * generation.
  */
 void raft_persist_entries(struct raft *r, raft_index first, const struct raft_entry *e, uint32_t n)
 {
     struct raft_update *u = r->u;
     lr_assert((u->flags & RAFT_UPDATE_ENTRIES) == 0);
     lr_assert(first > r->commit);
-    lr_assert(n > 0);
     u->flags |= RAFT_UPDATE_ENTRIES;
     u->append.first = first;
     u->append.n = n;
@@ -333,20 +341,24 @@ static bool check_term(struct raft *r, const struct raft_message *m)
     return true;
 }
 
-/* A message of our term from the leader of this term. */
-static void heard_from_leader(struct raft *r, const struct raft_message *m)
+/* A message of our term from the leader of this term. Returns false when we lead this
+ * term ourselves: a correct peer never claims it too (election safety), so drop it. */
+static bool heard_from_leader(struct raft *r, const struct raft_message *m)
 {
-    lr_assert(r->role != RAFT_LEADER); /* election safety: one leader per term */
+    if (r->role == RAFT_LEADER) {
+        return false;
+    }
     if (r->role != RAFT_FOLLOWER || r->leader != m->from) {
         role_become_follower(r, r->term, m->from);
     }
     r->election_elapsed = 0;
+    return true;
 }
 
 static void recv_timeout_now(struct raft *r, const struct raft_message *m)
 {
-    (void)m;
-    if (r->role != RAFT_LEADER && raft_self_is_voter(r)) {
+    /* Only our leader may hand us its leadership: the campaign disregards leases. */
+    if (r->role == RAFT_FOLLOWER && m->from == r->leader && raft_self_is_voter(r)) {
         election_campaign(r, true);
     }
 }
@@ -360,9 +372,60 @@ static void recv_read_index(struct raft *r, const struct raft_message *m)
     }
 }
 
+/* Entries a correct leader sends: positive terms that never decrease, from prev_term on,
+ * and none from a term past the message's. */
+static bool entries_sane(const struct raft_message *m)
+{
+    if (m->append.n_entries > 0 && m->append.entries == NULL) {
+        return false;
+    }
+    raft_term prev = m->append.prev_term;
+    for (uint32_t i = 0; i < m->append.n_entries; i++) {
+        raft_term t = m->append.entries[i].term;
+        if (t == 0 || t < prev || t > m->term) {
+            return false;
+        }
+        prev = t;
+    }
+    return true;
+}
+
+/*
+ * Fields no correct peer sends. The core drops such a message instead of letting it reach
+ * an assertion: a buggy or hostile peer must not crash the node. Indexes and terms stay
+ * far below where arithmetic on them could wrap.
+ */
+static bool message_sane(const struct raft *r, const struct raft_message *m)
+{
+    if (m->type < 1 || m->type > RAFT_MSG_TYPE_MAX || m->from == 0 || m->from == r->cfg.id ||
+        raft_progress((struct raft *)r, m->from) == NULL || m->term >= raft_term_max) {
+        return false;
+    }
+    switch (m->type) {
+        case RAFT_MSG_APPEND:
+            return m->append.prev_index < raft_index_max && m->append.prev_term <= m->term &&
+                   m->append.n_entries < raft_index_max - m->append.prev_index &&
+                   m->append.commit < raft_index_max && entries_sane(m);
+        case RAFT_MSG_APPEND_RESP:
+            return m->append_resp.index < raft_index_max &&
+                   m->append_resp.conflict_index < raft_index_max;
+        case RAFT_MSG_VOTE:
+            return m->vote.last_index < raft_index_max && m->vote.last_term <= m->term;
+        case RAFT_MSG_HEARTBEAT:
+            return m->heartbeat.commit < raft_index_max;
+        case RAFT_MSG_SNAPSHOT:
+            return m->snapshot.index > 0 && m->snapshot.index < raft_index_max &&
+                   m->snapshot.term > 0 && m->snapshot.term <= m->term;
+        case RAFT_MSG_READ_INDEX_RESP:
+            return m->read_index_resp.index < raft_index_max;
+        default:
+            return true;
+    }
+}
+
 static int recv(struct raft *r, struct raft_message *m)
 {
-    if (m->type < 1 || m->type > RAFT_MSG_TYPE_MAX || m->from == 0 || m->from == r->cfg.id) {
+    if (!message_sane(r, m)) {
         return RAFT_EINVAL;
     }
     if (!check_term(r, m)) {
@@ -370,16 +433,19 @@ static int recv(struct raft *r, struct raft_message *m)
     }
     switch (m->type) {
         case RAFT_MSG_APPEND:
-            heard_from_leader(r, m);
-            follower_recv_append(r, m);
+            if (heard_from_leader(r, m)) {
+                follower_recv_append(r, m);
+            }
             break;
         case RAFT_MSG_HEARTBEAT:
-            heard_from_leader(r, m);
-            follower_recv_heartbeat(r, m);
+            if (heard_from_leader(r, m)) {
+                follower_recv_heartbeat(r, m);
+            }
             break;
         case RAFT_MSG_SNAPSHOT:
-            heard_from_leader(r, m);
-            follower_recv_snapshot(r, m);
+            if (heard_from_leader(r, m)) {
+                follower_recv_snapshot(r, m);
+            }
             break;
         case RAFT_MSG_APPEND_RESP:
             replicate_recv_append_resp(r, m);

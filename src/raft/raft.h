@@ -179,7 +179,7 @@ struct raft_config
     uint32_t append_bytes_max;   /* payload bytes per APPEND message (one entry may exceed) */
     uint32_t inflight_msgs_max;  /* APPEND messages in flight per follower */
     uint64_t inflight_bytes_max; /* payload bytes in flight per follower */
-    uint64_t log_entries_max;    /* entries kept since the snapshot */
+    uint64_t log_entries_max;    /* entries kept since the compaction point */
     uint32_t reads_max;          /* pending ReadIndex requests */
 };
 
@@ -254,10 +254,11 @@ struct raft_event
 };
 
 /*
- * A ReadIndex result. Each READ_INDEX event gets exactly one, in this update or a later
- * one: a follower forwards the request to its leader and fails it if the leader changes
- * or does not answer within two election timeouts. Ids are the driver's; a core that
- * restarts forgets the requests of its previous life and drops answers to them.
+ * A ReadIndex result. Each READ_INDEX event that raft_step() accepted (it did not return
+ * RAFT_ETOOMANY) gets exactly one, in this update or a later one: a follower forwards the
+ * request to its leader and fails it if the leader changes or does not answer within two
+ * election timeouts. Ids are the driver's; a core that restarts forgets the requests of
+ * its previous life and drops answers to them.
  */
 struct raft_read
 {
@@ -287,10 +288,11 @@ enum {
  *    made durable in this order, atomically or in order: the hard state (term, vote);
  *    then the snapshot install (discard the whole log and the state machine and take the
  *    snapshot at snapshot.index from the leader that sent it); then the entries (delete
- *    every entry at index >= append.first, write append.entries there). Requests finish
- *    in the order they were made; when one is durable, the driver steps
- *    RAFT_EVENT_PERSISTED with persist. The entries must be readable by the driver at once
- *    (to fill APPEND messages and to apply), before they are durable.
+ *    every entry at index >= append.first, write the append.n entries there; n may be 0,
+ *    a truncation alone). Requests finish in the order they were made; when one is
+ *    durable, the driver steps RAFT_EVENT_PERSISTED with persist. The entries must be
+ *    readable by the driver at once (to fill APPEND messages and to apply), before they
+ *    are durable.
  *
  * 2. Send messages. A message with after_persist set leaves only once every persist
  *    request made so far, including this update's, is durable: vote grants and requests
@@ -352,10 +354,24 @@ void raft_free(struct raft *r);
 /*
  * Feeds one event to the core and fills *u with what to do (see struct raft_update).
  * Errors (the update is still valid and must still be carried out):
- *   PROPOSE: RAFT_ENOTLEADER, RAFT_EBUSY (transferring leadership), RAFT_ELOGFULL.
+ *   PROPOSE: RAFT_ENOTLEADER, RAFT_EBUSY (transferring leadership), RAFT_ELOGFULL,
+ *     RAFT_EINVAL (no entries), RAFT_ENOMEM.
  *   TRANSFER: RAFT_ENOTLEADER, RAFT_EINVAL (unknown target or self).
  *   READ_INDEX: RAFT_ETOOMANY.
- *   any: RAFT_EINVAL for an event or message of unknown type.
+ *   SNAPSHOT_TAKEN: RAFT_EINVAL (index past the commit index, or term not the entry's).
+ *   RECEIVE: RAFT_EINVAL for a message no correct peer sends (unknown type or sender,
+ *     a term or index near 2^62, entries whose terms decrease or pass the message's);
+ *     the message was dropped and the node goes on. Drivers should log and count these.
+ *   any: RAFT_EINVAL for an event of unknown type.
+ *
+ * Duties the core leaves to the driver:
+ *   - Deliver a SNAPSHOT message only once its data has arrived whole and verified; the
+ *     install in the update refers to that data. A leader re-sends SNAPSHOT when a
+ *     transfer seems stuck (2 election timeouts without an answer); a driver that is
+ *     still streaming the same (index, term) should carry on rather than restart.
+ *   - Take snapshots and step SNAPSHOT_TAKEN so that the log can be compacted: a log of
+ *     log_entries_max entries makes proposals fail with RAFT_ELOGFULL on a leader, and
+ *     makes a follower accept no more entries.
  */
 int raft_step(struct raft *r, struct raft_event *ev, struct raft_update *u);
 

@@ -198,6 +198,25 @@ static void maybe_send_timeout_now(struct raft *r, const struct progress *pr)
     }
 }
 
+/*
+ * Appends this term's no-op (paper section 8). Proposals keep slots free for it
+ * (log_has_room); if the log is full nonetheless, or an allocation fails, the leader's
+ * ticks retry.
+ */
+bool replicate_append_noop(struct raft *r)
+{
+    lr_assert(r->role == RAFT_LEADER);
+    if (raft_last_term(r) == r->term || !log_fits(&r->log, 1)) {
+        return false;
+    }
+    if (log_append(&r->log, r->term, 0) != 0) {
+        return false;
+    }
+    r->noop.term = r->term;
+    raft_persist_entries(r, r->log.last, &r->noop, 1);
+    return true;
+}
+
 int replicate_propose(struct raft *r, struct raft_entry *entries, uint32_t n)
 {
     if (r->role != RAFT_LEADER) {
@@ -339,6 +358,7 @@ void replicate_recv_heartbeat_resp(struct raft *r, const struct raft_message *m)
     if (pr->match < r->log.last) {
         replicate_send_append(r, pr, false);
     }
+    maybe_send_timeout_now(r, pr); /* in case the first one was lost */
 }
 
 /*
@@ -374,6 +394,9 @@ void replicate_tick(struct raft *r)
     lr_assert(r->role == RAFT_LEADER);
     r->heartbeat_elapsed++;
     r->election_elapsed++;
+    if (replicate_append_noop(r)) {
+        replicate_broadcast_append(r);
+    }
     if (r->election_elapsed >= r->cfg.election_ticks) {
         r->election_elapsed = 0;
         if (!quorum_active(r)) {

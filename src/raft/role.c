@@ -103,11 +103,7 @@ void role_become_leader(struct raft *r)
     for (unsigned i = 0; i < r->n_servers; i++) {
         reset_progress(r, &r->servers[i]);
     }
-    /* The log may be full; the no-op then waits for compaction like any proposal. */
-    if (log_has_room(&r->log, 1) && log_append(&r->log, r->term, 0) == 0) {
-        r->noop.term = r->term;
-        raft_persist_entries(r, r->log.last, &r->noop, 1);
-    }
+    replicate_append_noop(r);
     replicate_broadcast_append(r);
     replicate_maybe_commit(r);
 }

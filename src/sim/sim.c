@@ -473,6 +473,9 @@ static int node_boot(struct sim *s, struct sim_node *n)
     if (s->opt.inflight_msgs_max != 0) {
         cfg.inflight_msgs_max = s->opt.inflight_msgs_max;
     }
+    if (s->opt.log_entries_max != 0) {
+        cfg.log_entries_max = s->opt.log_entries_max;
+    }
     int rv = raft_init(&n->core, &cfg, &boot);
     free(entries);
     if (rv != 0) {
@@ -918,11 +921,34 @@ int sim_transfer(struct sim *s, raft_id id, raft_id target)
     return rv;
 }
 
+int sim_inject(struct sim *s, raft_id id, const struct raft_message *m)
+{
+    struct sim_node *n;
+    int rv = node_usable(s, id, &n);
+    if (rv != 0) {
+        return rv;
+    }
+    struct raft_event ev;
+    memset(&ev, 0, sizeof ev);
+    ev.type = RAFT_EVENT_RECEIVE;
+    ev.receive = *m;
+    struct raft_entry entries[sim_inject_entries_max];
+    if (m->type == RAFT_MSG_APPEND && m->append.n_entries > 0) {
+        if (m->append.n_entries > sim_inject_entries_max || m->append.entries == NULL) {
+            return SIM_EINVAL;
+        }
+        memcpy(entries, m->append.entries, m->append.n_entries * sizeof entries[0]);
+        ev.receive.append.entries = entries;
+    }
+    sim_trace_add(s, SIM_TR_INJECT, id, m->from, m->type, m->term, 0, 0, 0, 0, 0);
+    sim_step_node(s, n, &ev, &rv);
+    return rv;
+}
+
 /*
- * A plain campaign steps RAFT_EVENT_CAMPAIGN (pre-vote first). A forced one delivers a
- * TIMEOUT_NOW as if the node's leader (or another node) had sent it, which is what a
- * leadership transfer does: no pre-vote, and voters disregard their leader lease. Scenario
- * scripts use it to make a chosen node campaign while the others still hear a leader.
+ * Steps RAFT_EVENT_CAMPAIGN: pre-vote first, or with force no pre-vote and voters told to
+ * disregard their leader lease, as a leadership transfer does. Scenario scripts use force
+ * to make a chosen node campaign while the others still hear a leader.
  */
 int sim_campaign(struct sim *s, raft_id id, bool force)
 {
@@ -934,19 +960,8 @@ int sim_campaign(struct sim *s, raft_id id, bool force)
     sim_trace_add(s, SIM_TR_CAMPAIGN, id, 0, force, 0, 0, 0, 0, 0, 0);
     struct raft_event ev;
     memset(&ev, 0, sizeof ev);
-    raft_id from = raft_leader_of(n->core);
-    if (from == 0 || from == id) {
-        from = id == 1 ? 2 : 1;
-    }
-    if (force && from <= s->n_nodes) {
-        ev.type = RAFT_EVENT_RECEIVE;
-        ev.receive.type = RAFT_MSG_TIMEOUT_NOW;
-        ev.receive.from = from;
-        ev.receive.to = id;
-        ev.receive.term = raft_current_term(n->core);
-    } else {
-        ev.type = RAFT_EVENT_CAMPAIGN;
-    }
+    ev.type = RAFT_EVENT_CAMPAIGN;
+    ev.campaign.force = force;
     sim_step_node(s, n, &ev, &rv);
     return rv;
 }

@@ -47,6 +47,7 @@ enum {
     sim_trace_lines_max = 1024,       /* trace lines kept in the ring */
     sim_failure_trace_lines = 64,     /* trace lines in a failure message */
     sim_failure_bytes_max = 12288,    /* a failure message, trace tail included */
+    sim_inject_entries_max = 64,      /* entries in one injected APPEND */
 };
 
 /* Error codes of the simulator itself. They do not overlap the core's RAFT_E* codes. */
@@ -80,6 +81,7 @@ struct sim_options
     uint64_t snapshot_trailing;  /* entries kept behind a snapshot for slow followers */
     uint32_t append_entries_max; /* passed to every core; 0: the core's default */
     uint32_t inflight_msgs_max;  /* passed to every core; 0: the core's default */
+    uint64_t log_entries_max;    /* passed to every core; 0: the core's default */
     bool trace_stderr;           /* also print every trace line to stderr */
 };
 
@@ -186,8 +188,16 @@ int sim_read_result(const struct sim *s,
 
 /* Errors: SIM_ENOENT, SIM_EDOWN, SIM_EPAUSED, SIM_EFAILED, RAFT_ENOTLEADER, RAFT_EINVAL. */
 int sim_transfer(struct sim *s, raft_id id, raft_id target);
+/*
+ * Hands node id a message as if it came off the network now, bypassing links and faults:
+ * for specs that feed a node what no correct peer sends. APPEND entries are copied (at
+ * most sim_inject_entries_max; their buf may be NULL).
+ * Errors: SIM_ENOENT, SIM_EDOWN, SIM_EPAUSED, SIM_EFAILED, SIM_EINVAL, or the core's
+ * answer (RAFT_EINVAL for a message it dropped as malformed).
+ */
+int sim_inject(struct sim *s, raft_id id, const struct raft_message *m);
 /* Makes node id campaign now. force: skip the pre-vote and have voters disregard their
- * leader lease, as a leadership transfer does (delivered as a TIMEOUT_NOW).
+ * leader lease, as a leadership transfer does.
  * Errors: SIM_ENOENT, SIM_EDOWN, SIM_EPAUSED, SIM_EFAILED. */
 int sim_campaign(struct sim *s, raft_id id, bool force);
 /* Takes a snapshot at the node's applied index now.

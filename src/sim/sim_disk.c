@@ -212,7 +212,8 @@ static void persist_install(struct sim *s,
     sim_check_apply(s, n, msg->snap.index, msg->snap.chain, msg->snap.fsm);
 }
 
-/* ENTRIES: delete every entry at index >= first and write the new ones there. */
+/* ENTRIES: delete every entry at index >= first and write the new ones there (none: a
+ * truncation alone). */
 static void persist_entries(struct sim *s,
                             struct sim_node *n,
                             struct sim_write *w,
@@ -221,7 +222,7 @@ static void persist_entries(struct sim *s,
     raft_index first = u->append.first;
     uint32_t count = u->append.n;
     raft_index last = sim_log_last_index(&n->log);
-    if (count == 0 || first <= n->log.offset || first > last + 1) {
+    if ((count == 0 && first > last) || first <= n->log.offset || first > last + 1) {
         sim_fail(s, "entries written outside the log", n->id, first, 0,
                  "%u entries; the log holds %llu..%llu", count,
                  (unsigned long long)n->log.offset + 1, (unsigned long long)last);
@@ -241,7 +242,7 @@ static void persist_entries(struct sim *s,
     w->entries = true;
     w->first = first;
     w->n = count;
-    w->e = malloc(count * sizeof *w->e);
+    w->e = malloc((count > 0 ? count : 1) * sizeof *w->e);
     lr_assert(w->e != NULL);
     for (uint32_t k = 0; k < count; k++) {
         const struct raft_entry *re = &u->append.entries[k];

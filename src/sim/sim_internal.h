@@ -177,6 +177,7 @@ enum sim_trace_kind {
     SIM_TR_READ_DONE,
     SIM_TR_TRANSFER,
     SIM_TR_CAMPAIGN,
+    SIM_TR_INJECT,
     SIM_TR_DISCARD,
     SIM_TR_WIPE,
 };

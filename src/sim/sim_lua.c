@@ -20,15 +20,13 @@
  *            tick_ms=10, net_delay_min_ms=1, net_delay_max_ms=5, disk_delay_min_ms=0.1,
  *            disk_delay_max_ms=2, snapshot_threshold=0, snapshot_trailing=10,
  *            append_entries_max=<core default>, inflight_msgs_max=<core default>,
- *            trace=<LUARAFT_TRACE>}
- *          sim.random_run{seed=, steps=} -> true, stats | false, message, stats
- *          sim.random_runs{first=, count=, steps=, stop_at_first=} -> {failures=, runs=,
- *            first_failed=, message=, steps=, stats=}
- * Time:    c:step() -> bool; c:run(ms); c:run_until(fn, max_ms) -> bool; c:now() -> ms
- * Nodes:   c:nodes(); c:leader() -> id | nil; c:role(id) -> "follower" | "precandidate" |
- *          "candidate" | "leader" | "down"; c:paused(id); c:term, commit, last_index,
- *          applied, snapshot_index, first_index, stable_index, voted_for, known_leader,
- *          fsm_hash (id) -> integer | nil when down; c:term_at(id, index); c:log(id);
+ * log_entries_max=<core default>, trace=<LUARAFT_TRACE>} sim.random_run{seed=, steps=} -> true,
+ * stats | false, message, stats sim.random_runs{first=, count=, steps=, stop_at_first=} ->
+ * {failures=, runs=, first_failed=, message=, steps=, stats=} Time:    c:step() -> bool; c:run(ms);
+ * c:run_until(fn, max_ms) -> bool; c:now() -> ms Nodes:   c:nodes(); c:leader() -> id | nil;
+ * c:role(id) -> "follower" | "precandidate" | "candidate" | "leader" | "down"; c:paused(id);
+ * c:term, commit, last_index, applied, snapshot_index, first_index, stable_index, voted_for,
+ * known_leader, fsm_hash (id) -> integer | nil when down; c:term_at(id, index); c:log(id);
  *          c:peer(leader, id) -> {voter=, match=, next=, state=}
  * Clients: c:propose(id, value) -> index; c:propose_many(id, n [, first_value]) -> first
  *          index; c:read_index(id) -> reqid; c:read_result(reqid) -> "pending" | index,
@@ -189,6 +187,8 @@ static int l_cluster(lua_State *L)
             (uint64_t)opt_int(L, 1, "snapshot_trailing", (lua_Integer)o.snapshot_trailing);
         o.append_entries_max = (uint32_t)opt_int(L, 1, "append_entries_max", o.append_entries_max);
         o.inflight_msgs_max = (uint32_t)opt_int(L, 1, "inflight_msgs_max", o.inflight_msgs_max);
+        o.log_entries_max =
+            (uint64_t)opt_int(L, 1, "log_entries_max", (lua_Integer)o.log_entries_max);
         lua_getfield(L, 1, "trace"); /* trace */
         o.trace_stderr = lua_isnil(L, -1) ? env_trace() : lua_toboolean(L, -1);
         lua_pop(L, 1);
@@ -531,6 +531,77 @@ static int l_campaign(lua_State *L)
     return push_result(L, c, sim_campaign(c->s, id, lua_toboolean(L, 3)));
 }
 
+static const char *const msg_type_names[] = {
+    "APPEND",   "APPEND_RESP", "VOTE",       "VOTE_RESP",       "HEARTBEAT", "HEARTBEAT_RESP",
+    "SNAPSHOT", "TIMEOUT_NOW", "READ_INDEX", "READ_INDEX_RESP", NULL,
+};
+
+static uint64_t opt_u64(lua_State *L, int t, const char *field)
+{
+    lua_getfield(L, t, field); /* ... v */
+    lua_Integer v = luaL_optinteger(L, -1, 0);
+    lua_pop(L, 1); /* ... */
+    return (uint64_t)v;
+}
+
+/*
+ * c:inject(id, {type = "APPEND", from =, term =, ...}) -> true | nil, err: hands node id a
+ * message no link carried, with the fields of struct raft_message by name (entries as
+ * {{term =, type =, len =}, ...}). For specs of malformed peer input.
+ */
+static int l_inject(lua_State *L)
+{
+    struct cluster *c = check_cluster(L);
+    raft_id id = check_node(L, c, 2);
+    luaL_checktype(L, 3, LUA_TTABLE);
+    struct raft_message m;
+    memset(&m, 0, sizeof m);
+    lua_getfield(L, 3, "type"); /* ... type */
+    m.type = (uint8_t)(luaL_checkoption(L, -1, NULL, msg_type_names) + 1);
+    lua_pop(L, 1); /* ... */
+    m.from = opt_u64(L, 3, "from");
+    m.to = id;
+    m.term = opt_u64(L, 3, "term");
+    struct raft_entry entries[sim_inject_entries_max];
+    memset(entries, 0, sizeof entries);
+    switch (m.type) {
+        case RAFT_MSG_APPEND:
+            m.append.prev_index = opt_u64(L, 3, "prev_index");
+            m.append.prev_term = opt_u64(L, 3, "prev_term");
+            m.append.commit = opt_u64(L, 3, "commit");
+            lua_getfield(L, 3, "entries"); /* ... entries */
+            if (lua_istable(L, -1)) {
+                lua_Integer n = luaL_len(L, -1);
+                luaL_argcheck(L, n <= sim_inject_entries_max, 3, "too many entries");
+                for (lua_Integer i = 1; i <= n; i++) {
+                    lua_geti(L, -1, i); /* ... entries e */
+                    entries[i - 1].term = opt_u64(L, lua_gettop(L), "term");
+                    entries[i - 1].type = (uint32_t)opt_u64(L, lua_gettop(L), "type");
+                    entries[i - 1].len = (uint32_t)opt_u64(L, lua_gettop(L), "len");
+                    lua_pop(L, 1); /* ... entries */
+                }
+                m.append.n_entries = (uint32_t)n;
+                m.append.entries = entries;
+            }
+            lua_pop(L, 1); /* ... */
+            break;
+        case RAFT_MSG_SNAPSHOT:
+            m.snapshot.index = opt_u64(L, 3, "index");
+            m.snapshot.term = opt_u64(L, 3, "snapshot_term");
+            break;
+        case RAFT_MSG_HEARTBEAT:
+            m.heartbeat.commit = opt_u64(L, 3, "commit");
+            break;
+        case RAFT_MSG_VOTE:
+            m.vote.last_index = opt_u64(L, 3, "last_index");
+            m.vote.last_term = opt_u64(L, 3, "last_term");
+            break;
+        default:
+            break;
+    }
+    return push_result(L, c, sim_inject(c->s, id, &m));
+}
+
 static int l_snapshot(lua_State *L)
 {
     struct cluster *c = check_cluster(L);
@@ -860,6 +931,7 @@ static const luaL_Reg cluster_methods[] = {
     {"read_result", l_read_result},
     {"transfer", l_transfer},
     {"campaign", l_campaign},
+    {"inject", l_inject},
     {"snapshot", l_snapshot},
     {"partition", l_partition},
     {"cut", l_cut},

@@ -269,6 +269,10 @@ static void format_body(const struct sim_trace_rec *r, char *buf, size_t size, s
         case SIM_TR_CAMPAIGN:
             put(buf, size, pos, r->sub ? "campaign (forced)" : "campaign");
             break;
+        case SIM_TR_INJECT:
+            put(buf, size, pos, "injected %s from n%u term %" PRIu64, raft_msg_name(r->sub),
+                r->peer, a[0]);
+            break;
         case SIM_TR_DISCARD:
             put(buf, size, pos,
                 "discards durable entries %" PRIu64 "..%" PRIu64
