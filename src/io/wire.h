@@ -1,0 +1,171 @@
+/*
+ * The peer wire format: framing and the codec of struct raft_message. Pure (no IO), so the
+ * transport stays small and the decoder can be fuzzed from specs.
+ *
+ * A frame is a 16-byte header then a body, every integer big-endian:
+ *
+ *   magic u32 (WIRE_MAGIC)  version u8  type u8  flags u16 (0)  length u32  crc32c u32
+ *
+ * length counts the body bytes; crc32c is the CRC-32C of the header's first 12 bytes (magic
+ * to length) followed by the body, so that a damaged type or length is caught as surely as
+ * a damaged body (HEARTBEAT and SNAPSHOT bodies have the same shape). type is a raft message
+ * type (RAFT_MSG_APPEND .. RAFT_MSG_TYPE_MAX, the same numbers) or WIRE_HANDSHAKE.
+ *
+ * Raft message body: from u64, to u64, term u64, then by type:
+ *   APPEND           prev_index u64, prev_term u64, commit u64, n_entries u32, then per
+ *                    entry: term u64, type u32, len u32, len payload bytes
+ *   APPEND_RESP      success u8, index u64, conflict_term u64, conflict_index u64
+ *   VOTE             prevote u8, transfer u8, last_index u64, last_term u64
+ *   VOTE_RESP        prevote u8, granted u8
+ *   HEARTBEAT        commit u64, read_seq u64
+ *   HEARTBEAT_RESP   read_seq u64
+ *   SNAPSHOT         index u64, term u64
+ *   TIMEOUT_NOW      nothing
+ *   READ_INDEX       id u64
+ *   READ_INDEX_RESP  id u64, index u64
+ * Booleans are one byte, 0 or 1. after_persist is local to a node and not sent.
+ *
+ * Handshake body (the first frame each way on a new connection, so a peer says who it is
+ * before any raft message is accepted): node_id u64, cluster_id_len u16, cluster_id bytes.
+ *
+ * A decoder rejects, in this order, and before allocating anything: a bad magic, an
+ * unknown version, an unknown type, nonzero flags, a length above the frame's limit
+ * (frame_bytes_max, or handshake_bytes_max for a handshake), then a checksum mismatch, then
+ * any body field out of bounds, a count the remaining bytes cannot hold, or trailing
+ * bytes. A version bump is how the format changes; flags are reserved for it.
+ */
+#ifndef LUARAFT_IO_WIRE_H
+#define LUARAFT_IO_WIRE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "raft/raft.h"
+#include "util/buf.h"
+
+#define WIRE_MAGIC 0x4c524654U /* "LRFT" */
+#define WIRE_VERSION 1
+#define WIRE_HEADER_BYTES 16
+#define WIRE_HANDSHAKE 64 /* frame type of the handshake; raft message types are below */
+
+/* Bytes of an entry's fixed part (term, type, len): bounds n_entries by the body length. */
+#define WIRE_ENTRY_HEADER_BYTES 16
+
+/* The longest cluster id, in bytes. */
+#define WIRE_CLUSTER_ID_BYTES_MAX 255
+
+/* Return codes; wire_strerror() names them. */
+enum {
+    WIRE_EMAGIC = -1,     /* "bad magic" */
+    WIRE_EVERSION = -2,   /* "unsupported version" */
+    WIRE_ETYPE = -3,      /* "unknown frame type" */
+    WIRE_EFLAGS = -4,     /* "unknown flags" */
+    WIRE_ETOOBIG = -5,    /* "frame too big" */
+    WIRE_ECHECKSUM = -6,  /* "checksum mismatch" */
+    WIRE_ETRUNCATED = -7, /* "truncated body" */
+    WIRE_ETRAILING = -8,  /* "trailing bytes after body" */
+    WIRE_ETOOMANY = -9,   /* "too many entries" */
+    WIRE_EINVAL = -10,    /* "invalid field value" */
+    WIRE_ENOMEM = -11,    /* "out of memory" */
+};
+
+/* Returns a static message for a code above (or "unknown error"). */
+const char *wire_strerror(int rv);
+
+/* Limits on what a decoder accepts. */
+struct wire_limits
+{
+    uint32_t frame_bytes_max;     /* body of a raft message frame (default 64 MiB) */
+    uint32_t handshake_bytes_max; /* body of a handshake, sent before authentication (4 KiB) */
+    uint32_t entries_max;         /* entries in one APPEND (4096) */
+};
+
+/* Fills *l with the defaults above. */
+void wire_limits_default(struct wire_limits *l);
+
+struct wire_header
+{
+    uint8_t version;
+    uint8_t type;
+    uint16_t flags;
+    uint32_t length; /* body bytes */
+    uint32_t crc;    /* of the body */
+};
+
+struct wire_handshake
+{
+    raft_id node_id;
+    const char *cluster_id;  /* not NUL-terminated; when decoded, points into the frame */
+    uint16_t cluster_id_len; /* 1 .. WIRE_CLUSTER_ID_BYTES_MAX */
+};
+
+/* A decoded frame: type says which member is valid. */
+struct wire_frame
+{
+    uint8_t type; /* a raft message type or WIRE_HANDSHAKE */
+    union {
+        struct raft_message msg;
+        struct wire_handshake handshake;
+    };
+};
+
+/*
+ * Returns the bytes of the frame that carries m, header included. For an APPEND,
+ * m->append.entries must hold the n_entries entries with their payloads.
+ */
+size_t wire_message_bytes(const struct raft_message *m);
+
+/*
+ * Encodes m as one frame into out, which has room for wire_message_bytes(m) bytes.
+ *
+ * Errors: WIRE_ETOOBIG (the body would not fit the u32 length; nothing useful is in out).
+ */
+int wire_encode_message_into(const struct raft_message *m, uint8_t *out);
+
+/* Appends the frame that carries m to b. Errors: WIRE_ETOOBIG; WIRE_ENOMEM (b unchanged). */
+int wire_encode_message(struct buf *b, const struct raft_message *m);
+
+/*
+ * Appends a handshake frame to b. hs->cluster_id_len must be 1 .. WIRE_CLUSTER_ID_BYTES_MAX.
+ * Errors: WIRE_ENOMEM (b unchanged).
+ */
+int wire_encode_handshake(struct buf *b, const struct wire_handshake *hs);
+
+/*
+ * Decodes and checks a frame header from WIRE_HEADER_BYTES bytes at p: magic, version,
+ * type, flags and the length against the limit of its type. Call it as soon as the header
+ * has arrived, and allocate for the body only when it succeeds.
+ *
+ * Errors: WIRE_EMAGIC, WIRE_EVERSION, WIRE_ETYPE, WIRE_EFLAGS, WIRE_ETOOBIG.
+ */
+int wire_decode_header(const uint8_t *p, const struct wire_limits *limits, struct wire_header *h);
+
+/*
+ * Checks the body's checksum, then decodes it into *f. Zero-copy: entry payloads and the
+ * cluster id point into body, which must outlive them. For an APPEND with entries,
+ * f->msg.append.entries is malloc'ed (at most min(entries_max, length / 16) entries);
+ * release it with wire_frame_free().
+ *
+ * Errors: WIRE_ECHECKSUM, WIRE_ETRUNCATED, WIRE_ETRAILING, WIRE_ETOOMANY, WIRE_EINVAL,
+ * WIRE_ENOMEM. *f holds nothing to free after an error.
+ */
+int wire_decode_body(const struct wire_header *h,
+                     const uint8_t *body,
+                     const struct wire_limits *limits,
+                     struct wire_frame *f);
+
+/*
+ * Decodes the frame at the front of p[0, len): header, then body, as above. Returns the
+ * frame's size in bytes (> 0), 0 when p holds too little of it yet (a header error is
+ * reported as soon as the header is in, without waiting for the body), or an error of
+ * wire_decode_header() or wire_decode_body().
+ */
+int64_t wire_decode(const uint8_t *p,
+                    size_t len,
+                    const struct wire_limits *limits,
+                    struct wire_frame *f);
+
+/* Frees what a successful decode allocated (the entry array). */
+void wire_frame_free(struct wire_frame *f);
+
+#endif
