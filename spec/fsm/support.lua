@@ -1,0 +1,39 @@
+-- Shared by the spec/fsm specs (loaded with dofile, so busted does not run it as a spec).
+local S = {}
+
+S.fsm = require("luaraft.fsm")
+
+-- The project root, from this file's path.
+S.root = debug.getinfo(1, "S").source:sub(2):match("^(.*)/spec/fsm/[^/]*$") or "."
+
+-- Writes source to a temporary file and returns its path; S.cleanup() removes them all.
+local paths = {}
+function S.script(source)
+    local path = os.tmpname()
+    local f = assert(io.open(path, "w"))
+    f:write(source)
+    f:close()
+    paths[#paths + 1] = path
+    return path
+end
+
+function S.cleanup()
+    for _, path in ipairs(paths) do
+        os.remove(path)
+    end
+    paths = {}
+end
+
+-- Opens source as a machine (asserting it loads).
+function S.open(source, limits)
+    local m, err = S.fsm.open(S.script(source), limits)
+    assert(m, err)
+    return m
+end
+
+-- Applies cmd and decodes the reply.
+function S.apply(m, cmd, ctx)
+    return S.fsm.decode(m:apply(cmd, ctx or { index = 1, term = 1, time_ms = 0, seed = 1 }))
+end
+
+return S

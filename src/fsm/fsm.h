@@ -1,0 +1,209 @@
+/*
+ * The Lua host: runs the replicated state machine, a Lua script, in a sandbox that makes
+ * it deterministic. It knows Lua, not Raft: the node feeds it committed commands in log
+ * order (fsm_apply), reads (fsm_query), and asks it for snapshots.
+ *
+ * The script is a module that returns a table:
+ *
+ *   local M = {}
+ *   function M.apply(cmd, ctx) ... return reply end  -- cmd = {"SET", "k", "v"}
+ *   function M.query(cmd) ... return reply end       -- optional; read-only commands
+ *   function M.snapshot(w) w:write(bytes) end        -- optional; stream the state out
+ *   function M.restore(r) ... r:read() ... end       -- optional; r:read() -> chunk | nil
+ *   M.reads = { GET = true }                         -- or { "GET", ... }; case-insensitive
+ *   return M
+ *
+ * ctx is a fresh table {index=, term=, time_ms=, time= (time_ms // 1000), seed=}.
+ *
+ * Replies are encoded straight to RESP2: string -> bulk string; integer -> integer; a
+ * float with an integral value -> integer, other floats -> bulk string ("%.17g"); nil and
+ * false -> null bulk; true -> integer 1; {ok = "s"} -> status +s; {err = "s"} -> error -s;
+ * any other table -> array of t[1], t[2], ... up to the first nil (never #t, whose border
+ * depends on the table's layout), at most fsm_reply_depth_max levels deep.
+ *
+ * A Lua error inside apply or query becomes an error reply and the fsm stays usable:
+ * error("msg") -> "-ERR msg" with the "chunk:line: " prefix removed, error({err = "X y"})
+ * -> "-X y". The reply is the same on every replica. The script's effects up to the
+ * error are kept (there is no rollback), which is deterministic too.
+ *
+ * The sandbox (sandbox.c), in force while the script loads and in every call:
+ *  - libraries: base (without dofile, loadfile, print, warn; load accepts text only),
+ *    string (without dump), table, math, utf8, and os with only time and clock. No io,
+ *    package/require, debug, coroutine.
+ *  - os.time() is the time of the entry being applied in seconds (time_ms // 1000; the
+ *    last applied entry's time outside apply), os.clock() the same as a float.
+ *  - math.randomseed(ctx.seed) runs before each apply; math.randomseed() without an
+ *    argument is refused.
+ *  - pairs visits keys in sorted order (numbers ascending, then strings by bytes, then
+ *    false, true); next(t, k) returns the sorted successor. A key of another type raises
+ *    "non-deterministic key type". Both charge the table size to the instruction budget.
+ *  - table.sort is a stable merge sort written in Lua (the C one picks random pivots).
+ *  - tostring of tables, functions and userdata gives the type name (or __name), never
+ *    an address; string.format refuses %p and formats such values the same way.
+ *  - collectgarbage accepts only "collect"; setmetatable refuses __gc and __mode.
+ *  - after the script has loaded, globals are locked: creating one is an error.
+ *  - C functions that do work in proportion to string sizes in one instruction charge
+ *    one instruction per 64 bytes: string.rep and string.format (output), string.find,
+ *    match, gsub, upper, lower, reverse (input and output), table.concat (output).
+ *  - instruction budget (limits.instructions_max, VM instructions per call, counted by a
+ *    count hook; also while the script loads): once spent, every further instruction
+ *    raises again, so pcall inside the script cannot swallow it; the reply is
+ *    "-ERR script exceeded its instruction budget".
+ *  - memory cap (limits.memory_bytes_max, bytes the Lua heap may hold): an allocation
+ *    that still does not fit after Lua's emergency collection fails, and so does every
+ *    later one until the call unwinds; the reply is "-ERR script exceeded its memory
+ *    budget". It is deterministic as far as the heap's live size after a full collection
+ *    is, which can differ a little between a replayed and a restored state: keep the cap
+ *    well above the state's size, as a guard against runaway commands.
+ *  - neither limit applies to fsm_snapshot and fsm_restore.
+ *
+ * Thread confinement: an fsm and everything it returns belong to the thread that uses
+ * it; there is no shared or global state, so one fsm per thread needs no locks.
+ */
+#ifndef LUARAFT_FSM_FSM_H
+#define LUARAFT_FSM_FSM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Error codes: every function returns 0 or one of these. */
+enum {
+    FSM_ENOMEM = -1,  /* C-side allocation failed, or the Lua state could not be made */
+    FSM_ELOAD = -2,   /* the script could not be read, compiled, run or checked */
+    FSM_ENOTSUP = -3, /* the script has no query, snapshot or restore function */
+    FSM_ESCRIPT = -4, /* the script raised an error in snapshot or restore */
+    FSM_ESTREAM = -5, /* the write or read callback returned an error */
+    FSM_EINVAL = -6,  /* bad arguments (argc < 1, ...) */
+};
+
+enum {
+    fsm_reply_depth_max = 32,                /* nesting of array replies */
+    fsm_script_bytes_max = 16 * 1024 * 1024, /* size of the script file */
+    fsm_error_bytes_max = 1024,              /* an error reply's text, and fsm_last_error */
+};
+
+/* A short, static description of an FSM_E* code. */
+const char *fsm_strerror(int rv);
+
+/* Zero means "no limit" for both. */
+struct fsm_limits
+{
+    uint64_t instructions_max; /* Lua VM instructions per apply/query/load */
+    size_t memory_bytes_max;   /* bytes the Lua heap may hold */
+};
+
+/* What the leader assigned to the entry: the same on every replica. */
+struct fsm_ctx
+{
+    uint64_t index;
+    uint64_t term;
+    int64_t time_ms; /* leader's clock when it appended the entry */
+    uint64_t seed;   /* seeds math.random for this entry */
+};
+
+/* A growable buffer of RESP2 bytes. Zero-initialized or fsm_reply_init() is empty. */
+struct fsm_reply
+{
+    char *data;
+    size_t len;
+    size_t cap;
+};
+
+void fsm_reply_init(struct fsm_reply *r);
+void fsm_reply_reset(struct fsm_reply *r); /* len = 0, keeps the memory */
+void fsm_reply_free(struct fsm_reply *r);
+
+struct fsm;
+
+/*
+ * Creates a Lua state, opens the sandbox, and runs the script at script_path (text only,
+ * at most fsm_script_bytes_max bytes) under the limits. The script must return a table
+ * with an apply function; query, snapshot, restore and reads are optional. limits may
+ * be NULL (no limits). On success *out is the new fsm.
+ *
+ * Errors (errmsg, when not NULL, gets a NUL-terminated message; *out is untouched):
+ *   FSM_ENOMEM  the Lua state or the fsm could not be allocated;
+ *   FSM_ELOAD   the file could not be read, the script did not compile, raised an error
+ *               (the Lua message with a traceback), exceeded a limit, or did not return
+ *               a table with an apply function.
+ */
+int fsm_open(struct fsm **out,
+             const char *script_path,
+             const struct fsm_limits *limits,
+             char *errmsg,
+             size_t errmsg_size);
+
+/* Closes the Lua state and frees the fsm. f may be NULL. */
+void fsm_close(struct fsm *f);
+
+/*
+ * Whether the command name is listed in the script's M.reads (read at load time),
+ * ASCII case-insensitively. Never fails and does not touch the Lua state.
+ */
+bool fsm_is_read(struct fsm *f, const char *name, size_t len);
+
+/*
+ * Runs M.apply(cmd, ctx) with cmd = {argv[0], ..., argv[argc - 1]} and appends the
+ * reply to out (RESP2 bytes). A script error, an exceeded budget or an unencodable
+ * reply value is an error reply, still with return value 0: the caller sends out's
+ * bytes either way. After the call, out holds exactly one more reply, or is unchanged.
+ *
+ * Errors: FSM_EINVAL (argc < 1); FSM_ENOMEM (out could not grow).
+ */
+int fsm_apply(struct fsm *f,
+              const struct fsm_ctx *ctx,
+              int argc,
+              const char *const *argv,
+              const size_t *argvlen,
+              struct fsm_reply *out);
+
+/*
+ * Runs M.query(cmd) like fsm_apply, without a ctx: os.time() is the last applied
+ * entry's time and math.random continues from where the last call left it. The sandbox
+ * does not stop a query from writing state; the script's query must not.
+ *
+ * Errors: FSM_ENOTSUP (the script has no query function; out unchanged); FSM_EINVAL;
+ * FSM_ENOMEM.
+ */
+int fsm_query(struct fsm *f,
+              int argc,
+              const char *const *argv,
+              const size_t *argvlen,
+              struct fsm_reply *out);
+
+/*
+ * Snapshot streaming callbacks. A write callback takes the next len bytes. A read
+ * callback sets *data and *len to the next chunk (valid until the next call), *len = 0
+ * at the end. Both return 0, or a negative value to abort (fsm_snapshot/fsm_restore then
+ * return FSM_ESTREAM).
+ */
+typedef int (*fsm_write_fn)(void *arg, const void *data, size_t len);
+typedef int (*fsm_read_fn)(void *arg, const void **data, size_t *len);
+
+/*
+ * Runs M.snapshot(w); each w:write(s, ...) hands its strings to write_fn. Neither the
+ * instruction budget nor the memory cap applies: a snapshot's work grows with the state,
+ * and the host must be able to take one however full the heap is.
+ *
+ * Errors: FSM_ENOTSUP (no M.snapshot); FSM_ESTREAM (write_fn failed); FSM_ESCRIPT (the
+ * script raised an error; see fsm_last_error).
+ */
+int fsm_snapshot(struct fsm *f, fsm_write_fn write_fn, void *arg);
+
+/*
+ * Runs M.restore(r); each r:read() returns read_fn's next chunk, or nil at the end. The
+ * script replaces its state with the snapshot's. No limits apply, as for fsm_snapshot.
+ *
+ * Errors: as fsm_snapshot. After a failed restore the state is whatever the script left:
+ * close the fsm and open a new one.
+ */
+int fsm_restore(struct fsm *f, fsm_read_fn read_fn, void *arg);
+
+/*
+ * The message of the last failed Lua call (script error with its traceback, or the
+ * budget or memory message); "" when there was none. Valid until the next call on f.
+ */
+const char *fsm_last_error(struct fsm *f);
+
+#endif

@@ -1,0 +1,106 @@
+/*
+ * Shared between fsm.c, sandbox.c and reply.c; not part of the fsm's interface.
+ */
+#ifndef LUARAFT_FSM_INTERNAL_H
+#define LUARAFT_FSM_INTERNAL_H
+
+#include <lua.h>
+
+#include "fsm/fsm.h"
+
+/* Instructions between two calls of the count hook while a budget runs. */
+enum { sandbox_hook_step = 1000 };
+
+struct fsm_budget
+{
+    uint64_t max;  /* 0: no budget */
+    uint64_t used; /* instructions charged to the current call */
+    bool active;   /* a budgeted call is running */
+    bool exceeded; /* sticky until the call returns */
+};
+
+struct fsm_memory
+{
+    size_t max;       /* 0: no cap */
+    bool enforced;    /* the cap applies now (not during snapshot and restore) */
+    size_t used;      /* bytes the Lua heap holds now */
+    bool failed_once; /* the last growing allocation failed (Lua retries after a GC) */
+    bool exceeded;    /* a retry failed too: sticky until the call returns */
+};
+
+/* The state behind w:write()/r:read() during fsm_snapshot/fsm_restore. */
+struct fsm_stream
+{
+    fsm_write_fn write; /* NULL when reading */
+    fsm_read_fn read;   /* NULL when writing */
+    void *arg;
+    bool eof;
+    bool failed; /* a callback returned an error */
+};
+
+/* The userdata the script sees as w or r: s is NULL outside snapshot/restore. */
+struct fsm_stream_box
+{
+    struct fsm_stream *s;
+};
+
+struct fsm
+{
+    lua_State *L;
+    struct fsm_budget budget;
+    struct fsm_memory memory;
+    int64_t time_ms;                   /* os.time() source: the entry being (or last) applied */
+    int module_ref;                    /* registry: the script's module table */
+    int randomseed_ref;                /* registry: the real math.randomseed */
+    int traceback_ref;                 /* registry: traceback of the last error, or false */
+    int stream_ref;                    /* registry: the w/r stream userdata */
+    char chunk_name[64];               /* the script's basename, as it appears in its errors */
+    bool has_query;                    /* M.query is a function (checked at load) */
+    bool globals_locked;               /* sandbox_lock_globals has run */
+    struct fsm_stream_box *stream_box; /* the w/r userdata, anchored by stream_ref */
+    char **reads;                      /* M.reads, upper-cased, sorted */
+    size_t reads_count;                /* entries in reads */
+    char last_error[fsm_error_bytes_max];
+};
+
+/* The fsm that owns L (it is the allocator's userdata). */
+struct fsm *fsm_from_state(lua_State *L);
+
+/* The allocator given to lua_newstate, with ud = the fsm: enforces the memory cap. */
+void *sandbox_alloc(void *ud, void *ptr, size_t osize, size_t nsize);
+
+/*
+ * Opens the libraries and installs the replacements. Runs in protected mode (may raise).
+ * [-0, +0, m]
+ */
+void sandbox_open(lua_State *L);
+
+/* Locks the globals table: creating a global raises an error. [-0, +0, m] */
+void sandbox_lock_globals(lua_State *L);
+
+/* Whole seconds in ms, rounded down (os.time() and ctx.time). */
+int64_t sandbox_seconds(int64_t ms);
+
+/*
+ * Starts and stops a call's limits. with_limits: the instruction budget and the memory
+ * cap (apply, query, load); without: neither (snapshot and restore are the host's own
+ * work, which grows with the state and must not fail where a command would). Never raise.
+ */
+void sandbox_begin(struct fsm *f, bool with_limits);
+void sandbox_end(struct fsm *f);
+
+/* Charges n instructions to the running budget; raises once it is spent. [-0, +0, v] */
+void sandbox_charge(lua_State *L, uint64_t n);
+
+/*
+ * Encodes the value at idx as one RESP2 reply appended to out. Raises a Lua error for a
+ * value that cannot be encoded (a function, nesting too deep); returns FSM_ENOMEM if out
+ * could not grow (out then holds a partial reply: the caller truncates). [-0, +0, v]
+ */
+int reply_encode(lua_State *L, int idx, struct fsm_reply *out);
+
+/* Appends "-<text>\r\n", with CR and LF in text replaced by spaces and text cut to
+ * fsm_error_bytes_max. Returns 0 or FSM_ENOMEM. */
+int reply_append_error(struct fsm_reply *out, const char *text, size_t len);
+
+#endif

@@ -1,0 +1,416 @@
+/*
+ * luaraft.fsm: the Lua host as a Lua module, for busted specs. Each machine is a whole fsm
+ * (its own Lua state, inside the Lua state that runs the specs).
+ *
+ *   local fsm = require("luaraft.fsm")
+ *   local m = assert(fsm.open("examples/kv.lua", {instructions_max = 1000000}))
+ *   local reply = m:apply({"SET", "k", "v"}, {index = 1, term = 1, time_ms = 0, seed = 7})
+ *   assert(reply == "+OK\r\n")
+ *   assert(fsm.decode(reply).ok == "OK")
+ *
+ * Module:   fsm.open(path [, {instructions_max=, memory_bytes_max=}]) -> machine | nil, msg
+ *           fsm.decode(resp_bytes) -> value: {ok = s}, {err = s}, string, integer, array
+ *             table, or fsm.null for a null bulk string or array
+ *           fsm.null: the sentinel for RESP null
+ * Machine:  m:apply(cmd, ctx) -> RESP bytes (ctx = {index=, term=, time_ms=, seed=}, each
+ *             optional, default 0); m:query(cmd) -> RESP bytes (raises if the script has no
+ *             query); m:is_read(name) -> boolean; m:snapshot() -> bytes, writes;
+ *           m:restore(bytes [, chunk_bytes = 4096]); m:last_error() -> string;
+ *           m:close() (also __gc and __close)
+ * Errors from the host (not script errors, which are error replies) raise Lua errors.
+ */
+#include <lauxlib.h>
+#include <lua.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fsm/fsm.h"
+
+#define MACHINE_MT "luaraft.fsm.machine"
+#define NULL_KEY "luaraft.fsm.null"
+
+enum { decode_depth_max = 64 };
+
+struct machine
+{
+    struct fsm *f;
+    struct fsm_reply reply;
+};
+
+static struct machine *check_machine(lua_State *L)
+{
+    struct machine *m = luaL_checkudata(L, 1, MACHINE_MT);
+    if (m->f == NULL) {
+        luaL_error(L, "luaraft.fsm: machine is closed");
+    }
+    return m;
+}
+
+static size_t opt_size_field(lua_State *L, int t, const char *key)
+{
+    lua_getfield(L, t, key); /* v */
+    lua_Integer v = luaL_optinteger(L, -1, 0);
+    lua_pop(L, 1); /* */
+    if (v < 0) {
+        luaL_error(L, "luaraft.fsm: option %s must not be negative", key);
+    }
+    return (size_t)v;
+}
+
+static int fsm_lua_open(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    struct fsm_limits limits = {0, 0};
+    if (!lua_isnoneornil(L, 2)) {
+        luaL_checktype(L, 2, LUA_TTABLE);
+        limits.instructions_max = opt_size_field(L, 2, "instructions_max");
+        limits.memory_bytes_max = opt_size_field(L, 2, "memory_bytes_max");
+    }
+    struct machine *m = lua_newuserdatauv(L, sizeof *m, 0); /* m */
+    m->f = NULL;
+    fsm_reply_init(&m->reply);
+    luaL_setmetatable(L, MACHINE_MT);
+    char errmsg[2048];
+    int rv = fsm_open(&m->f, path, &limits, errmsg, sizeof errmsg);
+    if (rv != 0) {
+        lua_pushnil(L);                                          /* m nil */
+        lua_pushfstring(L, "%s (%s)", errmsg, fsm_strerror(rv)); /* m nil msg */
+        return 2;
+    }
+    return 1;
+}
+
+/* Reads cmd (a sequence of strings at idx) into arrays kept alive by a userdata it pushes.
+ * [-0, +1, e] */
+static int push_command(lua_State *L, int idx, const char ***argv, size_t **argvlen)
+{
+    luaL_checktype(L, idx, LUA_TTABLE);
+    lua_Integer n = (lua_Integer)lua_rawlen(L, idx);
+    luaL_argcheck(L, n >= 1 && n <= 1000000, idx, "command must have 1 to 1000000 strings");
+    char *mem = lua_newuserdatauv(L, (size_t)n * (sizeof **argv + sizeof **argvlen), 0);
+    *argvlen = (size_t *)(void *)mem;
+    *argv = (const char **)(void *)(mem + (size_t)n * sizeof **argvlen);
+    for (lua_Integer i = 1; i <= n; i++) {
+        if (lua_rawgeti(L, idx, i) != LUA_TSTRING) { /* ud arg */
+            luaL_argerror(L, idx, "command arguments must be strings");
+        }
+        (*argv)[i - 1] = lua_tolstring(L, -1, &(*argvlen)[i - 1]); /* kept alive by cmd */
+        lua_pop(L, 1);                                             /* ud */
+    }
+    return (int)n;
+}
+
+static lua_Integer ctx_field(lua_State *L, int t, const char *key)
+{
+    lua_getfield(L, t, key); /* v */
+    lua_Integer v = luaL_optinteger(L, -1, 0);
+    lua_pop(L, 1); /* */
+    return v;
+}
+
+static int push_reply(lua_State *L, struct machine *m, int rv)
+{
+    if (rv != 0) {
+        return luaL_error(L, "luaraft.fsm: %s", fsm_strerror(rv));
+    }
+    lua_pushlstring(L, m->reply.data != NULL ? m->reply.data : "", m->reply.len); /* bytes */
+    fsm_reply_reset(&m->reply);
+    return 1;
+}
+
+static int machine_apply(lua_State *L)
+{
+    struct machine *m = check_machine(L);
+    struct fsm_ctx ctx = {0, 0, 0, 0};
+    if (!lua_isnoneornil(L, 3)) {
+        luaL_checktype(L, 3, LUA_TTABLE);
+        ctx.index = (uint64_t)ctx_field(L, 3, "index");
+        ctx.term = (uint64_t)ctx_field(L, 3, "term");
+        ctx.time_ms = (int64_t)ctx_field(L, 3, "time_ms");
+        ctx.seed = (uint64_t)ctx_field(L, 3, "seed");
+    }
+    const char **argv;
+    size_t *argvlen;
+    int argc = push_command(L, 2, &argv, &argvlen); /* ud */
+    fsm_reply_reset(&m->reply);
+    int rv = fsm_apply(m->f, &ctx, argc, argv, argvlen, &m->reply);
+    return push_reply(L, m, rv);
+}
+
+static int machine_query(lua_State *L)
+{
+    struct machine *m = check_machine(L);
+    const char **argv;
+    size_t *argvlen;
+    int argc = push_command(L, 2, &argv, &argvlen); /* ud */
+    fsm_reply_reset(&m->reply);
+    int rv = fsm_query(m->f, argc, argv, argvlen, &m->reply);
+    return push_reply(L, m, rv);
+}
+
+static int machine_is_read(lua_State *L)
+{
+    struct machine *m = check_machine(L);
+    size_t len;
+    const char *name = luaL_checklstring(L, 2, &len);
+    lua_pushboolean(L, fsm_is_read(m->f, name, len)); /* bool */
+    return 1;
+}
+
+struct snapshot_sink
+{
+    struct fsm_reply bytes;
+    lua_Integer writes;
+};
+
+static int snapshot_sink_write(void *arg, const void *data, size_t len)
+{
+    struct snapshot_sink *sink = arg;
+    struct fsm_reply *b = &sink->bytes;
+    if (len > b->cap - b->len) {
+        size_t cap = b->cap > 0 ? b->cap : 4096;
+        while (cap - b->len < len) {
+            cap *= 2;
+        }
+        char *data_grown = realloc(b->data, cap);
+        if (data_grown == NULL) {
+            return -1;
+        }
+        b->data = data_grown;
+        b->cap = cap;
+    }
+    memcpy(b->data + b->len, data, len);
+    b->len += len;
+    sink->writes++;
+    return 0;
+}
+
+static int machine_snapshot(lua_State *L)
+{
+    struct machine *m = check_machine(L);
+    struct snapshot_sink sink = {{NULL, 0, 0}, 0};
+    int rv = fsm_snapshot(m->f, snapshot_sink_write, &sink);
+    if (rv != 0) {
+        fsm_reply_free(&sink.bytes);
+        return luaL_error(L, "luaraft.fsm: snapshot: %s: %s", fsm_strerror(rv),
+                          fsm_last_error(m->f));
+    }
+    lua_pushlstring(L, sink.bytes.data != NULL ? sink.bytes.data : "", sink.bytes.len);
+    fsm_reply_free(&sink.bytes);
+    lua_pushinteger(L, sink.writes); /* bytes writes */
+    return 2;
+}
+
+struct restore_source
+{
+    const char *data;
+    size_t len;
+    size_t pos;
+    size_t chunk;
+};
+
+static int restore_source_read(void *arg, const void **data, size_t *len)
+{
+    struct restore_source *src = arg;
+    size_t n = src->len - src->pos;
+    if (n > src->chunk) {
+        n = src->chunk;
+    }
+    *data = src->data + src->pos;
+    *len = n;
+    src->pos += n;
+    return 0;
+}
+
+static int machine_restore(lua_State *L)
+{
+    struct machine *m = check_machine(L);
+    struct restore_source src = {NULL, 0, 0, 0};
+    src.data = luaL_checklstring(L, 2, &src.len);
+    lua_Integer chunk = luaL_optinteger(L, 3, 4096);
+    luaL_argcheck(L, chunk >= 1, 3, "chunk size must be positive");
+    src.chunk = (size_t)chunk;
+    int rv = fsm_restore(m->f, restore_source_read, &src);
+    if (rv != 0) {
+        return luaL_error(L, "luaraft.fsm: restore: %s: %s", fsm_strerror(rv),
+                          fsm_last_error(m->f));
+    }
+    return 0;
+}
+
+static int machine_last_error(lua_State *L)
+{
+    struct machine *m = check_machine(L);
+    lua_pushstring(L, fsm_last_error(m->f)); /* msg */
+    return 1;
+}
+
+static int machine_close(lua_State *L)
+{
+    struct machine *m = luaL_checkudata(L, 1, MACHINE_MT);
+    fsm_close(m->f);
+    m->f = NULL;
+    fsm_reply_free(&m->reply);
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------
+ * fsm.decode: RESP2 bytes to Lua values, for asserts
+ * ------------------------------------------------------------------------------------ */
+
+struct decoder
+{
+    const char *p;
+    const char *end;
+};
+
+/* The line at d->p up to CRLF (not included); advances past the CRLF. */
+static const char *decode_line(lua_State *L, struct decoder *d, size_t *len)
+{
+    const char *start = d->p;
+    for (const char *q = start; q + 1 < d->end; q++) {
+        if (q[0] == '\r' && q[1] == '\n') {
+            *len = (size_t)(q - start);
+            d->p = q + 2;
+            return start;
+        }
+    }
+    luaL_error(L, "fsm.decode: missing CRLF");
+    return NULL;
+}
+
+static long long decode_integer(lua_State *L, const char *s, size_t len)
+{
+    char buf[32];
+    if (len == 0 || len >= sizeof buf) {
+        luaL_error(L, "fsm.decode: bad integer");
+    }
+    memcpy(buf, s, len);
+    buf[len] = '\0';
+    char *endp;
+    long long v = strtoll(buf, &endp, 10);
+    if (*endp != '\0') {
+        luaL_error(L, "fsm.decode: bad integer '%s'", buf);
+    }
+    return v;
+}
+
+/* Pushes the next value. [-0, +1, e] */
+static void decode_value(lua_State *L, struct decoder *d, int depth)
+{
+    if (depth > decode_depth_max) {
+        luaL_error(L, "fsm.decode: nested too deeply");
+    }
+    luaL_checkstack(L, 4, "fsm.decode");
+    if (d->p >= d->end) {
+        luaL_error(L, "fsm.decode: truncated reply");
+    }
+    char type = *d->p++;
+    size_t len = 0;
+    const char *line = decode_line(L, d, &len);
+    switch (type) {
+        case '+':
+        case '-':
+            lua_createtable(L, 0, 1);      /* t */
+            lua_pushlstring(L, line, len); /* t s */
+            lua_setfield(L, -2, type == '+' ? "ok" : "err");
+            return;
+        case ':':
+            lua_pushinteger(L, (lua_Integer)decode_integer(L, line, len)); /* n */
+            return;
+        case '$': {
+            long long n = decode_integer(L, line, len);
+            if (n == -1) {
+                lua_getfield(L, LUA_REGISTRYINDEX, NULL_KEY); /* null */
+                return;
+            }
+            if (n < 0 || (size_t)(d->end - d->p) < (size_t)n + 2 || d->p[n] != '\r' ||
+                d->p[n + 1] != '\n') {
+                luaL_error(L, "fsm.decode: bad bulk string");
+            }
+            lua_pushlstring(L, d->p, (size_t)n); /* s */
+            d->p += n + 2;
+            return;
+        }
+        case '*': {
+            long long n = decode_integer(L, line, len);
+            if (n == -1) {
+                lua_getfield(L, LUA_REGISTRYINDEX, NULL_KEY); /* null */
+                return;
+            }
+            if (n < 0 || n > d->end - d->p) {
+                luaL_error(L, "fsm.decode: bad array length");
+            }
+            lua_createtable(L, (int)n, 0); /* t */
+            for (long long i = 1; i <= n; i++) {
+                decode_value(L, d, depth + 1);      /* t v */
+                lua_rawseti(L, -2, (lua_Integer)i); /* t */
+            }
+            return;
+        }
+        default:
+            luaL_error(L, "fsm.decode: unknown type byte 0x%02x", (unsigned)(unsigned char)type);
+    }
+}
+
+static int fsm_lua_decode(lua_State *L)
+{
+    size_t len;
+    const char *s = luaL_checklstring(L, 1, &len);
+    struct decoder d = {s, s + len};
+    decode_value(L, &d, 0); /* v */
+    if (d.p != d.end) {
+        return luaL_error(L, "fsm.decode: %d trailing bytes", (int)(d.end - d.p));
+    }
+    return 1;
+}
+
+static int null_tostring(lua_State *L)
+{
+    lua_pushliteral(L, "fsm.null"); /* s */
+    return 1;
+}
+
+int luaopen_luaraft_fsm(lua_State *L);
+
+int luaopen_luaraft_fsm(lua_State *L)
+{
+    static const luaL_Reg machine_meta[] = {
+        {"__gc", machine_close},
+        {"__close", machine_close},
+        {NULL, NULL},
+    };
+    static const luaL_Reg machine_methods[] = {
+        {"apply", machine_apply},     {"query", machine_query},
+        {"is_read", machine_is_read}, {"snapshot", machine_snapshot},
+        {"restore", machine_restore}, {"last_error", machine_last_error},
+        {"close", machine_close},     {NULL, NULL},
+    };
+    static const luaL_Reg module_funcs[] = {
+        {"open", fsm_lua_open},
+        {"decode", fsm_lua_decode},
+        {NULL, NULL},
+    };
+    luaL_newmetatable(L, MACHINE_MT);     /* mt */
+    luaL_setfuncs(L, machine_meta, 0);    /* mt */
+    luaL_newlibtable(L, machine_methods); /* mt methods */
+    luaL_setfuncs(L, machine_methods, 0); /* mt methods */
+    lua_setfield(L, -2, "__index");       /* mt */
+    lua_pop(L, 1);                        /* */
+
+    lua_getfield(L, LUA_REGISTRYINDEX, NULL_KEY); /* null? */
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);                                /* */
+        lua_newtable(L);                              /* null */
+        lua_createtable(L, 0, 1);                     /* null mt */
+        lua_pushcfunction(L, null_tostring);          /* null mt fn */
+        lua_setfield(L, -2, "__tostring");            /* null mt */
+        lua_setmetatable(L, -2);                      /* null */
+        lua_pushvalue(L, -1);                         /* null null */
+        lua_setfield(L, LUA_REGISTRYINDEX, NULL_KEY); /* null */
+    }
+    luaL_newlib(L, module_funcs); /* null module */
+    lua_insert(L, -2);            /* module null */
+    lua_setfield(L, -2, "null");  /* module */
+    return 1;
+}

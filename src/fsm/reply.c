@@ -1,0 +1,202 @@
+/*
+ * Lua values to RESP2 bytes (the mapping is in fsm.h). The encoder reads tables with raw
+ * accesses only, so no metamethod runs and the bytes depend on the value alone.
+ */
+#include <lauxlib.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fsm/fsm_internal.h"
+
+void fsm_reply_init(struct fsm_reply *r)
+{
+    r->data = NULL;
+    r->len = 0;
+    r->cap = 0;
+}
+
+void fsm_reply_reset(struct fsm_reply *r)
+{
+    r->len = 0;
+}
+
+void fsm_reply_free(struct fsm_reply *r)
+{
+    free(r->data);
+    fsm_reply_init(r);
+}
+
+static int reply_reserve(struct fsm_reply *r, size_t extra)
+{
+    if (extra <= r->cap - r->len) {
+        return 0;
+    }
+    if (extra > SIZE_MAX / 2 - r->len) {
+        return FSM_ENOMEM;
+    }
+    size_t cap = r->cap > 0 ? r->cap : 64;
+    while (cap - r->len < extra) {
+        cap *= 2;
+    }
+    char *data = realloc(r->data, cap);
+    if (data == NULL) {
+        return FSM_ENOMEM;
+    }
+    r->data = data;
+    r->cap = cap;
+    return 0;
+}
+
+static int reply_append(struct fsm_reply *r, const void *data, size_t len)
+{
+    int rv = reply_reserve(r, len);
+    if (rv != 0) {
+        return rv;
+    }
+    if (len > 0) {
+        memcpy(r->data + r->len, data, len);
+    }
+    r->len += len;
+    return 0;
+}
+
+/* "<prefix><n>\r\n", for integers and the headers of bulk strings and arrays. */
+static int reply_append_number_line(struct fsm_reply *r, char prefix, long long n)
+{
+    char line[32];
+    int len = snprintf(line, sizeof line, "%c%lld\r\n", prefix, n);
+    return reply_append(r, line, (size_t)len);
+}
+
+static int reply_append_bulk(struct fsm_reply *r, const char *s, size_t len)
+{
+    int rv = reply_append_number_line(r, '$', (long long)len);
+    if (rv == 0) {
+        rv = reply_append(r, s, len);
+    }
+    if (rv == 0) {
+        rv = reply_append(r, "\r\n", 2);
+    }
+    return rv;
+}
+
+/* A status or error line: CR and LF would end the line early, so they become spaces. */
+static int reply_append_line(struct fsm_reply *r, char prefix, const char *text, size_t len)
+{
+    if (len > fsm_error_bytes_max) {
+        len = fsm_error_bytes_max;
+    }
+    int rv = reply_reserve(r, len + 3);
+    if (rv != 0) {
+        return rv;
+    }
+    r->data[r->len++] = prefix;
+    for (size_t i = 0; i < len; i++) {
+        char c = text[i];
+        r->data[r->len++] = (c == '\r' || c == '\n') ? ' ' : c;
+    }
+    r->data[r->len++] = '\r';
+    r->data[r->len++] = '\n';
+    return 0;
+}
+
+int reply_append_error(struct fsm_reply *out, const char *text, size_t len)
+{
+    return reply_append_line(out, '-', text, len);
+}
+
+static int reply_encode_number(lua_State *L, int idx, struct fsm_reply *out)
+{
+    if (lua_isinteger(L, idx)) {
+        return reply_append_number_line(out, ':', (long long)lua_tointeger(L, idx));
+    }
+    lua_Number n = lua_tonumber(L, idx);
+    /* -2^63 <= n < 2^63 and integral: exactly representable as an integer. */
+    if (n == floor(n) && n >= -9223372036854775808.0 && n < 9223372036854775808.0) {
+        return reply_append_number_line(out, ':', (long long)n);
+    }
+    char text[64];
+    int len = snprintf(text, sizeof text, "%.17g", (double)n);
+    return reply_append_bulk(out, text, (size_t)len);
+}
+
+/* If t[key] is a string, appends it as a line with prefix and sets *done. [-0, +0, m] */
+static int reply_encode_field_line(lua_State *L,
+                                   int t,
+                                   const char *key,
+                                   char prefix,
+                                   struct fsm_reply *out,
+                                   bool *done)
+{
+    int rv = 0;
+    lua_pushstring(L, key); /* key */
+    lua_rawget(L, t);       /* t[key] */
+    if (lua_type(L, -1) == LUA_TSTRING) {
+        size_t len;
+        const char *s = lua_tolstring(L, -1, &len);
+        rv = reply_append_line(out, prefix, s, len);
+        *done = true;
+    }
+    lua_pop(L, 1); /* */
+    return rv;
+}
+
+static int reply_encode_depth(lua_State *L, int idx, struct fsm_reply *out, int depth)
+{
+    switch (lua_type(L, idx)) {
+        case LUA_TNIL:
+            return reply_append(out, "$-1\r\n", 5);
+        case LUA_TBOOLEAN:
+            return lua_toboolean(L, idx) ? reply_append(out, ":1\r\n", 4)
+                                         : reply_append(out, "$-1\r\n", 5);
+        case LUA_TNUMBER:
+            return reply_encode_number(L, idx, out);
+        case LUA_TSTRING: {
+            size_t len;
+            const char *s = lua_tolstring(L, idx, &len);
+            return reply_append_bulk(out, s, len);
+        }
+        case LUA_TTABLE:
+            break;
+        default:
+            return luaL_error(L, "script returned a %s value, which has no RESP form",
+                              luaL_typename(L, idx));
+    }
+
+    if (depth >= fsm_reply_depth_max) {
+        return luaL_error(L, "reply nested more than %d levels deep", fsm_reply_depth_max);
+    }
+    idx = lua_absindex(L, idx);
+    bool done = false;
+    int rv = reply_encode_field_line(L, idx, "err", '-', out, &done);
+    if (rv != 0 || done) {
+        return rv;
+    }
+    rv = reply_encode_field_line(L, idx, "ok", '+', out, &done);
+    if (rv != 0 || done) {
+        return rv;
+    }
+
+    /* An array ends at the first nil: #t may differ between equal tables. */
+    lua_Integer n = 0;
+    while (lua_rawgeti(L, idx, n + 1) != LUA_TNIL) { /* t[n + 1] */
+        lua_pop(L, 1);                               /* */
+        n++;
+    }
+    lua_pop(L, 1); /* */
+    rv = reply_append_number_line(out, '*', (long long)n);
+    luaL_checkstack(L, 2, "reply encoding");
+    for (lua_Integer i = 1; rv == 0 && i <= n; i++) {
+        lua_rawgeti(L, idx, i); /* t[i] */
+        rv = reply_encode_depth(L, -1, out, depth + 1);
+        lua_pop(L, 1); /* */
+    }
+    return rv;
+}
+
+int reply_encode(lua_State *L, int idx, struct fsm_reply *out)
+{
+    return reply_encode_depth(L, idx, out, 0);
+}
