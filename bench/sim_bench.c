@@ -31,6 +31,7 @@ int main(int argc, char **argv)
     o.seed = 1;
     o.snapshot_threshold = 200000; /* keep the logs bounded, as a real node would */
     o.snapshot_trailing = 1000;
+    o.fifo_links = true; /* no faults: links deliver in order, as TCP does */
     struct sim *s;
     int rv = sim_create(&s, &o);
     if (rv != 0) {

@@ -62,6 +62,30 @@ uint32_t log_len(const struct raft_log *l, raft_index i)
     return slot_at(l, i)->len;
 }
 
+uint32_t log_batch(const struct raft_log *l,
+                   raft_index from,
+                   uint32_t n_max,
+                   uint64_t bytes_max,
+                   uint64_t *bytes)
+{
+    lr_assert(from >= l->first);
+    uint64_t avail = from > l->last ? 0 : l->last - from + 1;
+    uint32_t n = avail < n_max ? (uint32_t)avail : n_max;
+    uint64_t pos = l->head + (from - l->first);
+    uint64_t mask = l->cap - 1;
+    uint64_t total = 0;
+    uint32_t k = 0;
+    for (; k < n; k++) {
+        uint32_t len = l->slots[(pos + k) & mask].len;
+        if (k > 0 && total + len > bytes_max) {
+            break;
+        }
+        total += len;
+    }
+    *bytes = total;
+    return k;
+}
+
 bool log_has_room(const struct raft_log *l, uint64_t n)
 {
     return n <= l->entries_max - l->noop_reserve &&

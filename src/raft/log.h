@@ -43,6 +43,15 @@ static inline uint64_t log_count(const struct raft_log *l)
 raft_term log_term(const struct raft_log *l, raft_index i);
 uint32_t log_len(const struct raft_log *l, raft_index i);
 
+/* How many entries from index from on (at most n_max, stopping before the payload total
+ * passes bytes_max, but at least one if there is one) fit in one message; *bytes gets
+ * their payload total. The replication hot path: walks the ring directly. */
+uint32_t log_batch(const struct raft_log *l,
+                   raft_index from,
+                   uint32_t n_max,
+                   uint64_t bytes_max,
+                   uint64_t *bytes);
+
 /*
  * Room for n more entries proposed by a leader. Proposals stop short of entries_max by a
  * reserve kept for no-ops: a new leader must always be able to append its no-op, or with

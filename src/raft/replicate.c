@@ -74,23 +74,6 @@ static void send_snapshot(struct raft *r, struct progress *pr)
     window_clear(pr);
 }
 
-/* How many entries from next on fit in one APPEND. */
-static uint32_t batch_size(const struct raft *r, raft_index next, uint32_t *bytes)
-{
-    uint32_t n = 0;
-    uint64_t total = 0;
-    for (raft_index i = next; i <= r->log.last && n < r->cfg.append_entries_max; i++) {
-        uint32_t len = log_len(&r->log, i);
-        if (n > 0 && total + len > r->cfg.append_bytes_max) {
-            break;
-        }
-        total += len;
-        n++;
-    }
-    *bytes = total > UINT32_MAX ? UINT32_MAX : (uint32_t)total;
-    return n;
-}
-
 /*
  * Sends the next APPEND to one follower if its mode allows: PROBE sends one and waits,
  * REPLICATE sends while the window has room, SNAPSHOT waits. A follower that needs
@@ -114,8 +97,10 @@ void replicate_send_append(struct raft *r, struct progress *pr, bool allow_empty
             send_snapshot(r, pr);
             return;
         }
-        uint32_t bytes;
-        uint32_t n = batch_size(r, pr->next, &bytes);
+        uint64_t total;
+        uint32_t n = log_batch(&r->log, pr->next, r->cfg.append_entries_max,
+                               r->cfg.append_bytes_max, &total);
+        uint32_t bytes = total > UINT32_MAX ? UINT32_MAX : (uint32_t)total;
         if (n == 0 && !allow_empty) {
             return;
         }

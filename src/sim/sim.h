@@ -82,7 +82,8 @@ struct sim_options
     uint32_t append_entries_max; /* passed to every core; 0: the core's default */
     uint32_t inflight_msgs_max;  /* passed to every core; 0: the core's default */
     uint64_t log_entries_max;    /* passed to every core; 0: the core's default */
-    bool trace_stderr;           /* also print every trace line to stderr */
+    bool fifo_links;   /* deliver in order on each link, as TCP does (random delays reorder) */
+    bool trace_stderr; /* also print every trace line to stderr */
 };
 
 /* Fills *o with a 3-voter cluster, 10 ms ticks, 10-tick elections, 1-5 ms network and

@@ -243,6 +243,7 @@ struct sim
     bool link[sim_nodes_max + 1][sim_nodes_max + 1]; /* [from][to] */
     uint32_t loss_ppm;
     uint32_t dup_ppm;
+    uint64_t link_last_us[sim_nodes_max + 1][sim_nodes_max + 1]; /* fifo_links: last delivery */
     uint64_t delay_min_us;
     uint64_t delay_max_us;
 

@@ -20,19 +20,18 @@
  *            tick_ms=10, net_delay_min_ms=1, net_delay_max_ms=5, disk_delay_min_ms=0.1,
  *            disk_delay_max_ms=2, snapshot_threshold=0, snapshot_trailing=10,
  *            append_entries_max=<core default>, inflight_msgs_max=<core default>,
- * log_entries_max=<core default>, trace=<LUARAFT_TRACE>} sim.random_run{seed=, steps=} -> true,
- * stats | false, message, stats sim.random_runs{first=, count=, steps=, stop_at_first=} ->
- * {failures=, runs=, first_failed=, message=, steps=, stats=} Time:    c:step() -> bool; c:run(ms);
- * c:run_until(fn, max_ms) -> bool; c:now() -> ms Nodes:   c:nodes(); c:leader() -> id | nil;
- * c:role(id) -> "follower" | "precandidate" | "candidate" | "leader" | "down"; c:paused(id);
- * c:term, commit, last_index, applied, snapshot_index, first_index, stable_index, voted_for,
- * known_leader, fsm_hash (id) -> integer | nil when down; c:term_at(id, index); c:log(id);
- *          c:peer(leader, id) -> {voter=, match=, next=, state=}
- * Clients: c:propose(id, value) -> index; c:propose_many(id, n [, first_value]) -> first
- *          index; c:read_index(id) -> reqid; c:read_result(reqid) -> "pending" | index,
- *          applied; c:transfer(id, target); c:campaign(id [, force]); c:snapshot(id)
- * Faults:  c:partition({1, 2}, {3}); c:cut(a, b) and c:connect(a, b) (one way, a -> b);
- *          c:isolate(id); c:heal() (links); c:heal_all() (everything); c:crash(id);
+ * log_entries_max=<core default>, fifo_links=false, trace=<LUARAFT_TRACE>} sim.random_run{seed=,
+ * steps=} -> true, stats | false, message, stats sim.random_runs{first=, count=, steps=,
+ * stop_at_first=} -> {failures=, runs=, first_failed=, message=, steps=, stats=} Time:    c:step()
+ * -> bool; c:run(ms); c:run_until(fn, max_ms) -> bool; c:now() -> ms Nodes:   c:nodes(); c:leader()
+ * -> id | nil; c:role(id) -> "follower" | "precandidate" | "candidate" | "leader" | "down";
+ * c:paused(id); c:term, commit, last_index, applied, snapshot_index, first_index, stable_index,
+ * voted_for, known_leader, fsm_hash (id) -> integer | nil when down; c:term_at(id, index);
+ * c:log(id); c:peer(leader, id) -> {voter=, match=, next=, state=} Clients: c:propose(id, value) ->
+ * index; c:propose_many(id, n [, first_value]) -> first index; c:read_index(id) -> reqid;
+ * c:read_result(reqid) -> "pending" | index, applied; c:transfer(id, target); c:campaign(id [,
+ * force]); c:snapshot(id) Faults:  c:partition({1, 2}, {3}); c:cut(a, b) and c:connect(a, b) (one
+ * way, a -> b); c:isolate(id); c:heal() (links); c:heal_all() (everything); c:crash(id);
  *          c:restart(id); c:wipe(id); c:pause(id); c:resume(id); c:clock_rate(id, factor);
  *          c:faults{loss=, dup=, delay_min_ms=, delay_max_ms=}
  * Reports: c:trace([lines=64]) -> string; c:failure() -> string | nil; c:stats() -> table
@@ -189,6 +188,9 @@ static int l_cluster(lua_State *L)
         o.inflight_msgs_max = (uint32_t)opt_int(L, 1, "inflight_msgs_max", o.inflight_msgs_max);
         o.log_entries_max =
             (uint64_t)opt_int(L, 1, "log_entries_max", (lua_Integer)o.log_entries_max);
+        lua_getfield(L, 1, "fifo_links"); /* fifo */
+        o.fifo_links = lua_toboolean(L, -1);
+        lua_pop(L, 1);
         lua_getfield(L, 1, "trace"); /* trace */
         o.trace_stderr = lua_isnil(L, -1) ? env_trace() : lua_toboolean(L, -1);
         lua_pop(L, 1);

@@ -156,8 +156,13 @@ void sim_net_send(struct sim *s, struct sim_msg *msg)
         sim_schedule(s, s->now_us + sim_rand_range(s, s->delay_min_us, s->delay_max_us),
                      SIM_EV_DELIVER, (uint8_t)to, 0, copy);
     }
-    sim_schedule(s, s->now_us + sim_rand_range(s, s->delay_min_us, s->delay_max_us), SIM_EV_DELIVER,
-                 (uint8_t)to, 0, msg);
+    uint64_t at = s->now_us + sim_rand_range(s, s->delay_min_us, s->delay_max_us);
+    if (s->opt.fifo_links) {
+        /* Never before the link's previous message; equal times keep insertion order. */
+        at = at < s->link_last_us[from][to] ? s->link_last_us[from][to] : at;
+        s->link_last_us[from][to] = at;
+    }
+    sim_schedule(s, at, SIM_EV_DELIVER, (uint8_t)to, 0, msg);
 }
 
 /* Scratch room for the entries of one incoming APPEND. */
