@@ -1,0 +1,72 @@
+/*
+ * The client port: RESP over libuv TCP. Accepts connections, parses each one's pipelined
+ * commands with resp.c (multibulk and inline, so redis-cli and nc both work), hands every
+ * command to the node, and writes the answers back in the order the commands came on
+ * that connection, whatever order the node answers them in.
+ *
+ * A protocol error gets Redis's error reply and the connection is closed after it. A
+ * client whose unsent replies pass out_bytes_max is disconnected. A connection that goes
+ * away keeps its pending requests alive until the node answers them (the answers are then
+ * dropped), so the node never holds a dangling handle.
+ *
+ * Threading: loop thread only. Errors: 0 or a negative SERVER_E* code.
+ */
+#ifndef LUARAFT_SERVER_SERVER_H
+#define LUARAFT_SERVER_SERVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+enum {
+    SERVER_ELISTEN = -500, /* cannot listen on the address */
+    SERVER_ENOMEM = -501,
+    SERVER_EINVAL = -502,
+};
+
+const char *server_strerror(int rv);
+
+struct server_options
+{
+    const char *host; /* numeric IPv4 or IPv6 */
+    int port;
+    uint32_t clients_max;
+    uint64_t out_bytes_max; /* unsent reply bytes per client before it is disconnected */
+    uint32_t pending_max;   /* commands awaiting an answer per client; reading pauses */
+};
+
+/* One client command awaiting its answer. */
+struct server_request;
+
+struct server_callbacks
+{
+    void *arg;
+    /* A command. argv lives during the call only; the node must eventually call
+     * server_reply(req, ...) exactly once. */
+    void (*command)(void *arg,
+                    struct server_request *req,
+                    int argc,
+                    const char *const *argv,
+                    const size_t *argvlen);
+};
+
+struct server;
+
+int server_start(struct server **out,
+                 uv_loop_t *loop,
+                 const struct server_options *o,
+                 const struct server_callbacks *cb,
+                 char *errmsg,
+                 size_t errmsg_size);
+
+/* Answers req with RESP bytes (copied); req is invalid afterwards. */
+void server_reply(struct server_request *req, const void *resp, size_t len);
+
+/* Number of connected clients, for RAFT.INFO. */
+uint32_t server_clients(const struct server *s);
+
+/* Closes the listener and every connection, then calls closed(arg) once the last handle
+ * is closed. Answer every pending request first. */
+void server_close(struct server *s, void (*closed)(void *arg), void *arg);
+
+#endif
