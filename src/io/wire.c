@@ -16,6 +16,10 @@
 
 _Static_assert(WIRE_HANDSHAKE > RAFT_MSG_TYPE_MAX, "the handshake type is no raft type");
 _Static_assert(WIRE_CLUSTER_ID_BYTES_MAX <= UINT16_MAX, "the cluster id length is a u16");
+_Static_assert(WIRE_CLIENT_ADDR_BYTES_MAX <= UINT16_MAX, "the client address length is a u16");
+_Static_assert(WIRE_SNAPSHOT_CHUNK > WIRE_HANDSHAKE, "the chunk type is no raft type");
+_Static_assert(WIRE_SNAPSHOT_CHUNK < WIRE_NODE_FRAME_MIN, "the chunk type is no node type");
+_Static_assert(WIRE_CHUNK_HEADER_BYTES == 8 + 8 + 8 + 1, "index, term, offset, last");
 
 const char *wire_strerror(int rv)
 {
@@ -54,11 +58,18 @@ void wire_limits_default(struct wire_limits *l)
     l->frame_bytes_max = 64 * 1024 * 1024;
     l->handshake_bytes_max = 4 * 1024;
     l->entries_max = 4096;
+    l->chunk_bytes_max = 4 * 1024 * 1024;
 }
 
 static bool message_type_valid(unsigned type)
 {
     return type >= RAFT_MSG_APPEND && type <= RAFT_MSG_TYPE_MAX;
+}
+
+static bool frame_type_valid(unsigned type)
+{
+    return message_type_valid(type) || type == WIRE_HANDSHAKE || type == WIRE_SNAPSHOT_CHUNK ||
+           type >= WIRE_NODE_FRAME_MIN;
 }
 
 /* Body bytes of m after the common part; for APPEND, including every entry. */
@@ -242,11 +253,13 @@ int wire_encode_message(struct buf *b, const struct raft_message *m)
     return 0;
 }
 
-int wire_encode_handshake(struct buf *b, const struct wire_handshake *hs)
+int wire_encode_handshake_addr(struct buf *b, const struct wire_handshake *hs)
 {
     lr_assert(hs->cluster_id_len >= 1);
     lr_assert(hs->cluster_id_len <= WIRE_CLUSTER_ID_BYTES_MAX);
-    size_t body = 8 + 2 + (size_t)hs->cluster_id_len;
+    lr_assert(hs->client_addr_len <= WIRE_CLIENT_ADDR_BYTES_MAX);
+    lr_implies(hs->client_addr_len > 0, hs->client_addr != NULL);
+    size_t body = 8 + 2 + (size_t)hs->cluster_id_len + 2 + (size_t)hs->client_addr_len;
     if (buf_reserve(b, WIRE_HEADER_BYTES + body) != 0) {
         return WIRE_ENOMEM;
     }
@@ -256,8 +269,61 @@ int wire_encode_handshake(struct buf *b, const struct wire_handshake *hs)
     be_put_u16(w.p, hs->cluster_id_len);
     w.p += 2;
     put_bytes(&w, hs->cluster_id, hs->cluster_id_len);
+    be_put_u16(w.p, hs->client_addr_len);
+    w.p += 2;
+    put_bytes(&w, hs->client_addr, hs->client_addr_len);
+    lr_assert((size_t)(w.p - out) == WIRE_HEADER_BYTES + body);
     put_header(out, WIRE_HANDSHAKE, (uint32_t)body);
     b->len += WIRE_HEADER_BYTES + body;
+    return 0;
+}
+
+int wire_encode_handshake(struct buf *b, const struct wire_handshake *hs)
+{
+    struct wire_handshake full = {
+        .node_id = hs->node_id,
+        .cluster_id = hs->cluster_id,
+        .cluster_id_len = hs->cluster_id_len,
+    };
+    return wire_encode_handshake_addr(b, &full);
+}
+
+int wire_encode_chunk(struct buf *b, const struct wire_chunk *c)
+{
+    lr_assert(c->len <= UINT32_MAX - WIRE_CHUNK_HEADER_BYTES);
+    lr_implies(c->len > 0, c->data != NULL);
+    size_t body = WIRE_CHUNK_HEADER_BYTES + (size_t)c->len;
+    if (buf_reserve(b, WIRE_HEADER_BYTES + body) != 0) {
+        return WIRE_ENOMEM;
+    }
+    uint8_t *out = b->data + b->len;
+    struct writer w = {out + WIRE_HEADER_BYTES};
+    put_u64(&w, c->index);
+    put_u64(&w, c->term);
+    put_u64(&w, c->offset);
+    put_u8(&w, c->last ? 1 : 0);
+    put_bytes(&w, c->data, c->len);
+    lr_assert((size_t)(w.p - out) == WIRE_HEADER_BYTES + body);
+    put_header(out, WIRE_SNAPSHOT_CHUNK, (uint32_t)body);
+    b->len += WIRE_HEADER_BYTES + body;
+    return 0;
+}
+
+int wire_encode_node_frame(struct buf *b, uint8_t type, const void *body, size_t len)
+{
+    lr_assert(type >= WIRE_NODE_FRAME_MIN);
+    lr_implies(len > 0, body != NULL);
+    if (len > UINT32_MAX) {
+        return WIRE_ETOOBIG;
+    }
+    if (buf_reserve(b, WIRE_HEADER_BYTES + len) != 0) {
+        return WIRE_ENOMEM;
+    }
+    uint8_t *out = b->data + b->len;
+    struct writer w = {out + WIRE_HEADER_BYTES};
+    put_bytes(&w, body, len);
+    put_header(out, type, (uint32_t)len);
+    b->len += WIRE_HEADER_BYTES + len;
     return 0;
 }
 
@@ -274,14 +340,18 @@ int wire_decode_header(const uint8_t *p, const struct wire_limits *limits, struc
     if (h->version != WIRE_VERSION) {
         return WIRE_EVERSION;
     }
-    if (!message_type_valid(h->type) && h->type != WIRE_HANDSHAKE) {
+    if (!frame_type_valid(h->type)) {
         return WIRE_ETYPE;
     }
     if (h->flags != 0) {
         return WIRE_EFLAGS;
     }
-    uint32_t max =
-        h->type == WIRE_HANDSHAKE ? limits->handshake_bytes_max : limits->frame_bytes_max;
+    uint32_t max = limits->frame_bytes_max;
+    if (h->type == WIRE_HANDSHAKE) {
+        max = limits->handshake_bytes_max;
+    } else if (h->type == WIRE_SNAPSHOT_CHUNK) {
+        max = limits->chunk_bytes_max;
+    }
     if (h->length > max) {
         return WIRE_ETOOBIG;
     }
@@ -426,6 +496,40 @@ static int decode_handshake(struct cursor *c, struct wire_handshake *hs)
     }
     hs->cluster_id = (const char *)id;
     hs->cluster_id_len = n;
+    const uint8_t *addr = NULL;
+    if (!cursor_get_u16(c, &n)) {
+        return WIRE_ETRUNCATED;
+    }
+    if (n > WIRE_CLIENT_ADDR_BYTES_MAX) {
+        return WIRE_EINVAL;
+    }
+    if (!cursor_get_bytes(c, n, &addr)) {
+        return WIRE_ETRUNCATED;
+    }
+    /* A "host:port" string goes into log lines and replies: printable, without spaces. */
+    for (uint16_t i = 0; i < n; i++) {
+        if (addr[i] <= ' ' || addr[i] > '~') {
+            return WIRE_EINVAL;
+        }
+    }
+    hs->client_addr = n > 0 ? (const char *)addr : NULL;
+    hs->client_addr_len = n;
+    return 0;
+}
+
+static int decode_chunk(struct cursor *c, struct wire_chunk *chunk)
+{
+    int rv = WIRE_ETRUNCATED;
+    if (!cursor_get_u64(c, &chunk->index) || !cursor_get_u64(c, &chunk->term) ||
+        !cursor_get_u64(c, &chunk->offset) || !get_bool(c, &chunk->last, &rv)) {
+        return rv;
+    }
+    lr_assert(c->left <= UINT32_MAX);
+    chunk->len = (uint32_t)c->left;
+    const uint8_t *data = NULL;
+    bool ok = cursor_get_bytes(c, c->left, &data);
+    lr_assert(ok);
+    chunk->data = chunk->len > 0 ? data : NULL;
     return 0;
 }
 
@@ -449,6 +553,13 @@ int wire_decode_body(const struct wire_header *h,
     int rv;
     if (h->type == WIRE_HANDSHAKE) {
         rv = decode_handshake(&c, &f->handshake);
+    } else if (h->type == WIRE_SNAPSHOT_CHUNK) {
+        rv = decode_chunk(&c, &f->chunk);
+    } else if (h->type >= WIRE_NODE_FRAME_MIN) {
+        f->node.len = h->length;
+        f->node.body = h->length > 0 ? body : NULL;
+        c.left = 0;
+        rv = 0;
     } else {
         lr_assert(message_type_valid(h->type));
         struct raft_message *m = &f->msg;

@@ -26,17 +26,27 @@
  * Booleans are one byte, 0 or 1. after_persist is local to a node and not sent.
  *
  * Handshake body (the first frame each way on a new connection, so a peer says who it is
- * before any raft message is accepted): node_id u64, cluster_id_len u16, cluster_id bytes.
+ * before any raft message is accepted): node_id u64, cluster_id_len u16, cluster_id bytes,
+ * client_addr_len u16, client_addr bytes (the node's client "host:port", printable ASCII
+ * without spaces; may be empty).
+ *
+ * Snapshot chunk body: index u64, term u64, offset u64, last u8, then the data bytes (the
+ * rest of the body). index and term name the snapshot; offset is where data goes in its
+ * file; last is 1 on the final chunk.
+ *
+ * Node-level frame body (type WIRE_NODE_FRAME_MIN .. 255): opaque bytes, the node's own.
  *
  * A decoder rejects, in this order, and before allocating anything: a bad magic, an
  * unknown version, an unknown type, nonzero flags, a length above the frame's limit
- * (frame_bytes_max, or handshake_bytes_max for a handshake), then a checksum mismatch, then
+ * (handshake_bytes_max for a handshake, chunk_bytes_max for a snapshot chunk,
+ * frame_bytes_max for the rest), then a checksum mismatch, then
  * any body field out of bounds, a count the remaining bytes cannot hold, or trailing
  * bytes. A version bump is how the format changes; flags are reserved for it.
  */
 #ifndef LUARAFT_IO_WIRE_H
 #define LUARAFT_IO_WIRE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -46,13 +56,21 @@
 #define WIRE_MAGIC 0x4c524654U /* "LRFT" */
 #define WIRE_VERSION 1
 #define WIRE_HEADER_BYTES 16
-#define WIRE_HANDSHAKE 64 /* frame type of the handshake; raft message types are below */
+#define WIRE_HANDSHAKE 64       /* frame type of the handshake; raft message types are below */
+#define WIRE_SNAPSHOT_CHUNK 65  /* frame type of a chunk of a snapshot file */
+#define WIRE_NODE_FRAME_MIN 100 /* node-level frame types are WIRE_NODE_FRAME_MIN .. 255 */
 
 /* Bytes of an entry's fixed part (term, type, len): bounds n_entries by the body length. */
 #define WIRE_ENTRY_HEADER_BYTES 16
 
 /* The longest cluster id, in bytes. */
 #define WIRE_CLUSTER_ID_BYTES_MAX 255
+
+/* The longest client address in a handshake, in bytes. */
+#define WIRE_CLIENT_ADDR_BYTES_MAX 255
+
+/* Bytes of a snapshot chunk body before its data (index, term, offset, last). */
+#define WIRE_CHUNK_HEADER_BYTES 25
 
 /* Return codes; wire_strerror() names them. */
 enum {
@@ -78,6 +96,7 @@ struct wire_limits
     uint32_t frame_bytes_max;     /* body of a raft message frame (default 64 MiB) */
     uint32_t handshake_bytes_max; /* body of a handshake, sent before authentication (4 KiB) */
     uint32_t entries_max;         /* entries in one APPEND (4096) */
+    uint32_t chunk_bytes_max;     /* body of a snapshot chunk frame (4 MiB) */
 };
 
 /* Fills *l with the defaults above. */
@@ -95,17 +114,39 @@ struct wire_header
 struct wire_handshake
 {
     raft_id node_id;
-    const char *cluster_id;  /* not NUL-terminated; when decoded, points into the frame */
-    uint16_t cluster_id_len; /* 1 .. WIRE_CLUSTER_ID_BYTES_MAX */
+    const char *cluster_id;   /* not NUL-terminated; when decoded, points into the frame */
+    uint16_t cluster_id_len;  /* 1 .. WIRE_CLUSTER_ID_BYTES_MAX */
+    const char *client_addr;  /* likewise; may be NULL when client_addr_len is 0 */
+    uint16_t client_addr_len; /* 0 .. WIRE_CLIENT_ADDR_BYTES_MAX */
+};
+
+/* A piece of a snapshot file. */
+struct wire_chunk
+{
+    raft_index index; /* the snapshot's last index and term */
+    raft_term term;
+    uint64_t offset;     /* where data goes in the file */
+    bool last;           /* the final chunk */
+    const uint8_t *data; /* when decoded, points into the frame */
+    uint32_t len;
+};
+
+/* A node-level frame's opaque body. */
+struct wire_node_frame
+{
+    const uint8_t *body; /* when decoded, points into the frame */
+    uint32_t len;
 };
 
 /* A decoded frame: type says which member is valid. */
 struct wire_frame
 {
-    uint8_t type; /* a raft message type or WIRE_HANDSHAKE */
+    uint8_t type; /* a raft message type, WIRE_HANDSHAKE, WIRE_SNAPSHOT_CHUNK or >= 100 */
     union {
         struct raft_message msg;
         struct wire_handshake handshake;
+        struct wire_chunk chunk;
+        struct wire_node_frame node;
     };
 };
 
@@ -126,10 +167,30 @@ int wire_encode_message_into(const struct raft_message *m, uint8_t *out);
 int wire_encode_message(struct buf *b, const struct raft_message *m);
 
 /*
- * Appends a handshake frame to b. hs->cluster_id_len must be 1 .. WIRE_CLUSTER_ID_BYTES_MAX.
+ * Appends a handshake frame to b, client address included. hs->cluster_id_len must be
+ * 1 .. WIRE_CLUSTER_ID_BYTES_MAX, hs->client_addr_len 0 .. WIRE_CLIENT_ADDR_BYTES_MAX.
+ * Errors: WIRE_ENOMEM (b unchanged).
+ */
+int wire_encode_handshake_addr(struct buf *b, const struct wire_handshake *hs);
+
+/*
+ * The same with an empty client address: reads only hs->node_id and hs->cluster_id*, so
+ * callers written before the client address existed stay correct.
  * Errors: WIRE_ENOMEM (b unchanged).
  */
 int wire_encode_handshake(struct buf *b, const struct wire_handshake *hs);
+
+/*
+ * Appends a snapshot chunk frame to b. c->len must be at most UINT32_MAX minus
+ * WIRE_CHUNK_HEADER_BYTES. Errors: WIRE_ENOMEM (b unchanged).
+ */
+int wire_encode_chunk(struct buf *b, const struct wire_chunk *c);
+
+/*
+ * Appends a node-level frame of the given type (>= WIRE_NODE_FRAME_MIN) to b.
+ * Errors: WIRE_ETOOBIG (len does not fit the u32 length), WIRE_ENOMEM (b unchanged).
+ */
+int wire_encode_node_frame(struct buf *b, uint8_t type, const void *body, size_t len);
 
 /*
  * Decodes and checks a frame header from WIRE_HEADER_BYTES bytes at p: magic, version,
@@ -141,9 +202,10 @@ int wire_encode_handshake(struct buf *b, const struct wire_handshake *hs);
 int wire_decode_header(const uint8_t *p, const struct wire_limits *limits, struct wire_header *h);
 
 /*
- * Checks the body's checksum, then decodes it into *f. Zero-copy: entry payloads and the
- * cluster id point into body, which must outlive them. For an APPEND with entries,
- * f->msg.append.entries is malloc'ed (at most min(entries_max, length / 16) entries);
+ * Checks the body's checksum, then decodes it into *f. Zero-copy: entry payloads, the
+ * handshake's strings, chunk data and node frame bodies point into body, which must
+ * outlive them. For an APPEND with entries, f->msg.append.entries is malloc'ed (at most
+ * min(entries_max, length / 16) entries);
  * release it with wire_frame_free().
  *
  * Errors: WIRE_ECHECKSUM, WIRE_ETRUNCATED, WIRE_ETRAILING, WIRE_ETOOMANY, WIRE_EINVAL,

@@ -1,0 +1,129 @@
+/*
+ * Peer links on libuv TCP. Each pair of nodes talks over one connection per direction:
+ * a node connects to every peer it knows and sends on that connection; it accepts
+ * connections from peers and receives on those. A connection opens with a handshake
+ * frame (node id, cluster id, the node's client address) and then carries frames of
+ * src/io/wire.h. Outgoing connections reconnect with exponential backoff; each peer has
+ * a bounded send queue (a message that does not fit is dropped: Raft retries).
+ *
+ * A malformed, truncated, oversized or unauthenticated frame closes that connection with
+ * a log line; the node goes on.
+ *
+ * Snapshots travel in chunks: transport_send_snapshot() streams a snapshot file; the
+ * receiver writes the chunks to a temporary file in its data directory, verifies the
+ * whole file (snapfile_verify), and only then hands the SNAPSHOT message and the file's
+ * path to snapshot_cb.
+ *
+ * Threading: loop thread only. Errors: 0 or a negative TRANSPORT_E* code. Callbacks run
+ * from the loop, and peer(id, false) also from inside a send function whose write fails at
+ * once; none runs after transport_close().
+ */
+#ifndef LUARAFT_IO_TRANSPORT_H
+#define LUARAFT_IO_TRANSPORT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "raft/raft.h"
+
+enum {
+    TRANSPORT_ENOTCONN = -400, /* no connection to that peer now: dropped */
+    TRANSPORT_EQUEUE = -401,   /* the peer's send queue is full: dropped */
+    TRANSPORT_ENOMEM = -402,
+    TRANSPORT_EINVAL = -403,  /* unknown peer, bad address, message too big */
+    TRANSPORT_ELISTEN = -404, /* cannot listen on the address */
+    TRANSPORT_EIO = -405,     /* transport_send_snapshot() cannot open the file */
+};
+
+const char *transport_strerror(int rv);
+
+struct transport_peer
+{
+    raft_id id;
+    char host[64]; /* numeric IPv4 or IPv6 */
+    int port;
+};
+
+struct transport_options
+{
+    raft_id self;
+    const char *listen_host;
+    int listen_port;
+    const char *cluster_id;  /* peers of another cluster are refused at the handshake */
+    const char *client_addr; /* "host:port" of this node's client port, told to peers */
+    const char *dir;         /* where incoming snapshot files are written */
+    uint64_t send_queue_bytes_max;
+    uint32_t reconnect_ms_min;
+    uint32_t reconnect_ms_max;
+};
+
+struct transport_callbacks
+{
+    void *arg;
+    /* A decoded raft message; entries point into the frame and live during the call. */
+    void (*recv)(void *arg, struct raft_message *m);
+    /* A complete, verified snapshot file for the SNAPSHOT message m. The callee owns the
+     * file from then on (renames or deletes it). */
+    void (*snapshot)(void *arg, struct raft_message *m, const char *path);
+    /* A node-level frame (e.g. a forwarded client command); body lives during the call. */
+    void (*frame)(void *arg, raft_id from, uint8_t type, const void *body, size_t len);
+    /* A connection to or from a peer came up or went down. */
+    void (*peer)(void *arg, raft_id id, bool up);
+};
+
+/* Frame types for transport_send_frame(), beside the raft messages of wire.h. */
+enum {
+    TRANSPORT_FRAME_FORWARD = 100,      /* a client command for the leader */
+    TRANSPORT_FRAME_FORWARD_REPLY = 101 /* its reply */
+};
+
+struct transport;
+
+/* Listens, and starts connecting to every peer. Zero fields of o take the defaults
+ * (send_queue_bytes_max 64 MiB, reconnect 50 ms .. 2 s); listen_host NULL is 0.0.0.0.
+ * Errors: TRANSPORT_ELISTEN, _ENOMEM, _EINVAL (errmsg says why). After TRANSPORT_ELISTEN
+ * the listener's handle is still closing on loop: a run of the loop frees it. */
+int transport_start(struct transport **out,
+                    uv_loop_t *loop,
+                    const struct transport_options *o,
+                    const struct transport_peer *peers,
+                    unsigned n_peers,
+                    const struct transport_callbacks *cb,
+                    char *errmsg,
+                    size_t errmsg_size);
+
+/*
+ * Sends one raft message to m->to: encodes it at once (APPEND entries must have their
+ * payloads; they are copied), so nothing needs to outlive the call.
+ * Errors: TRANSPORT_ENOTCONN, _EQUEUE, _EINVAL, _ENOMEM.
+ */
+int transport_send(struct transport *t, const struct raft_message *m);
+
+/* Streams the snapshot file at path to m->to, then the SNAPSHOT message m. A stream
+ * already under way to that peer for the same index is left to finish (returns 0); one for
+ * another index is dropped for this one. The stream stops if the connection goes down.
+ * Errors: TRANSPORT_ENOTCONN, _EINVAL (unknown peer), _EIO (cannot open the file), _ENOMEM.
+ */
+int transport_send_snapshot(struct transport *t, const struct raft_message *m, const char *path);
+
+/* Sends a node-level frame (type >= 100) with an opaque body to peer to.
+ * Errors: TRANSPORT_ENOTCONN, _EQUEUE, _EINVAL (unknown peer, type < 100, body above
+ * frame_bytes_max), _ENOMEM. */
+int transport_send_frame(struct transport *t,
+                         raft_id to,
+                         uint8_t type,
+                         const void *body,
+                         size_t len);
+
+/* True while an outgoing connection to peer id is up. */
+bool transport_connected(const struct transport *t, raft_id id);
+
+/* The client address peer id told us in its handshake, or NULL. */
+const char *transport_client_addr(const struct transport *t, raft_id id);
+
+/* Closes every connection and the listener, frees the transport, then calls closed(arg). */
+void transport_close(struct transport *t, void (*closed)(void *arg), void *arg);
+
+#endif

@@ -1,0 +1,822 @@
+/*
+ * luaraft.transport: src/io/transport.c as a Lua module, for busted specs.
+ *
+ * Every transport the module starts lives on one private uv loop, so that two or three of
+ * them in one process can talk to each other over loopback; t:run() and t:run_until() drive
+ * that loop, and so every transport's events, but each returns only its own.
+ *
+ *   transport.start{self =, listen_port =, listen_host = "127.0.0.1", cluster_id =, dir =,
+ *                   client_addr =, peers = {{id =, host =, port =}, ...},
+ *                   send_queue_bytes_max =, reconnect_ms_min =, reconnect_ms_max =}
+ *       -> t | nil, message, code (transport.ELISTEN, ...)
+ *   t:send{type = "APPEND", to =, term =, ..., entries = {{term =, type =, data =}}}
+ *       -> true | nil, message          (from defaults to self; fields as luaraft.codec)
+ *   t:send_snapshot(msg, path), t:send_frame(to, type, body)   -> true | nil, message
+ *   t:run(ms) -> events;  t:run_until(n, ms) -> events (stops once n messages are in)
+ *       events: {event = "recv", <message fields>}, {event = "snapshot", path =,
+ *       <message fields>}, {event = "frame", from =, frame_type =, body =},
+ *       {event = "peer", id =, up =}; "messages" are recv, snapshot and frame events.
+ *   t:connected(id), t:client_addr(id), t:close()
+ *   transport.raw_send(port, bytes) sends bytes on a plain connection, then closes it.
+ *   transport.loop_handles() -> handles still open on the module's loop (after running
+ *       pending close callbacks), besides its own run timer.
+ *   transport.wire_encode{type = "HANDSHAKE" | "CHUNK" | "NODE", ...} -> frame bytes, and
+ *   transport.wire_decode(bytes [, limits]) -> table, frame_bytes | nil, message: the
+ *       frames of wire.h that luaraft.codec does not know (HANDSHAKE: node_id, cluster_id,
+ *       client_addr; CHUNK: index, snapshot_term, offset, last, data; NODE: frame_type,
+ *       body); wire_decode takes raft messages too.
+ *
+ * Callbacks push their events straight into Lua tables, so they need a lua_State: every
+ * function that may run them (the run functions, send functions) sets current_L first.
+ */
+#include <lauxlib.h>
+#include <lua.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "io/transport.h"
+#include "io/wire.h"
+#include "util/buf.h"
+
+#define TRANSPORT_MT "luaraft.transport"
+
+static uv_loop_t module_loop;
+static bool module_loop_ready;
+static uv_timer_t run_timer;
+static bool run_timer_fired;
+static lua_State *current_L;
+
+static const char *const msg_type_names[] = {
+    NULL,          "APPEND",     "APPEND_RESP",     "VOTE",
+    "VOTE_RESP",   "HEARTBEAT",  "HEARTBEAT_RESP",  "SNAPSHOT",
+    "TIMEOUT_NOW", "READ_INDEX", "READ_INDEX_RESP",
+};
+_Static_assert(sizeof(msg_type_names) / sizeof(msg_type_names[0]) == RAFT_MSG_TYPE_MAX + 1,
+               "a name for every raft message type");
+
+static const char *const entry_type_names[] = {NULL, "NORMAL", "NOOP", "CONFIG"};
+
+struct lt
+{
+    struct transport *t; /* NULL once closed */
+    raft_id self;
+    int events_ref;   /* registry: this transport's events not yet returned */
+    int n_events;     /* entries in that table */
+    int n_messages;   /* recv, snapshot and frame events among them */
+    bool *close_done; /* set by the closed callback */
+};
+
+static uv_loop_t *loop_get(void)
+{
+    if (!module_loop_ready) {
+        int rv = uv_loop_init(&module_loop);
+        if (rv != 0) {
+            return NULL;
+        }
+        uv_timer_init(&module_loop, &run_timer);
+        module_loop_ready = true;
+    }
+    return &module_loop;
+}
+
+static struct lt *check_lt(lua_State *L)
+{
+    return luaL_checkudata(L, 1, TRANSPORT_MT);
+}
+
+static struct lt *check_open(lua_State *L)
+{
+    struct lt *u = check_lt(L);
+    luaL_argcheck(L, u->t != NULL, 1, "transport closed");
+    return u;
+}
+
+/* ---- Lua tables <-> raft messages ---- */
+
+static uint64_t get_u64(lua_State *L, int idx, const char *name, uint64_t dflt)
+{
+    uint64_t v = dflt;
+    if (lua_getfield(L, idx, name) != LUA_TNIL) { /* v */
+        int ok = 0;
+        v = (uint64_t)lua_tointegerx(L, -1, &ok);
+        if (!ok) {
+            luaL_error(L, "luaraft.transport: %s must be an integer", name);
+        }
+    }
+    lua_pop(L, 1); /* */
+    return v;
+}
+
+static bool get_bool(lua_State *L, int idx, const char *name)
+{
+    lua_getfield(L, idx, name); /* v */
+    bool v = lua_toboolean(L, -1);
+    lua_pop(L, 1); /* */
+    return v;
+}
+
+static int name_index(const char *const *names, int n, const char *name)
+{
+    for (int i = 1; i < n; i++) {
+        if (strcmp(names[i], name) == 0) {
+            return i;
+        }
+    }
+    return 0;
+}
+
+/* Reads the entries of the message table at idx into a userdata left on the stack. */
+static void get_entries(lua_State *L, int idx, struct raft_message *m)
+{
+    m->append.n_entries = 0;
+    m->append.entries = NULL;
+    if (lua_getfield(L, idx, "entries") == LUA_TNIL) { /* entries */
+        return;                                        /* the nil stays as the anchor */
+    }
+    luaL_checktype(L, -1, LUA_TTABLE);
+    int list = lua_gettop(L);
+    lua_Integer n = luaL_len(L, list);
+    luaL_argcheck(L, n >= 0 && n <= UINT32_MAX, 1, "entries");
+    struct raft_entry *e = lua_newuserdatauv(L, (size_t)n * sizeof(*e) + 1, 0); /* ents, ud */
+    for (lua_Integer i = 0; i < n; i++) {
+        lua_rawgeti(L, list, i + 1); /* entries, ud, entry */
+        luaL_checktype(L, -1, LUA_TTABLE);
+        int at = lua_gettop(L);
+        e[i].term = get_u64(L, at, "term", 0);
+        lua_getfield(L, at, "type"); /* ..., entry, type */
+        e[i].type = lua_isnil(L, -1)
+                        ? RAFT_ENTRY_NORMAL
+                        : (uint32_t)name_index(entry_type_names, 4, luaL_checkstring(L, -1));
+        luaL_argcheck(L, e[i].type != 0, 1, "entry type");
+        lua_getfield(L, at, "data"); /* ..., entry, type, data; the entry table keeps it */
+        size_t len = 0;
+        const char *data = lua_isnil(L, -1) ? "" : luaL_checklstring(L, -1, &len);
+        luaL_argcheck(L, len <= UINT32_MAX, 1, "entry data too long");
+        e[i].buf = len > 0 ? data : NULL;
+        e[i].len = (uint32_t)len;
+        lua_pop(L, 3); /* entries, ud */
+    }
+    lua_remove(L, list); /* ud; the entries table stays reachable from the message */
+    m->append.n_entries = (uint32_t)n;
+    m->append.entries = n > 0 ? e : NULL;
+}
+
+/* Fills *m from the table at idx; may leave one value (the entries) on the stack. */
+static void get_message(lua_State *L, int idx, raft_id self, struct raft_message *m)
+{
+    luaL_checktype(L, idx, LUA_TTABLE);
+    memset(m, 0, sizeof(*m));
+    lua_getfield(L, idx, "type"); /* type */
+    m->type = (uint8_t)name_index(msg_type_names, RAFT_MSG_TYPE_MAX + 1, luaL_checkstring(L, -1));
+    luaL_argcheck(L, m->type != 0, idx, "unknown message type");
+    lua_pop(L, 1); /* */
+    m->from = get_u64(L, idx, "from", self);
+    m->to = get_u64(L, idx, "to", 0);
+    m->term = get_u64(L, idx, "term", 0);
+    switch (m->type) {
+        case RAFT_MSG_APPEND:
+            m->append.prev_index = get_u64(L, idx, "prev_index", 0);
+            m->append.prev_term = get_u64(L, idx, "prev_term", 0);
+            m->append.commit = get_u64(L, idx, "commit", 0);
+            get_entries(L, idx, m);
+            break;
+        case RAFT_MSG_APPEND_RESP:
+            m->append_resp.success = get_bool(L, idx, "success");
+            m->append_resp.index = get_u64(L, idx, "index", 0);
+            m->append_resp.conflict_term = get_u64(L, idx, "conflict_term", 0);
+            m->append_resp.conflict_index = get_u64(L, idx, "conflict_index", 0);
+            break;
+        case RAFT_MSG_VOTE:
+            m->vote.prevote = get_bool(L, idx, "prevote");
+            m->vote.transfer = get_bool(L, idx, "transfer");
+            m->vote.last_index = get_u64(L, idx, "last_index", 0);
+            m->vote.last_term = get_u64(L, idx, "last_term", 0);
+            break;
+        case RAFT_MSG_VOTE_RESP:
+            m->vote_resp.prevote = get_bool(L, idx, "prevote");
+            m->vote_resp.granted = get_bool(L, idx, "granted");
+            break;
+        case RAFT_MSG_HEARTBEAT:
+            m->heartbeat.commit = get_u64(L, idx, "commit", 0);
+            m->heartbeat.read_seq = get_u64(L, idx, "read_seq", 0);
+            break;
+        case RAFT_MSG_HEARTBEAT_RESP:
+            m->heartbeat_resp.read_seq = get_u64(L, idx, "read_seq", 0);
+            break;
+        case RAFT_MSG_SNAPSHOT:
+            m->snapshot.index = get_u64(L, idx, "index", 0);
+            m->snapshot.term = get_u64(L, idx, "snapshot_term", 0);
+            break;
+        case RAFT_MSG_READ_INDEX:
+            m->read_index.id = get_u64(L, idx, "id", 0);
+            break;
+        case RAFT_MSG_READ_INDEX_RESP:
+            m->read_index_resp.id = get_u64(L, idx, "id", 0);
+            m->read_index_resp.index = get_u64(L, idx, "index", 0);
+            break;
+        default:
+            break;
+    }
+}
+
+static void set_int(lua_State *L, const char *name, uint64_t v)
+{
+    lua_pushinteger(L, (lua_Integer)v); /* t, v */
+    lua_setfield(L, -2, name);          /* t */
+}
+
+static void set_bool(lua_State *L, const char *name, bool v)
+{
+    lua_pushboolean(L, v);     /* t, v */
+    lua_setfield(L, -2, name); /* t */
+}
+
+static void set_str(lua_State *L, const char *name, const char *v)
+{
+    lua_pushstring(L, v);      /* t, v */
+    lua_setfield(L, -2, name); /* t */
+}
+
+static void set_entries(lua_State *L, const struct raft_message *m)
+{
+    lua_createtable(L, (int)m->append.n_entries, 0); /* t, entries */
+    for (uint32_t i = 0; i < m->append.n_entries; i++) {
+        const struct raft_entry *e = &m->append.entries[i];
+        lua_createtable(L, 0, 3); /* t, entries, e */
+        set_int(L, "term", e->term);
+        set_str(L, "type", entry_type_names[e->type]);
+        lua_pushlstring(L, e->buf != NULL ? e->buf : "", e->len); /* t, entries, e, data */
+        lua_setfield(L, -2, "data");                              /* t, entries, e */
+        lua_rawseti(L, -2, i + 1);                                /* t, entries */
+    }
+    lua_setfield(L, -2, "entries"); /* t */
+}
+
+/* Adds the message's fields to the table on top of the stack. */
+static void set_message(lua_State *L, const struct raft_message *m)
+{
+    set_str(L, "type", msg_type_names[m->type]);
+    set_int(L, "from", m->from);
+    set_int(L, "to", m->to);
+    set_int(L, "term", m->term);
+    switch (m->type) {
+        case RAFT_MSG_APPEND:
+            set_int(L, "prev_index", m->append.prev_index);
+            set_int(L, "prev_term", m->append.prev_term);
+            set_int(L, "commit", m->append.commit);
+            set_entries(L, m);
+            break;
+        case RAFT_MSG_APPEND_RESP:
+            set_bool(L, "success", m->append_resp.success);
+            set_int(L, "index", m->append_resp.index);
+            set_int(L, "conflict_term", m->append_resp.conflict_term);
+            set_int(L, "conflict_index", m->append_resp.conflict_index);
+            break;
+        case RAFT_MSG_VOTE:
+            set_bool(L, "prevote", m->vote.prevote);
+            set_bool(L, "transfer", m->vote.transfer);
+            set_int(L, "last_index", m->vote.last_index);
+            set_int(L, "last_term", m->vote.last_term);
+            break;
+        case RAFT_MSG_VOTE_RESP:
+            set_bool(L, "prevote", m->vote_resp.prevote);
+            set_bool(L, "granted", m->vote_resp.granted);
+            break;
+        case RAFT_MSG_HEARTBEAT:
+            set_int(L, "commit", m->heartbeat.commit);
+            set_int(L, "read_seq", m->heartbeat.read_seq);
+            break;
+        case RAFT_MSG_HEARTBEAT_RESP:
+            set_int(L, "read_seq", m->heartbeat_resp.read_seq);
+            break;
+        case RAFT_MSG_SNAPSHOT:
+            set_int(L, "index", m->snapshot.index);
+            set_int(L, "snapshot_term", m->snapshot.term);
+            break;
+        case RAFT_MSG_READ_INDEX:
+            set_int(L, "id", m->read_index.id);
+            break;
+        case RAFT_MSG_READ_INDEX_RESP:
+            set_int(L, "id", m->read_index_resp.id);
+            set_int(L, "index", m->read_index_resp.index);
+            break;
+        default:
+            break;
+    }
+}
+
+/* ---- callbacks: each appends one event table to the transport's list ---- */
+
+/* Pushes a new event table for u, to be filled and then stored by event_end(). */
+static lua_State *event_begin(struct lt *u, const char *kind)
+{
+    lua_State *L = current_L;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, u->events_ref); /* events */
+    lua_createtable(L, 0, 8);                         /* events, e */
+    set_str(L, "event", kind);
+    return L;
+}
+
+static void event_end(lua_State *L, struct lt *u, bool message)
+{
+    lua_rawseti(L, -2, ++u->n_events); /* events */
+    lua_pop(L, 1);                     /* */
+    if (message) {
+        u->n_messages++;
+    }
+}
+
+static void on_recv(void *arg, struct raft_message *m)
+{
+    struct lt *u = arg;
+    lua_State *L = event_begin(u, "recv");
+    set_message(L, m);
+    event_end(L, u, true);
+}
+
+static void on_snapshot(void *arg, struct raft_message *m, const char *path)
+{
+    struct lt *u = arg;
+    lua_State *L = event_begin(u, "snapshot");
+    set_message(L, m);
+    set_str(L, "path", path);
+    event_end(L, u, true);
+}
+
+static void on_frame(void *arg, raft_id from, uint8_t type, const void *body, size_t len)
+{
+    struct lt *u = arg;
+    lua_State *L = event_begin(u, "frame");
+    set_int(L, "from", from);
+    set_int(L, "frame_type", type);
+    lua_pushlstring(L, body != NULL ? body : "", len); /* events, e, body */
+    lua_setfield(L, -2, "body");                       /* events, e */
+    event_end(L, u, true);
+}
+
+static void on_peer(void *arg, raft_id id, bool up)
+{
+    struct lt *u = arg;
+    lua_State *L = event_begin(u, "peer");
+    set_int(L, "id", id);
+    set_bool(L, "up", up);
+    event_end(L, u, false);
+}
+
+/* ---- module functions ---- */
+
+static const char *opt_string(lua_State *L, int idx, const char *name, const char *dflt)
+{
+    lua_getfield(L, idx, name); /* v; stays: the string must outlive transport_start */
+    return lua_isnil(L, -1) ? dflt : luaL_checkstring(L, -1);
+}
+
+static int lt_start(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 1); /* opts */
+    uv_loop_t *loop = loop_get();
+    if (loop == NULL) {
+        return luaL_error(L, "luaraft.transport: cannot start the loop");
+    }
+    struct transport_options o;
+    memset(&o, 0, sizeof(o));
+    o.self = get_u64(L, 1, "self", 0);
+    o.listen_port = (int)get_u64(L, 1, "listen_port", 0);
+    o.listen_host = opt_string(L, 1, "listen_host", "127.0.0.1");
+    o.cluster_id = opt_string(L, 1, "cluster_id", NULL);
+    o.client_addr = opt_string(L, 1, "client_addr", "");
+    o.dir = opt_string(L, 1, "dir", NULL);
+    o.send_queue_bytes_max = get_u64(L, 1, "send_queue_bytes_max", 0);
+    o.reconnect_ms_min = (uint32_t)get_u64(L, 1, "reconnect_ms_min", 0);
+    o.reconnect_ms_max = (uint32_t)get_u64(L, 1, "reconnect_ms_max", 0);
+    luaL_argcheck(L, o.cluster_id != NULL && o.dir != NULL, 1, "cluster_id and dir");
+
+    lua_getfield(L, 1, "peers"); /* opts, ..., peers */
+    luaL_checktype(L, -1, LUA_TTABLE);
+    int at = lua_gettop(L);
+    lua_Integer n = luaL_len(L, at);
+    luaL_argcheck(L, n >= 0 && n <= 64, 1, "peers");
+    struct transport_peer *peers = lua_newuserdatauv(L, (size_t)n * sizeof(*peers) + 1, 0);
+    for (lua_Integer i = 0; i < n; i++) {
+        lua_rawgeti(L, at, i + 1); /* ..., peers, ud, peer */
+        luaL_checktype(L, -1, LUA_TTABLE);
+        int p = lua_gettop(L);
+        peers[i].id = get_u64(L, p, "id", 0);
+        peers[i].port = (int)get_u64(L, p, "port", 0);
+        const char *host = opt_string(L, p, "host", "127.0.0.1"); /* ..., peer, host */
+        luaL_argcheck(L, strlen(host) < sizeof(peers[i].host), 1, "peer host");
+        memcpy(peers[i].host, host, strlen(host) + 1);
+        lua_pop(L, 2); /* ..., peers, ud */
+    }
+
+    struct lt *u = lua_newuserdatauv(L, sizeof(*u), 0); /* ..., ud, lt */
+    memset(u, 0, sizeof(*u));
+    u->events_ref = LUA_NOREF;
+    u->self = o.self;
+    luaL_setmetatable(L, TRANSPORT_MT);
+    lua_newtable(L);                                /* ..., lt, events */
+    u->events_ref = luaL_ref(L, LUA_REGISTRYINDEX); /* ..., lt */
+    struct transport_callbacks cb = {
+        .arg = u,
+        .recv = on_recv,
+        .snapshot = on_snapshot,
+        .frame = on_frame,
+        .peer = on_peer,
+    };
+    char errmsg[256] = "";
+    current_L = L;
+    int rv = transport_start(&u->t, loop, &o, peers, (unsigned)n, &cb, errmsg, sizeof(errmsg));
+    if (rv != 0) {
+        u->t = NULL;
+        lua_pushnil(L);            /* ..., lt, nil */
+        lua_pushstring(L, errmsg); /* ..., lt, nil, msg */
+        lua_pushinteger(L, rv);    /* ..., lt, nil, msg, code */
+        return 3;
+    }
+    return 1;
+}
+
+static int send_result(lua_State *L, int rv)
+{
+    if (rv == 0) {
+        lua_pushboolean(L, 1); /* true */
+        return 1;
+    }
+    lua_pushnil(L);                            /* nil */
+    lua_pushstring(L, transport_strerror(rv)); /* nil, msg */
+    return 2;
+}
+
+static int lt_send(lua_State *L)
+{
+    struct lt *u = check_open(L);
+    struct raft_message m;
+    get_message(L, 2, u->self, &m);
+    current_L = L;
+    return send_result(L, transport_send(u->t, &m));
+}
+
+static int lt_send_snapshot(lua_State *L)
+{
+    struct lt *u = check_open(L);
+    struct raft_message m;
+    get_message(L, 2, u->self, &m);
+    luaL_argcheck(L, m.type == RAFT_MSG_SNAPSHOT, 2, "a SNAPSHOT message");
+    const char *path = luaL_checkstring(L, 3);
+    current_L = L;
+    return send_result(L, transport_send_snapshot(u->t, &m, path));
+}
+
+static int lt_send_frame(lua_State *L)
+{
+    struct lt *u = check_open(L);
+    raft_id to = (raft_id)luaL_checkinteger(L, 2);
+    lua_Integer type = luaL_checkinteger(L, 3);
+    luaL_argcheck(L, type >= 0 && type <= 255, 3, "frame type");
+    size_t len = 0;
+    const char *body = luaL_checklstring(L, 4, &len);
+    current_L = L;
+    return send_result(L, transport_send_frame(u->t, to, (uint8_t)type, body, len));
+}
+
+static void run_timer_cb(uv_timer_t *timer)
+{
+    (void)timer;
+    run_timer_fired = true;
+}
+
+/* Runs the loop for up to ms, or until u holds n messages (n > 0); returns u's events. */
+static int run_loop(lua_State *L, struct lt *u, lua_Integer n, lua_Integer ms)
+{
+    luaL_argcheck(L, ms >= 0, 2, "ms");
+    lua_State *saved = current_L;
+    current_L = L;
+    run_timer_fired = false;
+    uv_timer_start(&run_timer, run_timer_cb, (uint64_t)ms, 0);
+    while (!run_timer_fired && (n <= 0 || u->n_messages < n)) {
+        uv_run(&module_loop, UV_RUN_ONCE);
+    }
+    uv_timer_stop(&run_timer);
+    current_L = saved;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, u->events_ref); /* events */
+    luaL_unref(L, LUA_REGISTRYINDEX, u->events_ref);
+    lua_newtable(L);                                /* events, new */
+    u->events_ref = luaL_ref(L, LUA_REGISTRYINDEX); /* events */
+    u->n_events = 0;
+    u->n_messages = 0;
+    return 1;
+}
+
+static int lt_run(lua_State *L)
+{
+    struct lt *u = check_lt(L);
+    return run_loop(L, u, 0, luaL_checkinteger(L, 2));
+}
+
+static int lt_run_until(lua_State *L)
+{
+    struct lt *u = check_lt(L);
+    lua_Integer n = luaL_checkinteger(L, 2);
+    return run_loop(L, u, n, luaL_checkinteger(L, 3));
+}
+
+static int lt_connected(lua_State *L)
+{
+    struct lt *u = check_open(L);
+    lua_pushboolean(L, transport_connected(u->t, (raft_id)luaL_checkinteger(L, 2))); /* b */
+    return 1;
+}
+
+static int lt_client_addr(lua_State *L)
+{
+    struct lt *u = check_open(L);
+    const char *a = transport_client_addr(u->t, (raft_id)luaL_checkinteger(L, 2));
+    lua_pushstring(L, a); /* addr or nil */
+    return 1;
+}
+
+static void lt_closed_cb(void *arg)
+{
+    *(bool *)arg = true;
+}
+
+/* Closes the transport and runs the loop until every one of its handles has closed. */
+static int lt_close(lua_State *L)
+{
+    struct lt *u = check_lt(L);
+    if (u->t == NULL) {
+        return 0;
+    }
+    bool done = false;
+    transport_close(u->t, lt_closed_cb, &done);
+    u->t = NULL;
+    lua_State *saved = current_L;
+    current_L = L;
+    while (!done) {
+        uv_run(&module_loop, UV_RUN_ONCE);
+    }
+    current_L = saved;
+    return 0;
+}
+
+/* Collected without close(): close without waiting; a later run finishes the job. */
+static int lt_gc(lua_State *L)
+{
+    struct lt *u = check_lt(L);
+    if (u->t != NULL) {
+        transport_close(u->t, NULL, NULL);
+        u->t = NULL;
+    }
+    luaL_unref(L, LUA_REGISTRYINDEX, u->events_ref);
+    u->events_ref = LUA_NOREF;
+    return 0;
+}
+
+/* ---- raw connections, for sending garbage ---- */
+
+struct raw
+{
+    uv_tcp_t tcp;
+    uv_connect_t connect;
+    uv_write_t write;
+    size_t len;
+    char data[];
+};
+
+static void raw_close_cb(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static void raw_write_cb(uv_write_t *req, int status)
+{
+    struct raw *r = req->data;
+    (void)status;
+    uv_close((uv_handle_t *)&r->tcp, raw_close_cb);
+}
+
+static void raw_connect_cb(uv_connect_t *req, int status)
+{
+    struct raw *r = req->data;
+    uv_buf_t b = uv_buf_init(r->data, (unsigned)r->len);
+    if (status < 0 || uv_write(&r->write, (uv_stream_t *)&r->tcp, &b, 1, raw_write_cb) != 0) {
+        uv_close((uv_handle_t *)&r->tcp, raw_close_cb);
+    }
+}
+
+static int lt_raw_send(lua_State *L)
+{
+    lua_Integer port = luaL_checkinteger(L, 1);
+    size_t len = 0;
+    const char *bytes = luaL_checklstring(L, 2, &len);
+    uv_loop_t *loop = loop_get();
+    struct sockaddr_in addr;
+    if (loop == NULL || uv_ip4_addr("127.0.0.1", (int)port, &addr) != 0) {
+        return luaL_error(L, "luaraft.transport: bad port");
+    }
+    struct raw *r = malloc(sizeof(*r) + len + 1);
+    if (r == NULL) {
+        return luaL_error(L, "luaraft.transport: out of memory");
+    }
+    memcpy(r->data, bytes, len);
+    r->len = len;
+    uv_tcp_init(loop, &r->tcp);
+    r->tcp.data = r;
+    r->connect.data = r;
+    r->write.data = r;
+    if (uv_tcp_connect(&r->connect, &r->tcp, (const struct sockaddr *)&addr, raw_connect_cb)) {
+        uv_close((uv_handle_t *)&r->tcp, raw_close_cb);
+    }
+    return 0;
+}
+
+/* ---- the frames of wire.h that luaraft.codec does not know, for spec/codec ---- */
+
+static int lt_wire_encode(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 1);           /* f */
+    lua_getfield(L, 1, "type"); /* f, type */
+    const char *type = luaL_checkstring(L, -1);
+    struct buf b;
+    buf_init(&b);
+    int rv = 0;
+    if (strcmp(type, "HANDSHAKE") == 0) {
+        struct wire_handshake hs = {.node_id = get_u64(L, 1, "node_id", 0)};
+        size_t n = 0, a = 0;
+        hs.cluster_id = opt_string(L, 1, "cluster_id", NULL); /* f, type, id */
+        hs.client_addr = opt_string(L, 1, "client_addr", ""); /* f, type, id, addr */
+        luaL_argcheck(L, hs.cluster_id != NULL, 1, "cluster_id");
+        n = strlen(hs.cluster_id);
+        a = strlen(hs.client_addr);
+        luaL_argcheck(L, n >= 1 && n <= WIRE_CLUSTER_ID_BYTES_MAX, 1, "cluster_id length");
+        luaL_argcheck(L, a <= WIRE_CLIENT_ADDR_BYTES_MAX, 1, "client_addr length");
+        hs.cluster_id_len = (uint16_t)n;
+        hs.client_addr_len = (uint16_t)a;
+        rv = wire_encode_handshake_addr(&b, &hs);
+    } else if (strcmp(type, "CHUNK") == 0) {
+        struct wire_chunk c = {
+            .index = get_u64(L, 1, "index", 0),
+            .term = get_u64(L, 1, "snapshot_term", 0),
+            .offset = get_u64(L, 1, "offset", 0),
+            .last = get_bool(L, 1, "last"),
+        };
+        lua_getfield(L, 1, "data"); /* f, type, data */
+        size_t n = 0;
+        c.data = (const uint8_t *)luaL_checklstring(L, -1, &n);
+        luaL_argcheck(L, n <= UINT32_MAX - WIRE_CHUNK_HEADER_BYTES, 1, "data too long");
+        c.len = (uint32_t)n;
+        rv = wire_encode_chunk(&b, &c);
+    } else if (strcmp(type, "NODE") == 0) {
+        lua_Integer ft = (lua_Integer)get_u64(L, 1, "frame_type", 0);
+        luaL_argcheck(L, ft >= WIRE_NODE_FRAME_MIN && ft <= 255, 1, "frame_type");
+        lua_getfield(L, 1, "body"); /* f, type, body */
+        size_t n = 0;
+        const char *body = luaL_checklstring(L, -1, &n);
+        rv = wire_encode_node_frame(&b, (uint8_t)ft, body, n);
+    } else {
+        return luaL_error(L, "luaraft.transport: wire_encode knows HANDSHAKE, CHUNK, NODE");
+    }
+    if (rv != 0) {
+        buf_free(&b);
+        return luaL_error(L, "luaraft.transport: %s", wire_strerror(rv));
+    }
+    lua_pushlstring(L, (const char *)b.data, b.len); /* ..., bytes */
+    buf_free(&b);
+    return 1;
+}
+
+/* Decodes a frame of any type: -> table, frame_bytes | nil, "incomplete" or error. */
+static int lt_wire_decode(lua_State *L)
+{
+    size_t n = 0;
+    const uint8_t *p = (const uint8_t *)luaL_checklstring(L, 1, &n);
+    struct wire_limits l;
+    wire_limits_default(&l);
+    if (!lua_isnoneornil(L, 2)) {
+        l.chunk_bytes_max = (uint32_t)get_u64(L, 2, "chunk_bytes_max", l.chunk_bytes_max);
+        l.frame_bytes_max = (uint32_t)get_u64(L, 2, "frame_bytes_max", l.frame_bytes_max);
+    }
+    struct wire_frame f;
+    int64_t rv = wire_decode(p, n, &l, &f);
+    if (rv <= 0) {
+        lua_pushnil(L);                                                     /* nil */
+        lua_pushstring(L, rv == 0 ? "incomplete" : wire_strerror((int)rv)); /* nil, msg */
+        return 2;
+    }
+    lua_createtable(L, 0, 8); /* t */
+    if (f.type == WIRE_HANDSHAKE) {
+        set_str(L, "type", "HANDSHAKE");
+        set_int(L, "node_id", f.handshake.node_id);
+        lua_pushlstring(L, f.handshake.cluster_id, f.handshake.cluster_id_len); /* t, id */
+        lua_setfield(L, -2, "cluster_id");                                      /* t */
+        lua_pushlstring(L, f.handshake.client_addr != NULL ? f.handshake.client_addr : "",
+                        f.handshake.client_addr_len); /* t, addr */
+        lua_setfield(L, -2, "client_addr");           /* t */
+    } else if (f.type == WIRE_SNAPSHOT_CHUNK) {
+        set_str(L, "type", "CHUNK");
+        set_int(L, "index", f.chunk.index);
+        set_int(L, "snapshot_term", f.chunk.term);
+        set_int(L, "offset", f.chunk.offset);
+        set_bool(L, "last", f.chunk.last);
+        lua_pushlstring(L, f.chunk.data != NULL ? (const char *)f.chunk.data : "",
+                        f.chunk.len); /* t, data */
+        lua_setfield(L, -2, "data");  /* t */
+    } else if (f.type >= WIRE_NODE_FRAME_MIN) {
+        set_str(L, "type", "NODE");
+        set_int(L, "frame_type", f.type);
+        lua_pushlstring(L, f.node.body != NULL ? (const char *)f.node.body : "",
+                        f.node.len); /* t, body */
+        lua_setfield(L, -2, "body"); /* t */
+    } else {
+        set_message(L, &f.msg); /* may raise on memory: the entry array would leak */
+    }
+    wire_frame_free(&f);
+    lua_pushinteger(L, rv); /* t, frame_bytes */
+    return 2;
+}
+
+static void count_handle(uv_handle_t *h, void *arg)
+{
+    if (h != (uv_handle_t *)&run_timer) {
+        (*(int *)arg)++;
+    }
+}
+
+/* Runs pending close callbacks, then counts the handles left besides the run timer. */
+static int lt_loop_handles(lua_State *L)
+{
+    int n = 0;
+    if (module_loop_ready) {
+        uv_run(&module_loop, UV_RUN_NOWAIT);
+        uv_walk(&module_loop, count_handle, &n);
+    }
+    lua_pushinteger(L, n); /* n */
+    return 1;
+}
+
+static const luaL_Reg methods[] = {
+    {"send", lt_send},
+    {"send_snapshot", lt_send_snapshot},
+    {"send_frame", lt_send_frame},
+    {"run", lt_run},
+    {"run_until", lt_run_until},
+    {"connected", lt_connected},
+    {"client_addr", lt_client_addr},
+    {"close", lt_close},
+    {NULL, NULL},
+};
+
+static const luaL_Reg meta[] = {
+    {"__gc", lt_gc},
+    {"__close", lt_close},
+    {NULL, NULL},
+};
+
+static const luaL_Reg module_funcs[] = {
+    {"start", lt_start},
+    {"raw_send", lt_raw_send},
+    {"loop_handles", lt_loop_handles},
+    {"wire_encode", lt_wire_encode},
+    {"wire_decode", lt_wire_decode},
+    {NULL, NULL},
+};
+
+/* At lua_close(): closes the module's loop, if every transport on it has closed. */
+static int module_gc(lua_State *L)
+{
+    (void)L;
+    if (module_loop_ready) {
+        uv_close((uv_handle_t *)&run_timer, NULL);
+        uv_run(&module_loop, UV_RUN_NOWAIT);
+        if (uv_loop_close(&module_loop) == 0) {
+            module_loop_ready = false;
+        }
+    }
+    return 0;
+}
+
+int luaopen_luaraft_transport(lua_State *L);
+
+int luaopen_luaraft_transport(lua_State *L)
+{
+    luaL_newmetatable(L, TRANSPORT_MT); /* mt */
+    luaL_setfuncs(L, meta, 0);
+    luaL_newlib(L, methods);         /* mt, methods */
+    lua_setfield(L, -2, "__index");  /* mt */
+    lua_pop(L, 1);                   /* */
+    lua_newuserdatauv(L, 1, 0);      /* sentinel */
+    lua_createtable(L, 0, 1);        /* sentinel, mt */
+    lua_pushcfunction(L, module_gc); /* sentinel, mt, gc */
+    lua_setfield(L, -2, "__gc");     /* sentinel, mt */
+    lua_setmetatable(L, -2);         /* sentinel */
+    luaL_ref(L, LUA_REGISTRYINDEX);  /* */
+    luaL_newlib(L, module_funcs);    /* module */
+    lua_pushinteger(L, TRANSPORT_ELISTEN);
+    lua_setfield(L, -2, "ELISTEN");
+    lua_pushinteger(L, WIRE_NODE_FRAME_MIN);
+    lua_setfield(L, -2, "NODE_FRAME_MIN");
+    return 1;
+}
