@@ -9,7 +9,7 @@ if(FSM_SOURCES)
     add_library(luaraft_fsm STATIC ${FSM_SOURCES})
     set_target_properties(luaraft_fsm PROPERTIES POSITION_INDEPENDENT_CODE ON)
     target_include_directories(luaraft_fsm PUBLIC ${PROJECT_SOURCE_DIR}/src ${LUA_INCLUDE_DIRS})
-    target_link_libraries(luaraft_fsm PRIVATE luaraft_flags)
+    target_link_libraries(luaraft_fsm PUBLIC m PRIVATE luaraft_flags) # reply.c uses floor()
 endif()
 
 # luaraft_fsm_module: require("luaraft.fsm") -> ${CMAKE_BINARY_DIR}/lua/luaraft/fsm.so.
