@@ -10,15 +10,15 @@
 -- expected: replies 1 when it swapped, 0 when not). GET, EXISTS, MGET and DBSIZE are
 -- reads.
 --
--- Try it, once the node exists, with a node running this script and redis-cli:
+-- Try it: start a local cluster with scripts/cluster.sh (it runs this script), then
 --
---   redis-cli -p 6379 SET greeting hello        -> OK
---   redis-cli -p 6379 GET greeting              -> "hello"
---   redis-cli -p 6379 CAS greeting hello world  -> (integer) 1
---   redis-cli -p 6379 INCR greeting             -> (error) ERR value is not an integer or
+--   redis-cli -p 6001 SET greeting hello        -> OK
+--   redis-cli -p 6002 GET greeting              -> "hello"   (any node answers)
+--   redis-cli -p 6003 CAS greeting hello world  -> (integer) 1
+--   redis-cli -p 6001 INCR greeting             -> (error) ERR value is not an integer or
 --                                                  out of range
 --
--- Today it runs under the specs: spec/fsm/kv_spec.lua drives it through luaraft.fsm.
+-- spec/fsm/kv_spec.lua tests it in-process through luaraft.fsm.
 --
 -- Snapshot format (big-endian, canonical: the same state always gives the same bytes):
 --   "luaraft-kv 1\n", the key count as u64, then per key in byte order of the keys:

@@ -277,7 +277,7 @@ static int sandbox_next(lua_State *L)
     if (have_after) {
         sort_key_init(L, 2, &after);
     }
-    struct sort_key best;
+    struct sort_key best = {0};
     bool have_best = false;
     uint64_t n = 0;
     lua_pushnil(L); /* t k best */

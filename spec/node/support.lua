@@ -1,0 +1,218 @@
+-- Shared by the spec/node specs (loaded with dofile, so busted does not run it as a spec):
+-- real luaraft processes on loopback, started and stopped by PID, with temporary data
+-- directories, free ports picked here, and redis-cli as the client. Every wait polls a
+-- predicate until a bounded deadline; nothing sleeps to synchronize.
+local S = {}
+
+S.root = debug.getinfo(1, "S").source:sub(2):match("^(.*)/spec/node/[^/]*$") or "."
+
+local build = os.getenv("LUARAFT_BUILD_DIR")
+if build == nil or build == "" then
+    build = S.root .. "/build"
+end
+S.luaraft = build .. "/luaraft"
+S.kv = S.root .. "/examples/kv.lua"
+
+local function sh(cmd)
+    local p = assert(io.popen(cmd, "r"))
+    local out = p:read("a")
+    p:close()
+    return out
+end
+
+local function quote(s)
+    return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+S.quote = quote
+
+-- Wall-clock seconds with sub-second resolution (os.time() has whole seconds only).
+function S.now()
+    return tonumber(sh("date +%s.%N")) or os.time()
+end
+
+-- Polls pred() until it returns a true value or `seconds` pass; returns that value or
+-- raises an error naming what did not happen. A short pause between polls keeps the
+-- nodes' CPU free; it is not synchronization, the predicate is.
+function S.wait(seconds, what, pred)
+    local deadline = S.now() + seconds
+    repeat
+        local v = pred()
+        if v then
+            return v
+        end
+        os.execute("sleep 0.05")
+    until S.now() > deadline
+    error(what .. " did not happen within " .. seconds .. " s", 2)
+end
+
+local function port_free(port)
+    -- A connect that fails means nothing listens there.
+    return os.execute("bash -c 'exec 3<>/dev/tcp/127.0.0.1/" .. port .. "' 2>/dev/null") ~= true
+end
+
+-- A block of free ports: clients base+1..base+n, peers base+101..base+100+n.
+local function pick_ports(n)
+    math.randomseed(os.time() + tonumber(tostring({}):match("0x(%x+)") or "0", 16))
+    for _ = 1, 50 do
+        -- Below Linux's ephemeral range (32768 and up), so no outgoing connection of a
+        -- node can hold a port a later node of the run must listen on.
+        local base = 10000 + math.random(0, 220) * 100
+        local ok = true
+        for i = 1, n do
+            ok = ok and port_free(base + i) and port_free(base + 100 + i)
+        end
+        if ok then
+            return base
+        end
+    end
+    error("no free ports")
+end
+
+local Cluster = {}
+Cluster.__index = Cluster
+
+-- S.cluster{n = 3, script = path, flags = {...}} -> a cluster object, nodes not started.
+function S.cluster(opts)
+    local c = setmetatable({}, Cluster)
+    c.n = opts.n or 3
+    c.script = opts.script or S.kv
+    c.flags = opts.flags or {}
+    c.base = pick_ports(c.n)
+    c.dir = sh("mktemp -d /tmp/luaraft-spec.XXXXXX"):gsub("%s+$", "")
+    c.pids = {}
+    local members = {}
+    for i = 1, c.n do
+        members[#members + 1] = i .. "=127.0.0.1:" .. c:peer_port(i)
+    end
+    c.members = table.concat(members, ",")
+    return c
+end
+
+function Cluster:client_port(i)
+    return self.base + i
+end
+
+function Cluster:peer_port(i)
+    return self.base + 100 + i
+end
+
+function Cluster:log(i)
+    return self.dir .. "/n" .. i .. ".log"
+end
+
+function Cluster:start(i)
+    assert(self.pids[i] == nil, "node " .. i .. " is running")
+    local args = {
+        quote(S.luaraft), "node", "--id", i, "--data", quote(self.dir .. "/n" .. i),
+        "--listen", "127.0.0.1:" .. self:client_port(i), "--raft",
+        "127.0.0.1:" .. self:peer_port(i), "--cluster", self.members,
+    }
+    for _, f in ipairs(self.flags) do
+        args[#args + 1] = quote(f)
+    end
+    args[#args + 1] = quote(self.script)
+    local cmd = table.concat(args, " ") .. " >>" .. quote(self:log(i)) .. " 2>&1 & echo $!"
+    self.pids[i] = assert(tonumber(sh(cmd)), "no pid for node " .. i)
+end
+
+function Cluster:start_all()
+    for i = 1, self.n do
+        self:start(i)
+    end
+end
+
+function Cluster:alive(i)
+    local pid = self.pids[i]
+    if pid == nil then
+        return false
+    end
+    -- A zombie still answers kill -0; ask ps for its state.
+    local state = sh("ps -o stat= -p " .. pid .. " 2>/dev/null")
+    return state ~= "" and not state:match("^Z")
+end
+
+-- kill -9 node i and reap it.
+function Cluster:kill(i)
+    local pid = assert(self.pids[i], "node " .. i .. " is not running")
+    os.execute("kill -9 " .. pid .. " 2>/dev/null")
+    S.wait(10, "node " .. i .. " exit", function()
+        return not self:alive(i)
+    end)
+    self.pids[i] = nil
+end
+
+-- Stops every node (SIGTERM, then SIGKILL after a deadline) and removes the data.
+function Cluster:stop()
+    for i = 1, self.n do
+        if self.pids[i] then
+            os.execute("kill -TERM " .. self.pids[i] .. " 2>/dev/null")
+        end
+    end
+    for i = 1, self.n do
+        if self.pids[i] then
+            local ok = pcall(S.wait, 10, "node " .. i .. " stop", function()
+                return not self:alive(i)
+            end)
+            if not ok then
+                os.execute("kill -9 " .. self.pids[i] .. " 2>/dev/null")
+            end
+            self.pids[i] = nil
+        end
+    end
+    if os.getenv("LUARAFT_SPEC_KEEP") then
+        io.stderr:write("kept " .. self.dir .. "\n")
+    else
+        os.execute("rm -rf " .. quote(self.dir))
+    end
+end
+
+-- Runs one command with redis-cli against node i; returns its output without the
+-- trailing newline.
+function Cluster:rc(i, ...)
+    local args = { "timeout 5 redis-cli -p", self:client_port(i) }
+    for _, a in ipairs({ ... }) do
+        args[#args + 1] = quote(a)
+    end
+    return (sh(table.concat(args, " ") .. " 2>&1"):gsub("\n$", ""))
+end
+
+-- RAFT.INFO of node i as a table (empty when it does not answer).
+function Cluster:info(i)
+    local t = {}
+    for line in self:rc(i, "RAFT.INFO"):gmatch("[^\r\n]+") do
+        local k, v = line:match("^([%w_]+):(.*)$")
+        if k then
+            t[k] = v
+        end
+    end
+    return t
+end
+
+-- The id of the running node that says it leads, or nil.
+function Cluster:leader()
+    for i = 1, self.n do
+        if self.pids[i] and self:info(i).role == "leader" then
+            return i
+        end
+    end
+    return nil
+end
+
+function Cluster:wait_leader(seconds)
+    return S.wait(seconds or 10, "a leader", function()
+        return self:leader()
+    end)
+end
+
+-- Sends raw bytes to a port and closes the connection.
+function S.send_raw(port, bytes)
+    local path = os.tmpname()
+    local f = assert(io.open(path, "wb"))
+    f:write(bytes)
+    f:close()
+    os.execute("timeout 2 bash -c 'cat " .. quote(path) .. " >/dev/tcp/127.0.0.1/" .. port
+        .. "' 2>/dev/null")
+    os.remove(path)
+end
+
+return S

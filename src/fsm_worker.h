@@ -1,0 +1,147 @@
+/*
+ * The fsm thread: the one thread that runs Lua. The loop thread hands it jobs (apply a
+ * batch of committed entries, run a batch of queries, fork a snapshot child, restore a
+ * snapshot file) through one FIFO queue, so queries run after every apply queued before
+ * them; each finished job comes back to the loop thread through a uv_async_t and the
+ * done callback. Lua never runs on the loop thread, so a long apply delays no heartbeat.
+ *
+ * Also home of the entry payload encoding, which both threads use:
+ *
+ *   write payload = u8 version (1), u64 leader time in ms, then an argv blob
+ *   argv blob     = u32 argc, then per argument u32 length and the bytes (big-endian)
+ */
+#ifndef LUARAFT_FSM_WORKER_H
+#define LUARAFT_FSM_WORKER_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <uv.h>
+
+#include "fsm/fsm.h"
+#include "util/buf.h"
+
+enum {
+    fsm_worker_payload_version = 1,
+    fsm_worker_argc_max = 1024 * 1024, /* arguments of one command */
+    fsm_worker_path_bytes_max = 512,   /* a snapshot file's path */
+    fsm_worker_chunk_bytes = 64 * 1024 /* read size when restoring a snapshot file */
+};
+
+/* Appends an argv blob to b. Errors: BUF_ENOMEM. */
+int fsm_worker_put_argv(struct buf *b, int argc, const char *const *argv, const size_t *argvlen);
+
+/*
+ * Decodes an argv blob of len bytes at data. On success *argc, *argv and *argvlen point
+ * into arrays the caller frees with free(*argv) and free(*argvlen); the strings point
+ * into data. Returns false on malformed input.
+ */
+bool fsm_worker_get_argv(const void *data,
+                         size_t len,
+                         int *argc,
+                         const char ***argv,
+                         size_t **argvlen);
+
+enum fsm_job_type {
+    FSM_JOB_APPLY = 1,
+    FSM_JOB_QUERY = 2,
+    FSM_JOB_SNAPSHOT = 3,
+    FSM_JOB_RESTORE = 4,
+    FSM_JOB_STOP = 5,
+};
+
+/* A committed entry, with a copy of its payload that the job owns. */
+struct fsm_job_entry
+{
+    uint64_t index;
+    uint64_t term;
+    uint32_t type; /* enum raft_entry_type: only NORMAL entries reach the script */
+    bool want_reply;
+    uint32_t len;
+    void *payload;
+    struct fsm_reply reply; /* out: the script's reply when want_reply */
+};
+
+/* A read: an argv blob the job owns, and the loop's tag for the waiting client. */
+struct fsm_job_query
+{
+    void *tag;
+    void *blob;
+    size_t len;
+    struct fsm_reply reply; /* out */
+};
+
+struct fsm_job
+{
+    struct fsm_job *next;
+    enum fsm_job_type type;
+
+    struct fsm_job_entry *entries; /* APPLY */
+    unsigned n_entries;
+
+    struct fsm_job_query *queries; /* QUERY */
+    unsigned n_queries;
+
+    char path[fsm_worker_path_bytes_max]; /* RESTORE: the file; SNAPSHOT: the directory */
+    uint64_t index; /* RESTORE: the snapshot's; SNAPSHOT out: what the child writes */
+    uint64_t term;
+
+    int status; /* out: 0 or an FSM_E* / SNAPFILE_E* / -errno code */
+    pid_t pid;  /* SNAPSHOT out: the child writing the file */
+    char errmsg[256];
+};
+
+typedef void (*fsm_worker_done_cb)(void *arg, struct fsm_job *job);
+
+struct fsm_worker
+{
+    struct fsm *fsm;
+    pthread_t thread;
+    pthread_mutex_t mutex;
+    pthread_cond_t cond;
+    struct fsm_job *in_head, *in_tail;   /* guarded by mutex */
+    struct fsm_job *out_head, *out_tail; /* guarded by mutex */
+    uv_async_t async;
+    fsm_worker_done_cb done;
+    void *arg;
+    /* Owned by the worker thread once started. */
+    uint64_t applied_index;
+    uint64_t applied_term;
+};
+
+/*
+ * Restores f from the snapshot file at path, on the calling thread (used at start-up,
+ * before the worker runs, and by RESTORE jobs). Errors: SNAPFILE_E* (a bad file), -errno,
+ * FSM_E*; errmsg says why.
+ */
+int fsm_worker_restore_file(struct fsm *f, const char *path, char *errmsg, size_t errmsg_size);
+
+/*
+ * Starts the thread, which owns f from now on; applied_index/term are where f's state is.
+ * done runs on the loop thread for every finished job except STOP, and owns the job.
+ * Errors: -errno.
+ */
+int fsm_worker_start(struct fsm_worker *w,
+                     uv_loop_t *loop,
+                     struct fsm *f,
+                     uint64_t applied_index,
+                     uint64_t applied_term,
+                     fsm_worker_done_cb done,
+                     void *arg);
+
+/* Queues a job (loop thread). The worker owns it until done hands it back. */
+void fsm_worker_submit(struct fsm_worker *w, struct fsm_job *job);
+
+/* Allocates a zeroed job of the type. Returns NULL when out of memory. */
+struct fsm_job *fsm_job_new(enum fsm_job_type type);
+
+/* Frees a job with its entries, queries and replies. */
+void fsm_job_free(struct fsm_job *job);
+
+/* Finishes the queued jobs, joins the thread, closes f and the async handle (loop thread;
+ * the handle is closed with uv_close, so run the loop once more afterwards). */
+void fsm_worker_stop(struct fsm_worker *w);
+
+#endif
