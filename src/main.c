@@ -37,7 +37,7 @@ static const char usage_text[] =
     "  --election-ticks N       election timeout in ticks; each timeout is drawn from\n"
     "                           [N, 2N) [10]\n"
     "  --snapshot-entries N     take a snapshot after N applied entries; 0: only on\n"
-    "                           RAFT.SNAPSHOT [10000]\n"
+    "                           RAFT.SNAPSHOT [100000]\n"
     "  --snapshot-trailing N    log entries kept behind a snapshot, so that a briefly\n"
     "                           lagging follower catches up from the log [1000]\n"
     "  --map-size BYTES         LMDB map size; suffixes K, M, G accepted [1G]\n"
@@ -133,7 +133,7 @@ static int node_main(int argc, char **argv)
         .tick_ms = 10,
         .heartbeat_ticks = 1,
         .election_ticks = 10,
-        .snapshot_entries = 10000,
+        .snapshot_entries = 100000,
         .snapshot_trailing = 1000,
         .map_bytes = 1ull << 30,
     };
