@@ -306,6 +306,11 @@ static void reply_text(struct server_request *req, const char *resp)
 
 static const char unknown_reply[] =
     "-UNKNOWN the write's outcome is unknown: leadership was lost\r\n";
+static const char store_failed_reply[] =
+    "-ERR this node's store failed (see its log); writes are refused\r\n";
+static const char store_failed_pending_reply[] =
+    "-ERR this node's store failed (see its log); the write's outcome is unknown and "
+    "writes are refused\r\n";
 
 /* ------------------------------------------------------------------------------------ */
 /* Answering writes. */
@@ -468,6 +473,9 @@ static void persist_done_cb(void *arg, int status)
                          : "check the disk and restart it");
         }
         n->store_failed = true;
+        /* The writes waiting for their entries would wait forever: this node cannot make
+         * them durable, so unless a majority of others commits them they never apply. */
+        pending_fail_all(n, store_failed_pending_reply);
         free(pc);
         return;
     }
@@ -694,10 +702,10 @@ static void process_update(struct node *n, struct raft_update *u)
     if (u->flags & RAFT_UPDATE_MESSAGES) {
         for (unsigned i = 0; i < u->n_messages; i++) {
             struct raft_message *m = &u->messages[i];
-            if (m->after_persist && n->persist_done < n->persist_submitted) {
+            if (m->after_persist && n->store_failed) {
+                continue; /* it would vouch for state that can no longer become durable */
+            } else if (m->after_persist && n->persist_done < n->persist_submitted) {
                 hold_message(n, m, n->persist_submitted);
-            } else if (m->after_persist && n->store_failed) {
-                continue;
             } else {
                 send_message(n, m);
             }
@@ -1119,7 +1127,7 @@ static void server_command_cb(void *arg,
         return; /* the batch owns the blob's bytes now */
     }
     if (n->store_failed) {
-        reply_text(req, "-ERR this node's store failed (see its log); writes are refused\r\n");
+        reply_text(req, store_failed_reply);
     } else if (raft_role_of(n->raft) == RAFT_LEADER) {
         struct origin o = {req, 0, 0};
         add_proposal(n, blob.data, blob.len, &o);
@@ -1136,6 +1144,14 @@ static void server_command_cb(void *arg,
 static void prepare_cb(uv_prepare_t *h)
 {
     struct node *n = h->data;
+    if (n->props_n > 0 && n->store_failed) {
+        /* Taken this turn before the store failed: never proposed, so never applied. */
+        for (size_t i = 0; i < n->props_n; i++) {
+            origin_reply(n, &n->props[i].o, store_failed_reply, strlen(store_failed_reply));
+            buf_free(&n->props[i].payload);
+        }
+        n->props_n = 0;
+    }
     if (n->props_n > 0) {
         size_t k = n->props_n;
         struct raft_entry *entries = calloc(k, sizeof *entries);
@@ -1184,8 +1200,9 @@ static void prepare_cb(uv_prepare_t *h)
         b->id = ++n->read_seq;
         b->deadline_ms = now_ms(n) + node_read_timeout_ms;
         /* On the leader a read also waits for the writes proposed before it, so that a
-         * pipelining client sees its own writes. */
-        if (raft_role_of(n->raft) == RAFT_LEADER) {
+         * pipelining client sees its own writes; not once the store failed, as those
+         * writes may never commit (their clients were answered). */
+        if (raft_role_of(n->raft) == RAFT_LEADER && !n->store_failed) {
             b->index = raft_last_index(n->raft);
         }
         b->next = n->reads;
