@@ -1,11 +1,13 @@
-# The luaraft executable: src/main.c, src/node.c and src/fsm_worker.c on top of every
-# layer's library. Each layer is guarded, so the tree configures while a layer is still
-# missing; the executable appears once all of them build. Unlike the Lua test modules,
-# an executable links the real liblua (PkgConfig::LUA).
+# The luaraft executable: src/main.c, src/node.c, src/fsm_worker.c and src/cluster.c
+# (`luaraft cluster`) on top of every layer's library. Each layer is guarded, so the
+# tree configures while a layer is still missing; the executable appears once all of
+# them build. Unlike the Lua test modules, an executable links the real liblua
+# (PkgConfig::LUA).
 set(LUARAFT_NODE_SOURCES
     ${PROJECT_SOURCE_DIR}/src/main.c
     ${PROJECT_SOURCE_DIR}/src/node.c
-    ${PROJECT_SOURCE_DIR}/src/fsm_worker.c)
+    ${PROJECT_SOURCE_DIR}/src/fsm_worker.c
+    ${PROJECT_SOURCE_DIR}/src/cluster.c)
 find_package(Threads REQUIRED)
 
 # The node's own objects compile as soon as the headers exist, so they can be checked

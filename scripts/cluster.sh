@@ -1,37 +1,41 @@
 #!/bin/bash
-# Runs a local 3-node luaraft cluster in the foreground: installs any missing package
-# (as scripts/test.sh does), builds, and starts three nodes on examples/kv.lua (or the
-# script given). Ctrl-C stops every node it started.
+# Runs a local luaraft cluster in the foreground: installs any missing package (as
+# scripts/test.sh does), builds, and then runs `luaraft cluster` on examples/kv.lua (or
+# the script given). Ctrl-C stops every node.
 #
-#   scripts/cluster.sh [--data DIR] [--build DIR] [SCRIPT.lua]
+#   scripts/cluster.sh [--build DIR] [--nodes N] [--data DIR] [--base-port P] [--fresh]
+#                      [SCRIPT.lua] [-- NODE-OPTIONS...]
 #
-# Client ports 6001-6003 (redis-cli -p 6001), peer ports 7001-7003, data in ./data/n1..n3
-# unless --data says otherwise. Each node logs to DIR/nI.log and to this terminal.
+# Every option but --build goes to `luaraft cluster` (see `build/luaraft cluster --help`):
+# 3 nodes, client ports 6001-6003 (redis-cli -p 6001), peer ports 7001-7003, data and
+# logs in ./data (n1..n3, n1.log..n3.log), kept across restarts unless --fresh.
 set -euo pipefail
 
 usage() {
-    sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
 }
 
-data=./data
+root=$(cd "$(dirname "$0")/.." && pwd)
 build=build
-script=examples/kv.lua
+script=
+args=()
 while [ $# -gt 0 ]; do
     case "$1" in
-        --data) [ $# -ge 2 ] || { echo "cluster.sh: --data needs a directory" >&2; exit 2; }
-            data=$2; shift ;;
         --build) [ $# -ge 2 ] || { echo "cluster.sh: --build needs a directory" >&2; exit 2; }
             build=$2; shift ;;
+        --nodes | --data | --base-port)
+            [ $# -ge 2 ] || { echo "cluster.sh: $1 needs a value" >&2; exit 2; }
+            args+=("$1" "$2"); shift ;;
+        --fresh) args+=("$1") ;;
         -h | --help) usage; exit 0 ;;
+        --) break ;;
         -*) echo "cluster.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
-        *) script=$1 ;;
+        *) [ -z "$script" ] || { echo "cluster.sh: more than one script" >&2; exit 2; }
+            script=$1 ;;
     esac
     shift
 done
-
-root=$(cd "$(dirname "$0")/.." && pwd)
-case "$script" in /*) ;; *) script=$(pwd)/$script ;; esac
-case "$data" in /*) ;; *) data=$(pwd)/$data ;; esac
+[ -n "$script" ] || script=$root/examples/kv.lua
 case "$build" in /*) ;; *) build=$root/$build ;; esac
 [ -f "$script" ] || { echo "cluster.sh: no script at $script" >&2; exit 2; }
 
@@ -71,34 +75,4 @@ luaraft=$build/luaraft
 [ -x "$luaraft" ] || { echo "cluster.sh: no $luaraft after the build" >&2; exit 1; }
 
 # --- Run ------------------------------------------------------------------------------
-cluster=1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003
-pids=()
-stop() {
-    trap - INT TERM EXIT
-    echo
-    echo "==== Stopping nodes ${pids[*]:-}"
-    for p in "${pids[@]:-}"; do [ -n "$p" ] && kill -TERM "$p" 2>/dev/null || true; done
-    for p in "${pids[@]:-}"; do [ -n "$p" ] && wait "$p" 2>/dev/null || true; done
-    exit 0
-}
-trap stop INT TERM EXIT
-
-mkdir -p "$data"
-for i in 1 2 3; do
-    mkdir -p "$data/n$i"
-    "$luaraft" node --id "$i" --data "$data/n$i" --listen "127.0.0.1:600$i" \
-        --raft "127.0.0.1:700$i" --cluster "$cluster" "$script" \
-        > >(tee -a "$data/n$i.log" >&2) 2>&1 &
-    pids+=($!)
-done
-
-cat <<EOF2
-==== 3 nodes running on $(basename "$script") (pids ${pids[*]}), data in $data
-Connect with any of:
-    redis-cli -p 6001        redis-cli -p 6002        redis-cli -p 6003
-Try: redis-cli -p 6001 SET greeting hello; redis-cli -p 6002 GET greeting;
-     redis-cli -p 6001 RAFT.INFO
-Kill a node (kill -9 PID) and watch the others elect a leader and go on.
-Ctrl-C stops every node.
-EOF2
-wait
+exec "$luaraft" cluster "${args[@]}" "$script" "$@"

@@ -1,7 +1,7 @@
 /*
  * luaraft's command line: parses the flags of `luaraft node ...` into a node_config and
- * runs the node. Exit codes: 0 after a clean stop, 1 when the node could not start (the
- * reason is on stderr), 2 for bad usage.
+ * runs the node, or hands `luaraft cluster ...` to cluster.c. Exit codes: 0 after a clean
+ * stop, 1 when the node could not start (the reason is on stderr), 2 for bad usage.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cluster.h"
 #include "node.h"
 
 static const char usage_text[] =
@@ -232,13 +233,26 @@ static int node_main(int argc, char **argv)
     return node_run(&c);
 }
 
+static const char main_usage_text[] =
+    "Usage: luaraft node [options] SCRIPT.lua      run one node of a cluster\n"
+    "       luaraft cluster [options] SCRIPT.lua   run a local cluster of N nodes in the\n"
+    "                                              foreground (Ctrl-C stops it)\n"
+    "\n"
+    "'luaraft node --help' and 'luaraft cluster --help' explain each command.\n"
+    "\n";
+
 int main(int argc, char **argv)
 {
     if (argc >= 2 && (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0)) {
+        fputs(main_usage_text, stdout);
         fputs(usage_text, stdout);
         return 0;
     }
+    if (argc >= 2 && strcmp(argv[1], "cluster") == 0) {
+        return cluster_main(argc - 1, argv + 1);
+    }
     if (argc < 2 || strcmp(argv[1], "node") != 0) {
+        fputs(main_usage_text, stderr);
         fputs(usage_text, stderr);
         return 2;
     }

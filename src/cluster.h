@@ -1,0 +1,13 @@
+/*
+ * `luaraft cluster`: runs a local cluster of `luaraft node` processes on loopback in the
+ * foreground, forwards and records their logs, reports leader changes and stops every
+ * node on SIGINT/SIGTERM.
+ */
+#ifndef LUARAFT_CLUSTER_H
+#define LUARAFT_CLUSTER_H
+
+/* argv[0] is "cluster". Returns the process exit code: 0 after a clean stop, 1 when the
+ * cluster could not start or every node exited on its own, 2 for bad usage. */
+int cluster_main(int argc, char **argv);
+
+#endif
