@@ -197,6 +197,7 @@ struct read_batch
 struct forward
 {
     uint64_t id;
+    raft_id leader; /* the node it was sent to: only its answer counts */
     struct server_request *req;
     uint64_t deadline_ms;
 };
@@ -457,6 +458,34 @@ static void hold_message(struct node *n, const struct raft_message *m, uint64_t 
     n->held_n++;
 }
 
+/* Transfers leadership to the voter with the highest match index, if this node leads. */
+static void step_down_after_store_failure(struct node *n)
+{
+    if (n->stopping || raft_role_of(n->raft) != RAFT_LEADER) {
+        return;
+    }
+    raft_id best = 0;
+    raft_index best_match = 0;
+    for (int i = 0; i < n->n_members; i++) {
+        struct raft_peer_info info;
+        raft_id id = n->members[i].id;
+        if (id != raft_id_of(n->raft) && raft_peer_info(n->raft, id, &info) && info.voter &&
+            (best == 0 || info.match > best_match)) {
+            best = id;
+            best_match = info.match;
+        }
+    }
+    if (best == 0) {
+        return;
+    }
+    struct raft_event ev = {.type = RAFT_EVENT_TRANSFER};
+    ev.transfer.target = best;
+    struct raft_update u;
+    raft_step(n->raft, &ev, &u);
+    process_update(n, &u);
+    node_log(n, "store failed: handing leadership to node %" PRIu64, best);
+}
+
 static void persist_done_cb(void *arg, int status)
 {
     struct persist_ctx *pc = arg;
@@ -476,6 +505,19 @@ static void persist_done_cb(void *arg, int status)
         /* The writes waiting for their entries would wait forever: this node cannot make
          * them durable, so unless a majority of others commits them they never apply. */
         pending_fail_all(n, store_failed_pending_reply);
+        /* Messages held behind this request vouch for what it failed to write: drop them. */
+        n->held_n = 0;
+        n->held_off = 0;
+        /* A leader that cannot persist would keep the cluster unwritable behind its
+         * heartbeats: hand leadership to a peer. */
+        step_down_after_store_failure(n);
+        free(pc);
+        return;
+    }
+    if (n->store_failed) {
+        /* A later request may succeed where an earlier one failed (a smaller write fits a
+         * full map), but the log it extends has a hole: it must never vouch for anything,
+         * neither to the core (its own commit count) nor to peers (acknowledgments). */
         free(pc);
         return;
     }
@@ -1040,6 +1082,23 @@ static void add_proposal(struct node *n, const void *blob, size_t len, const str
     p->o = *o;
 }
 
+/* 64 random bits from the kernel, or from the clock and pid if that fails. */
+static uint64_t random_u64(void)
+{
+    uint64_t v = 0;
+    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        ssize_t r = read(fd, &v, sizeof v);
+        close(fd);
+        if (r == (ssize_t)sizeof v) {
+            return v;
+        }
+    }
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return ((uint64_t)ts.tv_sec * 1000000007u) ^ (uint64_t)ts.tv_nsec ^ ((uint64_t)getpid() << 32);
+}
+
 static void forward_write(struct node *n,
                           struct server_request *req,
                           raft_id leader,
@@ -1057,7 +1116,7 @@ static void forward_write(struct node *n,
         return;
     }
     VEC_RESERVE(n->fwds, n->fwds_n, n->fwds_cap, 1);
-    n->fwds[n->fwds_n++] = (struct forward){id, req, now_ms(n) + node_forward_timeout_ms};
+    n->fwds[n->fwds_n++] = (struct forward){id, leader, req, now_ms(n) + node_forward_timeout_ms};
 }
 
 static void server_command_cb(void *arg,
@@ -1317,7 +1376,7 @@ static void transport_frame_cb(void *arg, raft_id from, uint8_t type, const void
     }
     if (type == TRANSPORT_FRAME_FORWARD_REPLY) {
         for (size_t i = 0; i < n->fwds_n; i++) {
-            if (n->fwds[i].id == id) {
+            if (n->fwds[i].id == id && n->fwds[i].leader == from) {
                 server_reply(n->fwds[i].req, c.p, c.left);
                 n->fwds[i] = n->fwds[--n->fwds_n];
                 return;
@@ -1700,6 +1759,33 @@ static int node_start(struct node *n)
             return 1;
         }
     }
+    /* A snapshot received from a leader is renamed into place before the store request
+     * that drops the old log completes; a crash between the two leaves a log that does not
+     * hold the snapshot's last entry (and may not even join it). Finish the install as the
+     * interrupted request would have: drop that log. */
+    /* The log joins the snapshot when it holds the snapshot's last entry, or starts right
+     * after it (a local snapshot compacted without a tail). */
+    bool log_holds_snapshot =
+        snap_index == 0 || (n->cache.n > 0 && n->cache.first == snap_index + 1) ||
+        (n->cache.n > 0 && n->cache.first <= snap_index && cache_last(&n->cache) >= snap_index &&
+         cache_at(&n->cache, snap_index)->term == snap_term);
+    if (snap_index > st.snapshot_index && !log_holds_snapshot) {
+        fprintf(stderr,
+                "luaraft[%" PRIu64 "]: finishing the install of snapshot %" PRIu64 " (term %" PRIu64
+                ") interrupted by a crash: dropping the old log\n",
+                c->id, snap_index, snap_term);
+        struct store_write w;
+        memset(&w, 0, sizeof w);
+        w.snapshot = true;
+        w.snapshot_index = snap_index;
+        w.snapshot_term = snap_term;
+        rv = submit_plain(n, &w);
+        if (rv != 0) {
+            fprintf(stderr, "luaraft: cannot record the snapshot: %s\n", store_strerror(rv));
+            return 1;
+        }
+        cache_reset(&n->cache, snap_index + 1);
+    }
     if (n->cache.n == 0 || cache_last(&n->cache) < snap_index + 1) {
         cache_reset(&n->cache, snap_index + 1);
     }
@@ -1829,6 +1915,13 @@ int node_run(const struct node_config *c)
 {
     struct node *n = calloc(1, sizeof *n);
     lr_assert(n != NULL);
+    /* Forward ids must not repeat across this node's restarts, or a leader's late answer
+     * to a write forwarded before a crash would reach a new client: start at a random
+     * point of the 64-bit space. */
+    n->fwd_seq = random_u64();
+    /* Read ids likewise: the core of a restarted node drops answers to ids it never asked
+     * for, but an old answer must not match a new request by chance. */
+    n->read_seq = random_u64();
     n->c = c;
     int rv = node_start(n);
     if (rv != 0) {
