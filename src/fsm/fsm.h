@@ -57,6 +57,25 @@
  *    well above the state's size, as a guard against runaway commands.
  *  - neither limit applies to fsm_snapshot and fsm_restore.
  *
+ * Helpers, in the global table luaraft (encode.c has the byte-level format):
+ *  - luaraft.encode(v) -> string: a canonical encoding of nil, booleans, integers, floats,
+ *    strings and tables of those, nested up to luaraft.encode_depth_max (64) tables: the
+ *    same value gives the same bytes on every replica, whatever order its tables were
+ *    filled in. The format is MessagePack with one encoding per value: shortest integer
+ *    and length forms, floats always 8-byte (1.0 stays a float, -0.0 keeps its sign,
+ *    every NaN the same bytes), strings as str, a table with keys exactly 1..n as an
+ *    array, any other table as a map with its keys in pairs order. Metatables are
+ *    ignored. Errors: functions, userdata, cycles, deeper nesting, keys of other types.
+ *  - luaraft.decode(s) -> v: the inverse, strict: it accepts only what encode produces
+ *    (no trailing bytes, unknown tags, truncation, non-shortest forms, unsorted or
+ *    repeated keys, nesting over the limit), so encode(decode(s)) == s.
+ *  - both charge the instruction budget: encode one per table entry and per 64 bytes
+ *    out, decode one per 64 bytes in and per table entry. In M.snapshot and M.restore
+ *    nothing is charged. For a state of many keys, one luaraft.encode of the whole state
+ *    in M.snapshot is much faster than a Lua loop that writes each entry.
+ *  - luaraft.keys(t) -> {k1, k2, ...}: t's keys in pairs order.
+ *  - luaraft.sorted_pairs is pairs itself: pairs already visits keys in sorted order.
+ *
  * Thread confinement: an fsm and everything it returns belong to the thread that uses
  * it; there is no shared or global state, so one fsm per thread needs no locks.
  */

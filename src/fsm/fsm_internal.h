@@ -89,6 +89,33 @@ int64_t sandbox_seconds(int64_t ms);
 void sandbox_begin(struct fsm *f, bool with_limits);
 void sandbox_end(struct fsm *f);
 
+/*
+ * The one key order of the project: pairs, next, luaraft.keys and luaraft.encode all use
+ * it. Numbers ascending (an integer before an equal float), then strings by bytes (a
+ * prefix first), then false, true.
+ */
+struct sort_key
+{
+    int rank; /* 0 number, 1 string, 2 boolean */
+    bool is_int;
+    lua_Integer i; /* integer value, or the boolean */
+    lua_Number n;
+    const char *s;
+    size_t len;
+    lua_Integer pos; /* free for the caller: index in the collected keys */
+};
+
+/* Describes the key at idx; raises for a key type whose order would depend on addresses
+ * (tables, functions, ...). s points into the Lua string: keep it alive. [-0, +0, v] */
+void sort_key_init(lua_State *L, int idx, struct sort_key *k);
+
+/* <0, 0, >0 as a sorts before, with, after b. */
+int sort_key_compare(const struct sort_key *a, const struct sort_key *b);
+
+/* Pushes a sequence of the keys of the table at t in sort_key order; charges the table
+ * size to the budget. [-0, +1, e] */
+void sandbox_push_sorted_keys(lua_State *L, int t);
+
 /* Charges n instructions to the running budget; raises once it is spent. [-0, +0, v] */
 void sandbox_charge(lua_State *L, uint64_t n);
 

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fsm/encode.h"
 #include "fsm/fsm_internal.h"
 
 struct fsm *fsm_from_state(lua_State *L)
@@ -127,20 +128,7 @@ void sandbox_end(struct fsm *f)
  * Deterministic iteration: pairs and next in sorted key order
  * ------------------------------------------------------------------------------------ */
 
-struct sort_key
-{
-    int rank; /* 0 number, 1 string, 2 boolean */
-    bool is_int;
-    lua_Integer i; /* integer value, or the boolean */
-    lua_Number n;
-    const char *s;
-    size_t len;
-    lua_Integer pos; /* index in the collected keys */
-};
-
-/* Describes the key at idx; raises for a key type whose order would depend on addresses.
- * s points into the Lua string, which the table being iterated keeps alive. */
-static void sort_key_init(lua_State *L, int idx, struct sort_key *k)
+void sort_key_init(lua_State *L, int idx, struct sort_key *k)
 {
     memset(k, 0, sizeof *k);
     switch (lua_type(L, idx)) {
@@ -166,7 +154,7 @@ static void sort_key_init(lua_State *L, int idx, struct sort_key *k)
     }
 }
 
-static int sort_key_compare(const struct sort_key *a, const struct sort_key *b)
+int sort_key_compare(const struct sort_key *a, const struct sort_key *b)
 {
     if (a->rank != b->rank) {
         return a->rank < b->rank ? -1 : 1;
@@ -196,8 +184,7 @@ static int sort_key_qsort_cmp(const void *a, const void *b)
     return sort_key_compare(a, b);
 }
 
-/* Pushes a sequence of t's keys in sorted order. [-0, +1, e] */
-static void sandbox_push_sorted_keys(lua_State *L, int t)
+void sandbox_push_sorted_keys(lua_State *L, int t)
 {
     t = lua_absindex(L, t);
     lua_Integer n = 0;
@@ -656,6 +643,8 @@ void sandbox_open(lua_State *L)
     sandbox_set(L, -1, "time", sandbox_os_time);
     sandbox_set(L, -1, "clock", sandbox_os_clock);
     lua_setfield(L, -2, "os"); /* G */
+
+    encode_open(L); /* the luaraft table: encode, decode, keys, sorted_pairs */
 
     if (luaL_loadbufferx(L, sandbox_sort_source, sizeof sandbox_sort_source - 1, "=sandbox", "t") !=
         LUA_OK) { /* G chunk | G msg */
