@@ -1,0 +1,142 @@
+-- bank.lua: accounts and transfers that never create or destroy money.
+--
+-- What it shows: an invariant kept by a state machine. A command is applied on every
+-- replica in the same order, and the script checks everything before it changes anything,
+-- so a transfer either happens whole or not at all (a failed check is an error reply and
+-- leaves the state untouched). TOTAL, the sum of all balances, only changes with OPEN:
+-- a test (or an operator) can transfer at random, kill leaders, and check that it stays.
+--
+-- Commands (amounts are non-negative integers, in the smallest unit):
+--   OPEN acct amount         -> status OK; error if acct exists. Brings amount into the
+--                               bank (the only command that changes TOTAL)
+--   TRANSFER from to amount  -> status OK; error on an unknown account, amount <= 0, or
+--                               ERR insufficient funds (no overdraft)
+--   BALANCE acct             -> integer balance, or nil for an unknown account (a read)
+--   TOTAL                    -> integer sum of all balances (a read)
+--   ACCOUNTS                 -> integer number of accounts (a read)
+--
+-- Try it: scripts/cluster.sh examples/bank.lua, then
+--   redis-cli -p 6001 OPEN alice 100          -> OK
+--   redis-cli -p 6002 OPEN bob 0              -> OK
+--   redis-cli -p 6003 TRANSFER alice bob 30   -> OK
+--   redis-cli -p 6001 TRANSFER bob alice 31   -> (error) ERR insufficient funds
+--   redis-cli -p 6002 BALANCE bob             -> (integer) 30
+--   redis-cli -p 6003 TOTAL                   -> (integer) 100
+--
+-- Snapshot (canonical: sorted by account, big-endian, length-prefixed): "luaraft-bank 1\n",
+-- account count (u8), then per account: name (s4), balance (i8). TOTAL is recomputed.
+local M = {}
+
+local balances = {} -- account -> integer balance
+local total = 0     -- kept equal to the sum of balances; OPEN refuses to overflow it
+local accounts = 0
+local MAGIC = "luaraft-bank 1\n"
+
+local function amount(s)
+    local n = s:match("^%d+$") and math.tointeger(tonumber(s))
+    if not n then
+        error("amount must be a non-negative integer")
+    end
+    return n
+end
+
+local commands = {
+    OPEN = { 3, function(cmd)
+        local acct, n = cmd[2], amount(cmd[3])
+        if balances[acct] then
+            error("account exists")
+        end
+        -- Every balance is at most total, so no later TRANSFER can overflow either.
+        if n > math.maxinteger - total then
+            error("total would overflow")
+        end
+        balances[acct] = n
+        total = total + n
+        accounts = accounts + 1
+        return { ok = "OK" }
+    end },
+    TRANSFER = { 4, function(cmd)
+        local from, to, n = cmd[2], cmd[3], amount(cmd[4])
+        -- Every check comes first: an error after a change would leave it in place.
+        if not balances[from] then
+            error("no such account '" .. from .. "'")
+        end
+        if not balances[to] then
+            error("no such account '" .. to .. "'")
+        end
+        if n == 0 then
+            error("amount must be positive")
+        end
+        if balances[from] < n then
+            error("insufficient funds")
+        end
+        balances[from] = balances[from] - n
+        balances[to] = balances[to] + n
+        return { ok = "OK" }
+    end },
+    BALANCE = { 2, function(cmd)
+        return balances[cmd[2]]
+    end },
+    TOTAL = { 1, function()
+        return total
+    end },
+    ACCOUNTS = { 1, function()
+        return accounts
+    end },
+}
+
+M.reads = { BALANCE = true, TOTAL = true, ACCOUNTS = true }
+
+local function run(cmd, reads_only)
+    local name = cmd[1]:upper()
+    local c = commands[name]
+    if not c or (reads_only and not M.reads[name]) then
+        error("unknown command '" .. cmd[1] .. "'")
+    end
+    if #cmd ~= c[1] then
+        error("wrong number of arguments for '" .. name:lower() .. "' command")
+    end
+    return c[2](cmd)
+end
+
+function M.apply(cmd)
+    return run(cmd, false)
+end
+
+function M.query(cmd)
+    return run(cmd, true)
+end
+
+function M.snapshot(w)
+    local parts = { MAGIC, string.pack(">I8", accounts) }
+    for acct, balance in pairs(balances) do -- sorted by account under the sandbox
+        parts[#parts + 1] = string.pack(">s4i8", acct, balance)
+    end
+    w:write(table.concat(parts))
+end
+
+-- Reads the whole snapshot into memory: short, fine for an example (kv.lua streams).
+function M.restore(r)
+    local chunks = {}
+    for chunk in function() return r:read() end do
+        chunks[#chunks + 1] = chunk
+    end
+    local s = table.concat(chunks)
+    if s:sub(1, #MAGIC) ~= MAGIC then
+        error("not a bank snapshot")
+    end
+    local new, sum = {}, 0
+    local n, pos = string.unpack(">I8", s, #MAGIC + 1)
+    for _ = 1, n do
+        local acct, balance
+        acct, balance, pos = string.unpack(">s4i8", s, pos)
+        new[acct] = balance
+        sum = sum + balance
+    end
+    if pos ~= #s + 1 then
+        error("trailing bytes after the snapshot")
+    end
+    balances, total, accounts = new, sum, n
+end
+
+return M

@@ -1,0 +1,242 @@
+-- luaraft.harness: test a luaraft state machine script in-process, from a busted spec.
+--
+-- The script runs in the real sandbox (through the C module luaraft.fsm, the same host the
+-- node uses), so what passes here behaves the same on a replica. Every command gets a
+-- deterministic ctx, so a spec replays exactly.
+--
+--   local harness = require("luaraft.harness")
+--   local m = harness.load("examples/counter.lua", { time_ms = 1700000000000 })
+--   assert.are.equal(1, m:apply({ "INCR" }))      -- decoded reply
+--   m:advance(5000)                               -- the log's clock moves 5 s
+--   assert.are.equal(1, m:query({ "GET" }))
+--   m:check_snapshot({ { "GET" } })               -- restore(snapshot()) answers the same
+--
+-- harness.load(path [, opts]) -> machine. path is tried as given, then from the project
+--   root (so "examples/kv.lua" works from anywhere). opts (all optional):
+--     time_ms  the first entry's time (default 1700000000000, a fixed date)
+--     step_ms  how far the clock moves after each apply (default 1; 0 freezes it)
+--     term     the term of the entries (default 1)
+--     limits   {instructions_max=, memory_bytes_max=} (default 1e6 instructions, 64 MiB:
+--              a command that passes here fits the node's defaults too)
+--   Raises when the script does not load.
+--
+-- Machine:
+--   m:apply(cmd)         applies cmd (a table of strings; numbers are turned into strings)
+--                        with ctx {index = previous + 1, term, time_ms = the clock, seed =
+--                        derived from index}, then moves the clock by step_ms; returns the
+--                        decoded reply: string, integer, array table, harness.null, {ok =
+--                        "..."} or {err = "..."}.
+--   m:apply_raw(cmd)     the same, returning the RESP bytes.
+--   m:query(cmd)         a read through M.query, decoded (m:query_raw for bytes).
+--   m:advance(ms)        moves the log clock forward by ms (the next entry's time_ms).
+--   m:ctx()              the ctx the next apply will use (a copy).
+--   m:snapshot()         the snapshot bytes.
+--   m:fresh()            a new machine of the same script, empty, with m's clock and index.
+--   m:restored()         a fresh machine of the same script restored from m:snapshot(),
+--                        with the same clock and index.
+--   m:check_snapshot(queries)
+--                        restores a copy, raises (with the differing replies) unless every
+--                        query answers the same bytes on both and the copy snapshots to
+--                        the same bytes; returns the copy.
+--   m:replay()           a fresh machine that has applied m's whole log (same ctxs).
+--   m:replay_matches(queries [, other])
+--                        raises unless `other` (default m:replay()) answers every query
+--                        like m and snapshots to the same bytes: a check that apply
+--                        depends on nothing but the log.
+--   m:close()
+-- harness.null is the decoded RESP null; harness.show(v) formats a decoded reply.
+local fsm = require("luaraft.fsm")
+
+local H = {}
+H.null = fsm.null
+
+-- The project root, from this file's path (lua/luaraft/harness.lua).
+local root = (debug.getinfo(1, "S").source:sub(2):match("^(.*)/lua/luaraft/[^/]*$")) or "."
+
+local DEFAULT_LIMITS = { instructions_max = 1000000, memory_bytes_max = 64 * 1024 * 1024 }
+
+local function exists(path)
+    local f = io.open(path, "r")
+    if f then
+        f:close()
+        return true
+    end
+    return false
+end
+
+local function resolve(path)
+    if exists(path) or path:sub(1, 1) == "/" then
+        return path
+    end
+    return root .. "/" .. path
+end
+
+-- A readable rendering of a decoded reply, for failure messages.
+function H.show(v)
+    if v == fsm.null then
+        return "(nil)"
+    elseif type(v) == "string" then
+        return string.format("%q", v)
+    elseif type(v) ~= "table" then
+        return tostring(v)
+    elseif v.ok then
+        return "+" .. v.ok
+    elseif v.err then
+        return "-" .. v.err
+    end
+    local parts = {}
+    for i = 1, #v do
+        parts[i] = H.show(v[i])
+    end
+    return "[" .. table.concat(parts, ", ") .. "]"
+end
+
+local function show_cmd(cmd)
+    local parts = {}
+    for i = 1, #cmd do
+        parts[i] = tostring(cmd[i])
+    end
+    return table.concat(parts, " ")
+end
+
+local function strings(cmd)
+    local out = {}
+    for i = 1, #cmd do
+        out[i] = tostring(cmd[i])
+    end
+    return out
+end
+
+-- A seed that differs for every index and looks nothing like it (splitmix-style mixing
+-- kept in 63 bits, so it is a positive integer).
+local function seed_of(index)
+    local z = (index * 0x9E3779B97F4A7C15) & 0x7FFFFFFFFFFFFFFF
+    z = ((z ~ (z >> 31)) * 0x2545F4914F6CDD1D) & 0x7FFFFFFFFFFFFFFF
+    return z ~ (z >> 29)
+end
+
+local Machine = {}
+Machine.__index = Machine
+
+local function open(path, opts)
+    local m, err = fsm.open(path, opts.limits or DEFAULT_LIMITS)
+    if not m then
+        error("harness: " .. path .. " did not load: " .. tostring(err), 3)
+    end
+    return setmetatable({
+        m = m,
+        path = path,
+        opts = opts,
+        index = 0,
+        term = opts.term or 1,
+        time_ms = opts.time_ms or 1700000000000,
+        step_ms = opts.step_ms or 1,
+        log = {}, -- {cmd, ctx} of every apply, for replay
+    }, Machine)
+end
+
+function H.load(path, opts)
+    return open(resolve(path), opts or {})
+end
+
+function Machine:ctx()
+    local index = self.index + 1
+    return { index = index, term = self.term, time_ms = self.time_ms, seed = seed_of(index) }
+end
+
+function Machine:apply_raw(cmd)
+    local ctx = self:ctx()
+    cmd = strings(cmd)
+    local reply = self.m:apply(cmd, ctx)
+    self.index = ctx.index
+    self.time_ms = self.time_ms + self.step_ms
+    self.log[#self.log + 1] = { cmd = cmd, ctx = ctx }
+    return reply
+end
+
+function Machine:apply(cmd)
+    return fsm.decode(self:apply_raw(cmd))
+end
+
+function Machine:query_raw(cmd)
+    return self.m:query(strings(cmd))
+end
+
+function Machine:query(cmd)
+    return fsm.decode(self:query_raw(cmd))
+end
+
+function Machine:advance(ms)
+    assert(math.type(ms) == "integer" and ms >= 0, "harness: advance takes ms >= 0")
+    self.time_ms = self.time_ms + ms
+end
+
+function Machine:snapshot()
+    return (self.m:snapshot())
+end
+
+-- A fresh machine of the same script with the same clock, not yet fed anything.
+function Machine:fresh()
+    local copy = open(self.path, self.opts)
+    copy.index, copy.time_ms, copy.term = self.index, self.time_ms, self.term
+    return copy
+end
+
+function Machine:restored()
+    local copy = self:fresh()
+    -- Small chunks, so a script that assumes one chunk is the whole snapshot fails here.
+    copy.m:restore(self:snapshot(), 1000)
+    return copy
+end
+
+-- Raises unless a and b answer every query the same and snapshot to the same bytes.
+local function compare(a, b, queries, what)
+    local diffs = {}
+    for _, q in ipairs(queries or {}) do
+        local ra, rb = a:query_raw(q), b:query_raw(q)
+        if ra ~= rb then
+            diffs[#diffs + 1] = string.format("  %s\n    original: %s\n    %s: %s", show_cmd(q),
+                H.show(fsm.decode(ra)), what, H.show(fsm.decode(rb)))
+        end
+    end
+    if #diffs > 0 then
+        error("harness: the " .. what .. " machine answers differently:\n"
+            .. table.concat(diffs, "\n"), 3)
+    end
+    local sa, sb = a:snapshot(), b:snapshot()
+    if sa ~= sb then
+        local i = 1
+        while sa:byte(i) == sb:byte(i) do
+            i = i + 1
+        end
+        error(string.format("harness: the %s machine snapshots to different bytes (%d and %d"
+            .. " bytes, first difference at byte %d)", what, #sa, #sb, i), 3)
+    end
+end
+
+function Machine:check_snapshot(queries)
+    local copy = self:restored()
+    compare(self, copy, queries, "restored")
+    return copy
+end
+
+function Machine:replay()
+    local copy = open(self.path, self.opts)
+    for _, e in ipairs(self.log) do
+        copy.m:apply(e.cmd, e.ctx)
+        copy.log[#copy.log + 1] = e
+    end
+    copy.index, copy.time_ms, copy.term = self.index, self.time_ms, self.term
+    return copy
+end
+
+function Machine:replay_matches(queries, other)
+    compare(self, other or self:replay(), queries, "replayed")
+    return true
+end
+
+function Machine:close()
+    self.m:close()
+end
+
+return H
