@@ -17,7 +17,8 @@ if(EXISTS ${PROJECT_SOURCE_DIR}/src/server/resp.c AND EXISTS ${PROJECT_SOURCE_DI
     # luaraft_codec_module: require("luaraft.codec") -> ${CMAKE_BINARY_DIR}/lua/luaraft/codec.so.
     # Lua include directories only, never liblua (see luaraft_sim_module).
     if(EXISTS ${PROJECT_SOURCE_DIR}/src/codec/codec_lua.c)
-        add_library(luaraft_codec_module MODULE ${PROJECT_SOURCE_DIR}/src/codec/codec_lua.c)
+        add_library(luaraft_codec_module MODULE ${PROJECT_SOURCE_DIR}/src/codec/codec_lua.c
+            ${PROJECT_SOURCE_DIR}/src/codec/msg_lua.c)
         target_include_directories(luaraft_codec_module PRIVATE ${LUA_INCLUDE_DIRS})
         target_link_libraries(luaraft_codec_module PRIVATE luaraft_codec luaraft_flags)
         set_target_properties(luaraft_codec_module PROPERTIES

@@ -17,7 +17,8 @@ if(EXISTS ${PROJECT_SOURCE_DIR}/src/io/transport.c AND TARGET luaraft_codec
     # ${CMAKE_BINARY_DIR}/lua/luaraft/transport.so. Lua include directories only, never
     # liblua (see luaraft_sim_module).
     if(EXISTS ${PROJECT_SOURCE_DIR}/src/io/transport_lua.c)
-        add_library(luaraft_transport_module MODULE ${PROJECT_SOURCE_DIR}/src/io/transport_lua.c)
+        add_library(luaraft_transport_module MODULE ${PROJECT_SOURCE_DIR}/src/io/transport_lua.c
+            ${PROJECT_SOURCE_DIR}/src/codec/msg_lua.c)
         target_include_directories(luaraft_transport_module PRIVATE ${LUA_INCLUDE_DIRS})
         target_link_libraries(luaraft_transport_module PRIVATE luaraft_transport luaraft_flags)
         set_target_properties(luaraft_transport_module PROPERTIES

@@ -30,6 +30,7 @@
 #include <lua.h>
 #include <string.h>
 
+#include "codec/msg_lua.h"
 #include "io/wire.h"
 #include "server/resp.h"
 #include "util/crc32c.h"
@@ -40,16 +41,6 @@
 enum {
     reply_depth_max = 128, /* nesting of resp_encode arrays */
 };
-
-static const char *const msg_type_names[] = {
-    NULL,          "APPEND",     "APPEND_RESP",     "VOTE",
-    "VOTE_RESP",   "HEARTBEAT",  "HEARTBEAT_RESP",  "SNAPSHOT",
-    "TIMEOUT_NOW", "READ_INDEX", "READ_INDEX_RESP",
-};
-_Static_assert(sizeof(msg_type_names) / sizeof(msg_type_names[0]) == RAFT_MSG_TYPE_MAX + 1,
-               "a name for every raft message type");
-
-static const char *const entry_type_names[] = {NULL, "NORMAL", "NOOP", "CONFIG"};
 
 /* A struct buf owned by a userdata, so that a Lua error cannot leak it. */
 static struct buf *buf_new(lua_State *L)
@@ -324,7 +315,7 @@ static void get_entries(lua_State *L, int idx, struct raft_message *m)
         int t = lua_gettop(L);
         e->term = get_u64(L, t, "term");
         if (lua_getfield(L, t, "type") == LUA_TSTRING) { /* ..., e, type */
-            e->type = (uint32_t)name_index(entry_type_names, 4, lua_tostring(L, -1));
+            e->type = (uint32_t)name_index(msg_lua_entry_type_names, 4, lua_tostring(L, -1));
             if (e->type == 0) {
                 luaL_error(L, "luaraft.codec: unknown entry type %s", lua_tostring(L, -1));
             }
@@ -428,7 +419,7 @@ static int codec_wire_encode(lua_State *L)
     }
     struct raft_message m;
     memset(&m, 0, sizeof(m));
-    m.type = (uint8_t)name_index(msg_type_names, RAFT_MSG_TYPE_MAX + 1, type);
+    m.type = (uint8_t)name_index(msg_lua_type_names, RAFT_MSG_TYPE_MAX + 1, type);
     if (m.type == 0) {
         return luaL_error(L, "luaraft.codec: unknown message type %s", type);
     }
@@ -443,89 +434,11 @@ static int codec_wire_encode(lua_State *L)
     return 1;
 }
 
-static void set_int(lua_State *L, const char *name, uint64_t v)
-{
-    lua_pushinteger(L, (lua_Integer)v); /* t, v */
-    lua_setfield(L, -2, name);          /* t */
-}
-
-static void set_bool(lua_State *L, const char *name, bool v)
-{
-    lua_pushboolean(L, v);     /* t, v */
-    lua_setfield(L, -2, name); /* t */
-}
-
-static void push_entries(lua_State *L, const struct raft_message *m)
-{
-    lua_createtable(L, (int)m->append.n_entries, 0); /* t, entries */
-    for (uint32_t i = 0; i < m->append.n_entries; i++) {
-        const struct raft_entry *e = &m->append.entries[i];
-        lua_createtable(L, 0, 3); /* t, entries, e */
-        set_int(L, "term", e->term);
-        lua_pushstring(L, entry_type_names[e->type]); /* t, entries, e, type */
-        lua_setfield(L, -2, "type");                  /* t, entries, e */
-        lua_pushlstring(L, e->buf != NULL ? e->buf : "", e->len);
-        lua_setfield(L, -2, "data"); /* t, entries, e */
-        lua_rawseti(L, -2, i + 1);   /* t, entries */
-    }
-    lua_setfield(L, -2, "entries"); /* t */
-}
-
 /* Pushes the decoded message as a table. */
 static void push_message(lua_State *L, const struct raft_message *m)
 {
-    lua_createtable(L, 0, 8);                   /* t */
-    lua_pushstring(L, msg_type_names[m->type]); /* t, type */
-    lua_setfield(L, -2, "type");                /* t */
-    set_int(L, "from", m->from);
-    set_int(L, "to", m->to);
-    set_int(L, "term", m->term);
-    switch (m->type) {
-        case RAFT_MSG_APPEND:
-            set_int(L, "prev_index", m->append.prev_index);
-            set_int(L, "prev_term", m->append.prev_term);
-            set_int(L, "commit", m->append.commit);
-            push_entries(L, m);
-            break;
-        case RAFT_MSG_APPEND_RESP:
-            set_bool(L, "success", m->append_resp.success);
-            set_int(L, "index", m->append_resp.index);
-            set_int(L, "conflict_term", m->append_resp.conflict_term);
-            set_int(L, "conflict_index", m->append_resp.conflict_index);
-            break;
-        case RAFT_MSG_VOTE:
-            set_bool(L, "prevote", m->vote.prevote);
-            set_bool(L, "transfer", m->vote.transfer);
-            set_int(L, "last_index", m->vote.last_index);
-            set_int(L, "last_term", m->vote.last_term);
-            break;
-        case RAFT_MSG_VOTE_RESP:
-            set_bool(L, "prevote", m->vote_resp.prevote);
-            set_bool(L, "granted", m->vote_resp.granted);
-            break;
-        case RAFT_MSG_HEARTBEAT:
-            set_int(L, "commit", m->heartbeat.commit);
-            set_int(L, "read_seq", m->heartbeat.read_seq);
-            break;
-        case RAFT_MSG_HEARTBEAT_RESP:
-            set_int(L, "read_seq", m->heartbeat_resp.read_seq);
-            break;
-        case RAFT_MSG_SNAPSHOT:
-            set_int(L, "index", m->snapshot.index);
-            set_int(L, "snapshot_term", m->snapshot.term);
-            break;
-        case RAFT_MSG_TIMEOUT_NOW:
-            break;
-        case RAFT_MSG_READ_INDEX:
-            set_int(L, "id", m->read_index.id);
-            break;
-        case RAFT_MSG_READ_INDEX_RESP:
-            set_int(L, "id", m->read_index_resp.id);
-            set_int(L, "index", m->read_index_resp.index);
-            break;
-        default:
-            luaL_error(L, "luaraft.codec: decoded an unknown type");
-    }
+    lua_createtable(L, 0, 8); /* t */
+    msg_lua_set_fields(L, m);
 }
 
 /* Holds a decoded frame, so that its entry array is freed even if building the table
@@ -560,10 +473,11 @@ static int codec_wire_decode(lua_State *L)
         return 2;
     }
     if (f->type == WIRE_HANDSHAKE) {
-        lua_createtable(L, 0, 3);       /* ..., ud, t */
-        lua_pushstring(L, "HANDSHAKE"); /* ..., ud, t, type */
-        lua_setfield(L, -2, "type");    /* ..., ud, t */
-        set_int(L, "node_id", f->handshake.node_id);
+        lua_createtable(L, 0, 3);                              /* ..., ud, t */
+        lua_pushstring(L, "HANDSHAKE");                        /* ..., ud, t, type */
+        lua_setfield(L, -2, "type");                           /* ..., ud, t */
+        lua_pushinteger(L, (lua_Integer)f->handshake.node_id); /* ..., ud, t, id */
+        lua_setfield(L, -2, "node_id");                        /* ..., ud, t */
         lua_pushlstring(L, f->handshake.cluster_id, f->handshake.cluster_id_len);
         lua_setfield(L, -2, "cluster_id"); /* ..., ud, t */
     } else {

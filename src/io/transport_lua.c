@@ -37,6 +37,7 @@
 
 #include "io/transport.h"
 #include "io/wire.h"
+#include "codec/msg_lua.h"
 #include "util/buf.h"
 
 #define TRANSPORT_MT "luaraft.transport"
@@ -46,16 +47,6 @@ static bool module_loop_ready;
 static uv_timer_t run_timer;
 static bool run_timer_fired;
 static lua_State *current_L;
-
-static const char *const msg_type_names[] = {
-    NULL,          "APPEND",     "APPEND_RESP",     "VOTE",
-    "VOTE_RESP",   "HEARTBEAT",  "HEARTBEAT_RESP",  "SNAPSHOT",
-    "TIMEOUT_NOW", "READ_INDEX", "READ_INDEX_RESP",
-};
-_Static_assert(sizeof(msg_type_names) / sizeof(msg_type_names[0]) == RAFT_MSG_TYPE_MAX + 1,
-               "a name for every raft message type");
-
-static const char *const entry_type_names[] = {NULL, "NORMAL", "NOOP", "CONFIG"};
 
 struct lt
 {
@@ -145,9 +136,9 @@ static void get_entries(lua_State *L, int idx, struct raft_message *m)
         int at = lua_gettop(L);
         e[i].term = get_u64(L, at, "term", 0);
         lua_getfield(L, at, "type"); /* ..., entry, type */
-        e[i].type = lua_isnil(L, -1)
-                        ? RAFT_ENTRY_NORMAL
-                        : (uint32_t)name_index(entry_type_names, 4, luaL_checkstring(L, -1));
+        e[i].type = lua_isnil(L, -1) ? RAFT_ENTRY_NORMAL
+                                     : (uint32_t)name_index(msg_lua_entry_type_names, 4,
+                                                            luaL_checkstring(L, -1));
         luaL_argcheck(L, e[i].type != 0, 1, "entry type");
         lua_getfield(L, at, "data"); /* ..., entry, type, data; the entry table keeps it */
         size_t len = 0;
@@ -168,7 +159,8 @@ static void get_message(lua_State *L, int idx, raft_id self, struct raft_message
     luaL_checktype(L, idx, LUA_TTABLE);
     memset(m, 0, sizeof(*m));
     lua_getfield(L, idx, "type"); /* type */
-    m->type = (uint8_t)name_index(msg_type_names, RAFT_MSG_TYPE_MAX + 1, luaL_checkstring(L, -1));
+    m->type =
+        (uint8_t)name_index(msg_lua_type_names, RAFT_MSG_TYPE_MAX + 1, luaL_checkstring(L, -1));
     luaL_argcheck(L, m->type != 0, idx, "unknown message type");
     lua_pop(L, 1); /* */
     m->from = get_u64(L, idx, "from", self);
@@ -238,72 +230,10 @@ static void set_str(lua_State *L, const char *name, const char *v)
     lua_setfield(L, -2, name); /* t */
 }
 
-static void set_entries(lua_State *L, const struct raft_message *m)
-{
-    lua_createtable(L, (int)m->append.n_entries, 0); /* t, entries */
-    for (uint32_t i = 0; i < m->append.n_entries; i++) {
-        const struct raft_entry *e = &m->append.entries[i];
-        lua_createtable(L, 0, 3); /* t, entries, e */
-        set_int(L, "term", e->term);
-        set_str(L, "type", entry_type_names[e->type]);
-        lua_pushlstring(L, e->buf != NULL ? e->buf : "", e->len); /* t, entries, e, data */
-        lua_setfield(L, -2, "data");                              /* t, entries, e */
-        lua_rawseti(L, -2, i + 1);                                /* t, entries */
-    }
-    lua_setfield(L, -2, "entries"); /* t */
-}
-
 /* Adds the message's fields to the table on top of the stack. */
 static void set_message(lua_State *L, const struct raft_message *m)
 {
-    set_str(L, "type", msg_type_names[m->type]);
-    set_int(L, "from", m->from);
-    set_int(L, "to", m->to);
-    set_int(L, "term", m->term);
-    switch (m->type) {
-        case RAFT_MSG_APPEND:
-            set_int(L, "prev_index", m->append.prev_index);
-            set_int(L, "prev_term", m->append.prev_term);
-            set_int(L, "commit", m->append.commit);
-            set_entries(L, m);
-            break;
-        case RAFT_MSG_APPEND_RESP:
-            set_bool(L, "success", m->append_resp.success);
-            set_int(L, "index", m->append_resp.index);
-            set_int(L, "conflict_term", m->append_resp.conflict_term);
-            set_int(L, "conflict_index", m->append_resp.conflict_index);
-            break;
-        case RAFT_MSG_VOTE:
-            set_bool(L, "prevote", m->vote.prevote);
-            set_bool(L, "transfer", m->vote.transfer);
-            set_int(L, "last_index", m->vote.last_index);
-            set_int(L, "last_term", m->vote.last_term);
-            break;
-        case RAFT_MSG_VOTE_RESP:
-            set_bool(L, "prevote", m->vote_resp.prevote);
-            set_bool(L, "granted", m->vote_resp.granted);
-            break;
-        case RAFT_MSG_HEARTBEAT:
-            set_int(L, "commit", m->heartbeat.commit);
-            set_int(L, "read_seq", m->heartbeat.read_seq);
-            break;
-        case RAFT_MSG_HEARTBEAT_RESP:
-            set_int(L, "read_seq", m->heartbeat_resp.read_seq);
-            break;
-        case RAFT_MSG_SNAPSHOT:
-            set_int(L, "index", m->snapshot.index);
-            set_int(L, "snapshot_term", m->snapshot.term);
-            break;
-        case RAFT_MSG_READ_INDEX:
-            set_int(L, "id", m->read_index.id);
-            break;
-        case RAFT_MSG_READ_INDEX_RESP:
-            set_int(L, "id", m->read_index_resp.id);
-            set_int(L, "index", m->read_index_resp.index);
-            break;
-        default:
-            break;
-    }
+    msg_lua_set_fields(L, m);
 }
 
 /* ---- callbacks: each appends one event table to the transport's list ---- */
