@@ -5,6 +5,7 @@
 #include "fsm_worker.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -214,6 +215,12 @@ static void run_snapshot(struct fsm_worker *w, struct fsm_job *job)
         return;
     }
     if (pid == 0) {
+        /* The child inherits libuv's signal handlers, which would write into the parent's
+         * signal pipe: a Ctrl-C to the process group should just end the child (its
+         * temporary file is removed by the prune after the next snapshot). */
+        signal(SIGINT, SIG_DFL);
+        signal(SIGTERM, SIG_DFL);
+        signal(SIGCHLD, SIG_DFL);
         struct snapfile_writer sw;
         char msg[256];
         int rv = snapfile_begin(&sw, job->path, job->index, job->term, msg, sizeof msg);
