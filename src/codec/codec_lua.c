@@ -260,140 +260,10 @@ static int codec_resp_encode(lua_State *L)
 
 /* ---- Wire ---- */
 
-static uint64_t get_u64(lua_State *L, int idx, const char *name)
-{
-    uint64_t v = 0;
-    if (lua_getfield(L, idx, name) != LUA_TNIL) { /* value */
-        int ok = 0;
-        v = (uint64_t)lua_tointegerx(L, -1, &ok);
-        if (!ok) {
-            luaL_error(L, "luaraft.codec: field %s must be an integer", name);
-        }
-    }
-    lua_pop(L, 1); /* */
-    return v;
-}
-
-static bool get_bool(lua_State *L, int idx, const char *name)
-{
-    lua_getfield(L, idx, name);    /* value */
-    bool v = lua_toboolean(L, -1); /* value */
-    lua_pop(L, 1);                 /* */
-    return v;
-}
-
-static int name_index(const char *const *names, int n, const char *name)
-{
-    for (int i = 1; i < n; i++) {
-        if (strcmp(names[i], name) == 0) {
-            return i;
-        }
-    }
-    return 0;
-}
-
-/* Reads msg.entries (msg at idx) into a userdata array left on the stack. */
-static void get_entries(lua_State *L, int idx, struct raft_message *m)
-{
-    m->append.n_entries = 0;
-    m->append.entries = NULL;
-    if (lua_getfield(L, idx, "entries") == LUA_TNIL) { /* entries */
-        return;
-    }
-    luaL_checktype(L, -1, LUA_TTABLE);
-    int list = lua_gettop(L);
-    lua_Integer n = luaL_len(L, list);
-    if (n < 0 || n > (lua_Integer)UINT32_MAX) {
-        luaL_error(L, "luaraft.codec: too many entries");
-    }
-    struct raft_entry *entries = lua_newuserdatauv(L, (size_t)n * sizeof(*entries) + 1, 0);
-    /* entries, ud */
-    for (lua_Integer i = 0; i < n; i++) {
-        struct raft_entry *e = &entries[i];
-        lua_geti(L, list, i + 1); /* entries, ud, e */
-        luaL_checktype(L, -1, LUA_TTABLE);
-        int t = lua_gettop(L);
-        e->term = get_u64(L, t, "term");
-        if (lua_getfield(L, t, "type") == LUA_TSTRING) { /* ..., e, type */
-            e->type = (uint32_t)name_index(msg_lua_entry_type_names, 4, lua_tostring(L, -1));
-            if (e->type == 0) {
-                luaL_error(L, "luaraft.codec: unknown entry type %s", lua_tostring(L, -1));
-            }
-        } else {
-            e->type = lua_isnil(L, -1) ? RAFT_ENTRY_NORMAL : (uint32_t)get_u64(L, t, "type");
-        }
-        lua_pop(L, 1); /* ..., e */
-        size_t len = 0;
-        lua_getfield(L, t, "data"); /* ..., e, data */
-        e->buf = lua_isnil(L, -1) ? NULL : luaL_checklstring(L, -1, &len);
-        if (len > UINT32_MAX) {
-            luaL_error(L, "luaraft.codec: entry data too long");
-        }
-        e->len = (uint32_t)len;
-        /* The string stays alive in the entries table, which stays on the stack. */
-        lua_pop(L, 2); /* entries, ud */
-    }
-    m->append.n_entries = (uint32_t)n;
-    m->append.entries = entries;
-}
-
-static void get_message(lua_State *L, struct raft_message *m)
-{
-    m->from = get_u64(L, 1, "from");
-    m->to = get_u64(L, 1, "to");
-    m->term = get_u64(L, 1, "term");
-    switch (m->type) {
-        case RAFT_MSG_APPEND:
-            m->append.prev_index = get_u64(L, 1, "prev_index");
-            m->append.prev_term = get_u64(L, 1, "prev_term");
-            m->append.commit = get_u64(L, 1, "commit");
-            get_entries(L, 1, m);
-            break;
-        case RAFT_MSG_APPEND_RESP:
-            m->append_resp.success = get_bool(L, 1, "success");
-            m->append_resp.index = get_u64(L, 1, "index");
-            m->append_resp.conflict_term = get_u64(L, 1, "conflict_term");
-            m->append_resp.conflict_index = get_u64(L, 1, "conflict_index");
-            break;
-        case RAFT_MSG_VOTE:
-            m->vote.prevote = get_bool(L, 1, "prevote");
-            m->vote.transfer = get_bool(L, 1, "transfer");
-            m->vote.last_index = get_u64(L, 1, "last_index");
-            m->vote.last_term = get_u64(L, 1, "last_term");
-            break;
-        case RAFT_MSG_VOTE_RESP:
-            m->vote_resp.prevote = get_bool(L, 1, "prevote");
-            m->vote_resp.granted = get_bool(L, 1, "granted");
-            break;
-        case RAFT_MSG_HEARTBEAT:
-            m->heartbeat.commit = get_u64(L, 1, "commit");
-            m->heartbeat.read_seq = get_u64(L, 1, "read_seq");
-            break;
-        case RAFT_MSG_HEARTBEAT_RESP:
-            m->heartbeat_resp.read_seq = get_u64(L, 1, "read_seq");
-            break;
-        case RAFT_MSG_SNAPSHOT:
-            m->snapshot.index = get_u64(L, 1, "index");
-            m->snapshot.term = get_u64(L, 1, "snapshot_term");
-            break;
-        case RAFT_MSG_TIMEOUT_NOW:
-            break;
-        case RAFT_MSG_READ_INDEX:
-            m->read_index.id = get_u64(L, 1, "id");
-            break;
-        case RAFT_MSG_READ_INDEX_RESP:
-            m->read_index_resp.id = get_u64(L, 1, "id");
-            m->read_index_resp.index = get_u64(L, 1, "index");
-            break;
-        default:
-            luaL_error(L, "luaraft.codec: bad message type");
-    }
-}
-
 static int encode_handshake(lua_State *L)
 {
     struct wire_handshake hs;
-    hs.node_id = get_u64(L, 1, "node_id");
+    hs.node_id = msg_lua_get_u64(L, 1, "node_id", 0);
     lua_getfield(L, 1, "cluster_id"); /* msg, id */
     size_t n = 0;
     hs.cluster_id = luaL_checklstring(L, -1, &n);
@@ -419,11 +289,11 @@ static int codec_wire_encode(lua_State *L)
     }
     struct raft_message m;
     memset(&m, 0, sizeof(m));
-    m.type = (uint8_t)name_index(msg_lua_type_names, RAFT_MSG_TYPE_MAX + 1, type);
+    m.type = (uint8_t)msg_lua_name_index(msg_lua_type_names, RAFT_MSG_TYPE_MAX + 1, type);
     if (m.type == 0) {
         return luaL_error(L, "luaraft.codec: unknown message type %s", type);
     }
-    get_message(L, &m);
+    msg_lua_get_fields(L, 1, &m);
     size_t n = wire_message_bytes(&m);
     luaL_Buffer lb;
     uint8_t *out = (uint8_t *)luaL_buffinitsize(L, &lb, n);

@@ -85,131 +85,18 @@ static struct lt *check_open(lua_State *L)
 
 /* ---- Lua tables <-> raft messages ---- */
 
-static uint64_t get_u64(lua_State *L, int idx, const char *name, uint64_t dflt)
-{
-    uint64_t v = dflt;
-    if (lua_getfield(L, idx, name) != LUA_TNIL) { /* v */
-        int ok = 0;
-        v = (uint64_t)lua_tointegerx(L, -1, &ok);
-        if (!ok) {
-            luaL_error(L, "luaraft.transport: %s must be an integer", name);
-        }
-    }
-    lua_pop(L, 1); /* */
-    return v;
-}
-
-static bool get_bool(lua_State *L, int idx, const char *name)
-{
-    lua_getfield(L, idx, name); /* v */
-    bool v = lua_toboolean(L, -1);
-    lua_pop(L, 1); /* */
-    return v;
-}
-
-static int name_index(const char *const *names, int n, const char *name)
-{
-    for (int i = 1; i < n; i++) {
-        if (strcmp(names[i], name) == 0) {
-            return i;
-        }
-    }
-    return 0;
-}
-
-/* Reads the entries of the message table at idx into a userdata left on the stack. */
-static void get_entries(lua_State *L, int idx, struct raft_message *m)
-{
-    m->append.n_entries = 0;
-    m->append.entries = NULL;
-    if (lua_getfield(L, idx, "entries") == LUA_TNIL) { /* entries */
-        return;                                        /* the nil stays as the anchor */
-    }
-    luaL_checktype(L, -1, LUA_TTABLE);
-    int list = lua_gettop(L);
-    lua_Integer n = luaL_len(L, list);
-    luaL_argcheck(L, n >= 0 && n <= UINT32_MAX, 1, "entries");
-    struct raft_entry *e = lua_newuserdatauv(L, (size_t)n * sizeof(*e) + 1, 0); /* ents, ud */
-    for (lua_Integer i = 0; i < n; i++) {
-        lua_rawgeti(L, list, i + 1); /* entries, ud, entry */
-        luaL_checktype(L, -1, LUA_TTABLE);
-        int at = lua_gettop(L);
-        e[i].term = get_u64(L, at, "term", 0);
-        lua_getfield(L, at, "type"); /* ..., entry, type */
-        e[i].type = lua_isnil(L, -1) ? RAFT_ENTRY_NORMAL
-                                     : (uint32_t)name_index(msg_lua_entry_type_names, 4,
-                                                            luaL_checkstring(L, -1));
-        luaL_argcheck(L, e[i].type != 0, 1, "entry type");
-        lua_getfield(L, at, "data"); /* ..., entry, type, data; the entry table keeps it */
-        size_t len = 0;
-        const char *data = lua_isnil(L, -1) ? "" : luaL_checklstring(L, -1, &len);
-        luaL_argcheck(L, len <= UINT32_MAX, 1, "entry data too long");
-        e[i].buf = len > 0 ? data : NULL;
-        e[i].len = (uint32_t)len;
-        lua_pop(L, 3); /* entries, ud */
-    }
-    lua_remove(L, list); /* ud; the entries table stays reachable from the message */
-    m->append.n_entries = (uint32_t)n;
-    m->append.entries = n > 0 ? e : NULL;
-}
-
-/* Fills *m from the table at idx; may leave one value (the entries) on the stack. */
+/* Fills *m from the table at idx (from defaults to self); leaves one value on the stack. */
 static void get_message(lua_State *L, int idx, raft_id self, struct raft_message *m)
 {
     luaL_checktype(L, idx, LUA_TTABLE);
     memset(m, 0, sizeof(*m));
     lua_getfield(L, idx, "type"); /* type */
-    m->type =
-        (uint8_t)name_index(msg_lua_type_names, RAFT_MSG_TYPE_MAX + 1, luaL_checkstring(L, -1));
+    m->type = (uint8_t)msg_lua_name_index(msg_lua_type_names, RAFT_MSG_TYPE_MAX + 1,
+                                          luaL_checkstring(L, -1));
     luaL_argcheck(L, m->type != 0, idx, "unknown message type");
     lua_pop(L, 1); /* */
-    m->from = get_u64(L, idx, "from", self);
-    m->to = get_u64(L, idx, "to", 0);
-    m->term = get_u64(L, idx, "term", 0);
-    switch (m->type) {
-        case RAFT_MSG_APPEND:
-            m->append.prev_index = get_u64(L, idx, "prev_index", 0);
-            m->append.prev_term = get_u64(L, idx, "prev_term", 0);
-            m->append.commit = get_u64(L, idx, "commit", 0);
-            get_entries(L, idx, m);
-            break;
-        case RAFT_MSG_APPEND_RESP:
-            m->append_resp.success = get_bool(L, idx, "success");
-            m->append_resp.index = get_u64(L, idx, "index", 0);
-            m->append_resp.conflict_term = get_u64(L, idx, "conflict_term", 0);
-            m->append_resp.conflict_index = get_u64(L, idx, "conflict_index", 0);
-            break;
-        case RAFT_MSG_VOTE:
-            m->vote.prevote = get_bool(L, idx, "prevote");
-            m->vote.transfer = get_bool(L, idx, "transfer");
-            m->vote.last_index = get_u64(L, idx, "last_index", 0);
-            m->vote.last_term = get_u64(L, idx, "last_term", 0);
-            break;
-        case RAFT_MSG_VOTE_RESP:
-            m->vote_resp.prevote = get_bool(L, idx, "prevote");
-            m->vote_resp.granted = get_bool(L, idx, "granted");
-            break;
-        case RAFT_MSG_HEARTBEAT:
-            m->heartbeat.commit = get_u64(L, idx, "commit", 0);
-            m->heartbeat.read_seq = get_u64(L, idx, "read_seq", 0);
-            break;
-        case RAFT_MSG_HEARTBEAT_RESP:
-            m->heartbeat_resp.read_seq = get_u64(L, idx, "read_seq", 0);
-            break;
-        case RAFT_MSG_SNAPSHOT:
-            m->snapshot.index = get_u64(L, idx, "index", 0);
-            m->snapshot.term = get_u64(L, idx, "snapshot_term", 0);
-            break;
-        case RAFT_MSG_READ_INDEX:
-            m->read_index.id = get_u64(L, idx, "id", 0);
-            break;
-        case RAFT_MSG_READ_INDEX_RESP:
-            m->read_index_resp.id = get_u64(L, idx, "id", 0);
-            m->read_index_resp.index = get_u64(L, idx, "index", 0);
-            break;
-        default:
-            break;
-    }
+    m->from = self;
+    msg_lua_get_fields(L, idx, m); /* value */
 }
 
 static void set_int(lua_State *L, const char *name, uint64_t v)
@@ -312,15 +199,15 @@ static int lt_start(lua_State *L)
     }
     struct transport_options o;
     memset(&o, 0, sizeof(o));
-    o.self = get_u64(L, 1, "self", 0);
-    o.listen_port = (int)get_u64(L, 1, "listen_port", 0);
+    o.self = msg_lua_get_u64(L, 1, "self", 0);
+    o.listen_port = (int)msg_lua_get_u64(L, 1, "listen_port", 0);
     o.listen_host = opt_string(L, 1, "listen_host", "127.0.0.1");
     o.cluster_id = opt_string(L, 1, "cluster_id", NULL);
     o.client_addr = opt_string(L, 1, "client_addr", "");
     o.dir = opt_string(L, 1, "dir", NULL);
-    o.send_queue_bytes_max = get_u64(L, 1, "send_queue_bytes_max", 0);
-    o.reconnect_ms_min = (uint32_t)get_u64(L, 1, "reconnect_ms_min", 0);
-    o.reconnect_ms_max = (uint32_t)get_u64(L, 1, "reconnect_ms_max", 0);
+    o.send_queue_bytes_max = msg_lua_get_u64(L, 1, "send_queue_bytes_max", 0);
+    o.reconnect_ms_min = (uint32_t)msg_lua_get_u64(L, 1, "reconnect_ms_min", 0);
+    o.reconnect_ms_max = (uint32_t)msg_lua_get_u64(L, 1, "reconnect_ms_max", 0);
     luaL_argcheck(L, o.cluster_id != NULL && o.dir != NULL, 1, "cluster_id and dir");
 
     lua_getfield(L, 1, "peers"); /* opts, ..., peers */
@@ -333,8 +220,8 @@ static int lt_start(lua_State *L)
         lua_rawgeti(L, at, i + 1); /* ..., peers, ud, peer */
         luaL_checktype(L, -1, LUA_TTABLE);
         int p = lua_gettop(L);
-        peers[i].id = get_u64(L, p, "id", 0);
-        peers[i].port = (int)get_u64(L, p, "port", 0);
+        peers[i].id = msg_lua_get_u64(L, p, "id", 0);
+        peers[i].port = (int)msg_lua_get_u64(L, p, "port", 0);
         const char *host = opt_string(L, p, "host", "127.0.0.1"); /* ..., peer, host */
         luaL_argcheck(L, strlen(host) < sizeof(peers[i].host), 1, "peer host");
         memcpy(peers[i].host, host, strlen(host) + 1);
@@ -574,7 +461,7 @@ static int lt_wire_encode(lua_State *L)
     buf_init(&b);
     int rv = 0;
     if (strcmp(type, "HANDSHAKE") == 0) {
-        struct wire_handshake hs = {.node_id = get_u64(L, 1, "node_id", 0)};
+        struct wire_handshake hs = {.node_id = msg_lua_get_u64(L, 1, "node_id", 0)};
         size_t n = 0, a = 0;
         hs.cluster_id = opt_string(L, 1, "cluster_id", NULL); /* f, type, id */
         hs.client_addr = opt_string(L, 1, "client_addr", ""); /* f, type, id, addr */
@@ -588,10 +475,10 @@ static int lt_wire_encode(lua_State *L)
         rv = wire_encode_handshake_addr(&b, &hs);
     } else if (strcmp(type, "CHUNK") == 0) {
         struct wire_chunk c = {
-            .index = get_u64(L, 1, "index", 0),
-            .term = get_u64(L, 1, "snapshot_term", 0),
-            .offset = get_u64(L, 1, "offset", 0),
-            .last = get_bool(L, 1, "last"),
+            .index = msg_lua_get_u64(L, 1, "index", 0),
+            .term = msg_lua_get_u64(L, 1, "snapshot_term", 0),
+            .offset = msg_lua_get_u64(L, 1, "offset", 0),
+            .last = msg_lua_get_bool(L, 1, "last"),
         };
         lua_getfield(L, 1, "data"); /* f, type, data */
         size_t n = 0;
@@ -600,7 +487,7 @@ static int lt_wire_encode(lua_State *L)
         c.len = (uint32_t)n;
         rv = wire_encode_chunk(&b, &c);
     } else if (strcmp(type, "NODE") == 0) {
-        lua_Integer ft = (lua_Integer)get_u64(L, 1, "frame_type", 0);
+        lua_Integer ft = (lua_Integer)msg_lua_get_u64(L, 1, "frame_type", 0);
         luaL_argcheck(L, ft >= WIRE_NODE_FRAME_MIN && ft <= 255, 1, "frame_type");
         lua_getfield(L, 1, "body"); /* f, type, body */
         size_t n = 0;
@@ -626,8 +513,8 @@ static int lt_wire_decode(lua_State *L)
     struct wire_limits l;
     wire_limits_default(&l);
     if (!lua_isnoneornil(L, 2)) {
-        l.chunk_bytes_max = (uint32_t)get_u64(L, 2, "chunk_bytes_max", l.chunk_bytes_max);
-        l.frame_bytes_max = (uint32_t)get_u64(L, 2, "frame_bytes_max", l.frame_bytes_max);
+        l.chunk_bytes_max = (uint32_t)msg_lua_get_u64(L, 2, "chunk_bytes_max", l.chunk_bytes_max);
+        l.frame_bytes_max = (uint32_t)msg_lua_get_u64(L, 2, "frame_bytes_max", l.frame_bytes_max);
     }
     struct wire_frame f;
     int64_t rv = wire_decode(p, n, &l, &f);
