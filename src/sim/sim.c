@@ -781,7 +781,8 @@ raft_index sim_snapshot_index(const struct sim *s, raft_id id)
 
 /* --- Client operations ------------------------------------------------------------- */
 
-static int node_usable(struct sim *s, raft_id id, struct sim_node **out)
+/* The node with that id, while the run is sound. Errors: SIM_EFAILED, SIM_ENOENT. */
+static int node_lookup(struct sim *s, raft_id id, struct sim_node **out)
 {
     if (s->failed) {
         return SIM_EFAILED;
@@ -789,7 +790,18 @@ static int node_usable(struct sim *s, raft_id id, struct sim_node **out)
     if (id < 1 || id > s->n_nodes) {
         return SIM_ENOENT;
     }
-    struct sim_node *n = &s->nodes[id];
+    *out = &s->nodes[id];
+    return 0;
+}
+
+/* The node with that id, up and not paused. */
+static int node_usable(struct sim *s, raft_id id, struct sim_node **out)
+{
+    struct sim_node *n;
+    int miss = node_lookup(s, id, &n);
+    if (miss != 0) {
+        return miss;
+    }
     if (!n->up) {
         return SIM_EDOWN;
     }
@@ -992,13 +1004,11 @@ static void fail_reads_of(struct sim *s, raft_id id)
 
 int sim_crash(struct sim *s, raft_id id)
 {
-    if (s->failed) {
-        return SIM_EFAILED;
+    struct sim_node *n;
+    int miss = node_lookup(s, id, &n);
+    if (miss != 0) {
+        return miss;
     }
-    if (id < 1 || id > s->n_nodes) {
-        return SIM_ENOENT;
-    }
-    struct sim_node *n = &s->nodes[id];
     if (!n->up) {
         return SIM_EDOWN;
     }
@@ -1028,13 +1038,11 @@ int sim_crash(struct sim *s, raft_id id)
  */
 int sim_wipe(struct sim *s, raft_id id)
 {
-    if (s->failed) {
-        return SIM_EFAILED;
+    struct sim_node *n;
+    int miss = node_lookup(s, id, &n);
+    if (miss != 0) {
+        return miss;
     }
-    if (id < 1 || id > s->n_nodes) {
-        return SIM_ENOENT;
-    }
-    struct sim_node *n = &s->nodes[id];
     if (n->up) {
         sim_crash(s, id);
     }
@@ -1048,13 +1056,11 @@ int sim_wipe(struct sim *s, raft_id id)
 
 int sim_restart(struct sim *s, raft_id id)
 {
-    if (s->failed) {
-        return SIM_EFAILED;
+    struct sim_node *n;
+    int miss = node_lookup(s, id, &n);
+    if (miss != 0) {
+        return miss;
     }
-    if (id < 1 || id > s->n_nodes) {
-        return SIM_ENOENT;
-    }
-    struct sim_node *n = &s->nodes[id];
     if (n->up) {
         return SIM_EINVAL;
     }
@@ -1084,13 +1090,11 @@ int sim_pause(struct sim *s, raft_id id)
 
 int sim_resume(struct sim *s, raft_id id)
 {
-    if (s->failed) {
-        return SIM_EFAILED;
+    struct sim_node *n;
+    int miss = node_lookup(s, id, &n);
+    if (miss != 0) {
+        return miss;
     }
-    if (id < 1 || id > s->n_nodes) {
-        return SIM_ENOENT;
-    }
-    struct sim_node *n = &s->nodes[id];
     if (!n->up || !n->paused) {
         return SIM_EINVAL;
     }
