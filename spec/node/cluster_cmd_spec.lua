@@ -7,47 +7,11 @@ local S = dofile(debug.getinfo(1, "S").source:sub(2):match("^(.*)/") .. "/suppor
 local quote = S.quote
 local DEADLINE_S = 15
 
-local function sh(cmd)
-    local p = assert(io.popen(cmd, "r"))
-    local out = p:read("a")
-    p:close()
-    return out
-end
+local sh, read_file, pid_alive = S.sh, S.read_file, S.pid_alive
 
-local function read_file(path)
-    local f = io.open(path, "rb")
-    if f == nil then
-        return ""
-    end
-    local s = f:read("a")
-    f:close()
-    return s
-end
-
-local function port_free(port)
-    return os.execute("bash -c 'exec 3<>/dev/tcp/127.0.0.1/" .. port .. "' 2>/dev/null") ~= true
-end
-
--- A base port with base..base+n-1 (clients) and base+1000..base+1000+n-1 (peers) free,
--- below Linux's ephemeral range.
+-- Clients on base..base+n-1, peers 1000 above, as luaraft cluster lays them out.
 local function pick_base(n)
-    math.randomseed(os.time() + tonumber(tostring({}):match("0x(%x+)") or "0", 16))
-    for _ = 1, 50 do
-        local base = 10000 + math.random(0, 200) * 100 + math.random(0, 40)
-        local ok = true
-        for i = 0, n - 1 do
-            ok = ok and port_free(base + i) and port_free(base + 1000 + i)
-        end
-        if ok then
-            return base
-        end
-    end
-    error("no free ports")
-end
-
-local function pid_alive(pid)
-    local state = sh("ps -o stat= -p " .. pid .. " 2>/dev/null")
-    return state ~= "" and not state:match("^Z")
+    return S.free_ports(n, 0, 1000)
 end
 
 -- The luaraft node processes whose command line names this data directory.

@@ -50,22 +50,48 @@ local function port_free(port)
     return os.execute("bash -c 'exec 3<>/dev/tcp/127.0.0.1/" .. port .. "' 2>/dev/null") ~= true
 end
 
--- A block of free ports: clients base+1..base+n, peers base+101..base+100+n.
-local function pick_ports(n)
+-- A base port b with b+first..b+first+n-1 (clients) and the same shifted by peer_offset
+-- (peers) all free.
+function S.free_ports(n, first, peer_offset)
     math.randomseed(os.time() + tonumber(tostring({}):match("0x(%x+)") or "0", 16))
     for _ = 1, 50 do
         -- Below Linux's ephemeral range (32768 and up), so no outgoing connection of a
         -- node can hold a port a later node of the run must listen on.
-        local base = 10000 + math.random(0, 220) * 100
+        local base = 10000 + math.random(0, 200) * 100
         local ok = true
-        for i = 1, n do
-            ok = ok and port_free(base + i) and port_free(base + 100 + i)
+        for i = first, first + n - 1 do
+            ok = ok and port_free(base + i) and port_free(base + peer_offset + i)
         end
         if ok then
             return base
         end
     end
     error("no free ports")
+end
+
+-- A block of free ports: clients base+1..base+n, peers base+101..base+100+n.
+local function pick_ports(n)
+    return S.free_ports(n, 1, 100)
+end
+
+S.sh = sh
+S.port_free = port_free
+
+-- True while the process runs (a zombie still answers kill -0; ask ps for its state).
+function S.pid_alive(pid)
+    local state = sh("ps -o stat= -p " .. pid .. " 2>/dev/null")
+    return state ~= "" and not state:match("^Z")
+end
+
+-- A whole file, or "" when it does not exist.
+function S.read_file(path)
+    local f = io.open(path, "rb")
+    if f == nil then
+        return ""
+    end
+    local text = f:read("a")
+    f:close()
+    return text
 end
 
 local Cluster = {}
@@ -126,9 +152,7 @@ function Cluster:alive(i)
     if pid == nil then
         return false
     end
-    -- A zombie still answers kill -0; ask ps for its state.
-    local state = sh("ps -o stat= -p " .. pid .. " 2>/dev/null")
-    return state ~= "" and not state:match("^Z")
+    return S.pid_alive(pid)
 end
 
 -- kill -9 node i and reap it.
