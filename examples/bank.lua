@@ -23,14 +23,13 @@
 --   redis-cli -p 6002 BALANCE bob             -> (integer) 30
 --   redis-cli -p 6003 TOTAL                   -> (integer) 100
 --
--- Snapshot (canonical: sorted by account, big-endian, length-prefixed): "luaraft-bank 1\n",
--- account count (u8), then per account: name (s4), balance (i8). TOTAL is recomputed.
+-- Snapshot: the balances through luaraft.encode, the runtime's canonical encoding (maps in
+-- sorted key order), so every replica writes the same bytes; TOTAL is recomputed.
 local M = {}
 
 local balances = {} -- account -> integer balance
 local total = 0     -- kept equal to the sum of balances; OPEN refuses to overflow it
 local accounts = 0
-local MAGIC = "luaraft-bank 1\n"
 
 local function amount(s)
     local n = s:match("^%d+$") and math.tointeger(tonumber(s))
@@ -108,35 +107,29 @@ function M.query(cmd)
 end
 
 function M.snapshot(w)
-    local parts = { MAGIC, string.pack(">I8", accounts) }
-    for acct, balance in pairs(balances) do -- sorted by account under the sandbox
-        parts[#parts + 1] = string.pack(">s4i8", acct, balance)
-    end
-    w:write(table.concat(parts))
+    w:write(luaraft.encode({ version = 1, balances = balances }))
 end
 
 -- Reads the whole snapshot into memory: short, fine for an example (kv.lua streams).
-function M.restore(r)
+local function read_all(r)
     local chunks = {}
     for chunk in function() return r:read() end do
         chunks[#chunks + 1] = chunk
     end
-    local s = table.concat(chunks)
-    if s:sub(1, #MAGIC) ~= MAGIC then
+    return table.concat(chunks)
+end
+
+function M.restore(r)
+    local state = luaraft.decode(read_all(r))
+    if type(state) ~= "table" or state.version ~= 1 then
         error("not a bank snapshot")
     end
-    local new, sum = {}, 0
-    local n, pos = string.unpack(">I8", s, #MAGIC + 1)
-    for _ = 1, n do
-        local acct, balance
-        acct, balance, pos = string.unpack(">s4i8", s, pos)
-        new[acct] = balance
+    local sum, n = 0, 0
+    for _, balance in pairs(state.balances) do
         sum = sum + balance
+        n = n + 1
     end
-    if pos ~= #s + 1 then
-        error("trailing bytes after the snapshot")
-    end
-    balances, total, accounts = new, sum, n
+    balances, total, accounts = state.balances, sum, n
 end
 
 return M

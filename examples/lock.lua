@@ -30,15 +30,13 @@
 -- saved in the snapshot, while a node's wall clock is neither. So a lease whose deadline
 -- has passed in real time shows as held until the next write is applied.
 --
--- Snapshot (canonical: sorted by name, big-endian, length-prefixed): "luaraft-lock 1\n",
--- now (i8), last token (i8), lock count (u8), then per lock: name (s4), owner (s4),
--- deadline in ms (i8), token (i8).
+-- Snapshot: the whole state through luaraft.encode, the runtime's canonical encoding
+-- (maps in sorted key order), so every replica writes the same bytes for the same state.
 local M = {}
 
 local locks = {}    -- name -> {owner =, deadline =, token =}
 local now = 0       -- time_ms of the last applied entry
 local last_token = 0
-local MAGIC = "luaraft-lock 1\n"
 
 local function ttl(s)
     local n = s:match("^%d+$") and math.tointeger(tonumber(s))
@@ -125,38 +123,24 @@ function M.query(cmd)
 end
 
 function M.snapshot(w)
-    local n = 0
-    for _ in pairs(locks) do
-        n = n + 1
-    end
-    local parts = { MAGIC, string.pack(">i8i8I8", now, last_token, n) }
-    for name, l in pairs(locks) do -- sorted by name under the sandbox
-        parts[#parts + 1] = string.pack(">s4s4i8i8", name, l.owner, l.deadline, l.token)
-    end
-    w:write(table.concat(parts))
+    w:write(luaraft.encode({ version = 1, now = now, last_token = last_token, locks = locks }))
 end
 
 -- Reads the whole snapshot into memory: fine for a lock table (kv.lua shows streaming).
-function M.restore(r)
+local function read_all(r)
     local chunks = {}
     for chunk in function() return r:read() end do
         chunks[#chunks + 1] = chunk
     end
-    local s = table.concat(chunks)
-    if s:sub(1, #MAGIC) ~= MAGIC then
+    return table.concat(chunks)
+end
+
+function M.restore(r)
+    local state = luaraft.decode(read_all(r))
+    if type(state) ~= "table" or state.version ~= 1 then
         error("not a lock snapshot")
     end
-    local new = {}
-    local t, token, n, pos = string.unpack(">i8i8I8", s, #MAGIC + 1)
-    for _ = 1, n do
-        local name, owner, deadline, tok
-        name, owner, deadline, tok, pos = string.unpack(">s4s4i8i8", s, pos)
-        new[name] = { owner = owner, deadline = deadline, token = tok }
-    end
-    if pos ~= #s + 1 then
-        error("trailing bytes after the snapshot")
-    end
-    locks, now, last_token = new, t, token
+    locks, now, last_token = state.locks, state.now, state.last_token
 end
 
 return M

@@ -29,16 +29,13 @@
 -- snapshot): an item whose deadline passed in real time counts as ready once a later
 -- entry has been applied.
 --
--- Snapshot (canonical: queues sorted by name, items by id, big-endian, length-prefixed):
--- "luaraft-queue 1\n", now (i8), last id (i8), queue count (u8), then per queue: name (s4),
--- redelivered (i8), item count (u8), then per item: id (i8), deadline in ms or 0 when
--- never reserved (i8), deliveries (i8), item (s4).
+-- Snapshot: the whole state through luaraft.encode, the runtime's canonical encoding
+-- (maps in sorted key order), so every replica writes the same bytes for the same state.
 local M = {}
 
 local queues = {} -- name -> {items = {id -> item}, order = {ids ascending}, redelivered =}
 local now = 0     -- time_ms of the last applied entry
 local last_id = 0
-local MAGIC = "luaraft-queue 1\n"
 
 local function int(s, what)
     local n = s:match("^%d+$") and math.tointeger(tonumber(s))
@@ -153,49 +150,24 @@ function M.query(cmd)
 end
 
 function M.snapshot(w)
-    local n = 0
-    for _ in pairs(queues) do
-        n = n + 1
-    end
-    w:write(MAGIC, string.pack(">i8i8I8", now, last_id, n))
-    for name, q in pairs(queues) do -- sorted by name under the sandbox
-        local parts = { string.pack(">s4i8I8", name, q.redelivered, #q.order) }
-        for _, id in ipairs(q.order) do
-            local it = q.items[id]
-            parts[#parts + 1] = string.pack(">i8i8i8s4", id, it.deadline, it.deliveries, it.item)
-        end
-        w:write(table.concat(parts))
-    end
+    w:write(luaraft.encode({ version = 1, now = now, last_id = last_id, queues = queues }))
 end
 
 -- Reads the whole snapshot into memory: short, fine for an example (kv.lua streams).
-function M.restore(r)
+local function read_all(r)
     local chunks = {}
     for chunk in function() return r:read() end do
         chunks[#chunks + 1] = chunk
     end
-    local s = table.concat(chunks)
-    if s:sub(1, #MAGIC) ~= MAGIC then
+    return table.concat(chunks)
+end
+
+function M.restore(r)
+    local state = luaraft.decode(read_all(r))
+    if type(state) ~= "table" or state.version ~= 1 then
         error("not a queue snapshot")
     end
-    local new = {}
-    local t, last, n, pos = string.unpack(">i8i8I8", s, #MAGIC + 1)
-    for _ = 1, n do
-        local name, redelivered, count
-        name, redelivered, count, pos = string.unpack(">s4i8I8", s, pos)
-        local q = { items = {}, order = {}, redelivered = redelivered }
-        for i = 1, count do
-            local id, deadline, deliveries, item
-            id, deadline, deliveries, item, pos = string.unpack(">i8i8i8s4", s, pos)
-            q.items[id] = { item = item, deadline = deadline, deliveries = deliveries }
-            q.order[i] = id
-        end
-        new[name] = q
-    end
-    if pos ~= #s + 1 then
-        error("trailing bytes after the snapshot")
-    end
-    queues, now, last_id = new, t, last
+    queues, now, last_id = state.queues, state.now, state.last_id
 end
 
 return M
