@@ -1,4 +1,4 @@
--- The RESP request parser and reply encoder (src/server/resp.c) through luaraft.codec.
+-- The RESP request parser and reply encoder (src/client/resp.c) through luaraft.codec.
 -- The parser must give the same commands, and the same error, however the bytes are
 -- split; every limit and every malformed shape must end in Redis's protocol error.
 -- LUARAFT_SEED=S replays the fuzz with seed S.

@@ -1,4 +1,4 @@
--- The peer wire codec (src/io/wire.c) through luaraft.codec: every message type survives a
+-- The peer wire codec (src/peer/wire.c) through luaraft.codec: every message type survives a
 -- round trip; damaged, truncated, oversized or foreign frames are rejected, each by the
 -- check meant for it, and random mutations never crash the decoder.
 -- LUARAFT_SEED=S replays the random parts with seed S.

@@ -1,4 +1,4 @@
--- The client port (src/server/server.c) as a real process: server_test puts a toy node
+-- The client port (src/client/server.c) as a real process: server_test puts a toy node
 -- behind it (PING, ECHO, SLOW ms x, COUNT), and these specs talk to it with redis-cli and
 -- with raw bytes over bash's /dev/tcp (nc is not part of the toolset), checking replies byte
 -- for byte. Each spec starts its own server by PID, waits for its "ready" line, and stops it

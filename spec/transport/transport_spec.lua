@@ -1,4 +1,4 @@
--- Peer links (src/io/transport.c) through luaraft.transport: real TCP on loopback, with every
+-- Peer links (src/peer/transport.c) through luaraft.transport: real TCP on loopback, with every
 -- transport on the module's one loop. Proves that each message type and node-level frames
 -- arrive field for field and in order, that big APPENDs and snapshot files get through, that
 -- a restarted peer is reconnected, and that strangers and garbage are refused while real

@@ -1,6 +1,6 @@
 /*
  * CRC-32C (Castagnoli, polynomial 0x1EDC6F41, reflected 0x82F63B78), the checksum of iSCSI,
- * ext4 and the peer frames in src/io/wire.c. Software, one table lookup per byte: peer
+ * ext4 and the peer frames in src/peer/wire.c. Software, one table lookup per byte: peer
  * frames are checksummed once per send and receive, far from the hot loop's limits.
  *
  * Debian 12 packages no C library for CRC-32C (only Python, Go and Rust ones), so this is

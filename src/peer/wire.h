@@ -43,8 +43,8 @@
  * any body field out of bounds, a count the remaining bytes cannot hold, or trailing
  * bytes. A version bump is how the format changes; flags are reserved for it.
  */
-#ifndef LUARAFT_IO_WIRE_H
-#define LUARAFT_IO_WIRE_H
+#ifndef LUARAFT_PEER_WIRE_H
+#define LUARAFT_PEER_WIRE_H
 
 #include <stdbool.h>
 #include <stddef.h>

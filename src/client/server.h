@@ -11,8 +11,8 @@
  *
  * Threading: loop thread only. Errors: 0 or a negative SERVER_E* code.
  */
-#ifndef LUARAFT_SERVER_SERVER_H
-#define LUARAFT_SERVER_SERVER_H
+#ifndef LUARAFT_CLIENT_SERVER_H
+#define LUARAFT_CLIENT_SERVER_H
 
 #include <stddef.h>
 #include <stdint.h>

@@ -30,7 +30,7 @@
  * LMDB gives a thread one read transaction at a time, so the fn of store_read must not
  * call store_read or store_load.
  */
-#include "io/store.h"
+#include "store/store.h"
 
 #include <errno.h>
 #include <lmdb.h>

@@ -1,4 +1,4 @@
-#include "server/resp.h"
+#include "client/resp.h"
 
 #include <stdbool.h>
 #include <stdlib.h>

@@ -1,4 +1,4 @@
-#include "io/wire.h"
+#include "peer/wire.h"
 
 #include <stdbool.h>
 #include <stdlib.h>

@@ -17,8 +17,8 @@
 #include <string.h>
 #include <strings.h>
 
-#include "server/resp.h"
-#include "server/server.h"
+#include "client/resp.h"
+#include "client/server.h"
 #include "util/assert.h"
 #include "util/buf.h"
 

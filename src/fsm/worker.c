@@ -1,8 +1,8 @@
 /*
- * The fsm thread (see fsm_worker.h). Jobs run strictly in the order they were queued;
+ * The fsm thread (see fsm/worker.h). Jobs run strictly in the order they were queued;
  * results go back in that order too.
  */
-#include "fsm_worker.h"
+#include "fsm/worker.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -13,7 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "io/snapfile.h"
+#include "store/snapfile.h"
 #include "raft/raft.h"
 #include "util/assert.h"
 

@@ -7,8 +7,8 @@
  * Pure POSIX file IO on the calling thread (the node calls it from its snapshot child
  * process or its fsm thread); no libuv.
  */
-#ifndef LUARAFT_IO_SNAPFILE_H
-#define LUARAFT_IO_SNAPFILE_H
+#ifndef LUARAFT_STORE_SNAPFILE_H
+#define LUARAFT_STORE_SNAPFILE_H
 
 #include <stddef.h>
 #include <stdint.h>

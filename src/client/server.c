@@ -15,7 +15,7 @@
  * a client that has gone away is safe: the answer is dropped. The server itself goes when
  * its last client does, after server_close().
  */
-#include "server/server.h"
+#include "client/server.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -27,7 +27,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "server/resp.h"
+#include "client/resp.h"
 #include "util/assert.h"
 #include "util/buf.h"
 

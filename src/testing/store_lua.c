@@ -34,8 +34,8 @@
 #include <string.h>
 #include <uv.h>
 
-#include "io/snapfile.h"
-#include "io/store.h"
+#include "store/snapfile.h"
+#include "store/store.h"
 #include "util/assert.h"
 
 #define STORE_MT "luaraft.store.store"

@@ -8,7 +8,7 @@
  * send, apply, reads. Client state never enters the core: pending writes are kept here,
  * keyed by (index, term).
  */
-#include "node.h"
+#include "node/node.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -25,12 +25,12 @@
 #include <uv.h>
 
 #include "fsm/fsm.h"
-#include "fsm_worker.h"
-#include "io/snapfile.h"
-#include "io/store.h"
-#include "io/transport.h"
-#include "server/resp.h"
-#include "server/server.h"
+#include "fsm/worker.h"
+#include "store/snapfile.h"
+#include "store/store.h"
+#include "peer/transport.h"
+#include "client/resp.h"
+#include "client/server.h"
 #include "util/assert.h"
 #include "util/buf.h"
 

@@ -12,7 +12,7 @@
  * in flight per peer; it takes up to WRITE_FRAMES_MAX frames at once, so that a burst of
  * messages in one loop turn leaves in one system call.
  */
-#include "io/transport.h"
+#include "peer/transport.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -23,8 +23,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "io/snapfile.h"
-#include "io/wire.h"
+#include "store/snapfile.h"
+#include "peer/wire.h"
 #include "util/assert.h"
 #include "util/buf.h"
 

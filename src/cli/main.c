@@ -11,8 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cluster.h"
-#include "node.h"
+#include "cli/cluster.h"
+#include "node/node.h"
 
 static const char usage_text[] =
     "Usage: luaraft node --id N --data DIR --listen HOST:PORT --raft HOST:PORT\n"

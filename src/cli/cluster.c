@@ -8,7 +8,7 @@
  * Signals reach the poll() loop through a self-pipe.
  */
 #define _GNU_SOURCE
-#include "cluster.h"
+#include "cli/cluster.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -3,7 +3,7 @@
  * a node connects to every peer it knows and sends on that connection; it accepts
  * connections from peers and receives on those. A connection opens with a handshake
  * frame (node id, cluster id, the node's client address) and then carries frames of
- * src/io/wire.h. Outgoing connections reconnect with exponential backoff; each peer has
+ * src/peer/wire.h. Outgoing connections reconnect with exponential backoff; each peer has
  * a bounded send queue (a message that does not fit is dropped: Raft retries).
  *
  * A malformed, truncated, oversized or unauthenticated frame closes that connection with
@@ -18,8 +18,8 @@
  * from the loop, and peer(id, false) also from inside a send function whose write fails at
  * once; none runs after transport_close().
  */
-#ifndef LUARAFT_IO_TRANSPORT_H
-#define LUARAFT_IO_TRANSPORT_H
+#ifndef LUARAFT_PEER_TRANSPORT_H
+#define LUARAFT_PEER_TRANSPORT_H
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -1,4 +1,4 @@
-#include "codec/msg_lua.h"
+#include "testing/msg_lua.h"
 
 #include <lauxlib.h>
 #include <string.h>

@@ -1,5 +1,5 @@
 /*
- * luaraft.transport: src/io/transport.c as a Lua module, for busted specs.
+ * luaraft.transport: src/peer/transport.c as a Lua module, for busted specs.
  *
  * Every transport the module starts lives on one private uv loop, so that two or three of
  * them in one process can talk to each other over loopback; t:run() and t:run_until() drive
@@ -35,9 +35,9 @@
 #include <string.h>
 #include <uv.h>
 
-#include "io/transport.h"
-#include "io/wire.h"
-#include "codec/msg_lua.h"
+#include "peer/transport.h"
+#include "peer/wire.h"
+#include "testing/msg_lua.h"
 #include "util/buf.h"
 
 #define TRANSPORT_MT "luaraft.transport"

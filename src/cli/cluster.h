@@ -3,8 +3,8 @@
  * foreground, forwards and records their logs, reports leader changes and stops every
  * node on SIGINT/SIGTERM.
  */
-#ifndef LUARAFT_CLUSTER_H
-#define LUARAFT_CLUSTER_H
+#ifndef LUARAFT_CLI_CLUSTER_H
+#define LUARAFT_CLI_CLUSTER_H
 
 /* argv[0] is "cluster". Returns the process exit code: 0 after a clean stop, 1 when the
  * cluster could not start or every node exited on its own, 2 for bad usage. */

@@ -10,7 +10,7 @@
  * Names: snap-<index>-<term>.lrs in decimal; the temporary name adds ".tmp". Only names
  * that print back exactly the same are taken as snapshots, so "snap-01-2.lrs" is ignored.
  */
-#include "io/snapfile.h"
+#include "store/snapfile.h"
 
 #include <dirent.h>
 #include <stdbool.h>

@@ -28,8 +28,8 @@
  *   }
  *   resp_parser_close(&p);
  */
-#ifndef LUARAFT_SERVER_RESP_H
-#define LUARAFT_SERVER_RESP_H
+#ifndef LUARAFT_CLIENT_RESP_H
+#define LUARAFT_CLIENT_RESP_H
 
 #include <stddef.h>
 #include <stdint.h>

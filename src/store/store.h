@@ -14,8 +14,8 @@
  * Errors: 0 or a negative STORE_E* code; store_strerror() names it, and the functions
  * taking errmsg write a sentence for the log there.
  */
-#ifndef LUARAFT_IO_STORE_H
-#define LUARAFT_IO_STORE_H
+#ifndef LUARAFT_STORE_STORE_H
+#define LUARAFT_STORE_STORE_H
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -30,9 +30,9 @@
 #include <lua.h>
 #include <string.h>
 
-#include "codec/msg_lua.h"
-#include "io/wire.h"
-#include "server/resp.h"
+#include "testing/msg_lua.h"
+#include "peer/wire.h"
+#include "client/resp.h"
 #include "util/crc32c.h"
 
 #define PARSER_MT "luaraft.codec.resp_parser"

@@ -1,0 +1,2 @@
+/* placeholder, filled in by the node split */
+typedef int command_placeholder;
