@@ -39,6 +39,8 @@ static const char usage_text[] =
     "                           [N, 2N) [10]\n"
     "  --snapshot-entries N     take a snapshot after N applied entries; 0: only on\n"
     "                           RAFT.SNAPSHOT [100000]\n"
+    "  --snapshot-bytes BYTES   take one once the log held in memory passes BYTES;\n"
+    "                           suffixes K, M, G accepted; 0: never [256M]\n"
     "  --snapshot-trailing N    log entries kept behind a snapshot, so that a briefly\n"
     "                           lagging follower catches up from the log [1000]\n"
     "  --map-size BYTES         LMDB map size; suffixes K, M, G accepted [1G]\n"
@@ -110,6 +112,7 @@ enum {
     opt_election_ticks,
     opt_snapshot_entries,
     opt_snapshot_trailing,
+    opt_snapshot_bytes,
     opt_map_size,
 };
 
@@ -126,6 +129,7 @@ static int node_main(int argc, char **argv)
         {"election-ticks", required_argument, NULL, opt_election_ticks},
         {"snapshot-entries", required_argument, NULL, opt_snapshot_entries},
         {"snapshot-trailing", required_argument, NULL, opt_snapshot_trailing},
+        {"snapshot-bytes", required_argument, NULL, opt_snapshot_bytes},
         {"map-size", required_argument, NULL, opt_map_size},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -136,6 +140,7 @@ static int node_main(int argc, char **argv)
         .election_ticks = 10,
         .snapshot_entries = 100000,
         .snapshot_trailing = 1000,
+        .snapshot_bytes = 256ull << 20,
         .map_bytes = 1ull << 30,
     };
     const char *listen = NULL, *raft = NULL;
@@ -194,6 +199,13 @@ static int node_main(int argc, char **argv)
                     return usage_error("--snapshot-trailing: '%s' is not an integer", optarg);
                 }
                 c.snapshot_trailing = v;
+                break;
+            case opt_snapshot_bytes:
+                if (strcmp(optarg, "0") == 0) {
+                    c.snapshot_bytes = 0;
+                } else if (parse_size(optarg, &c.snapshot_bytes) != 0) {
+                    return usage_error("--snapshot-bytes: '%s' is not a size", optarg);
+                }
                 break;
             case opt_map_size:
                 if (parse_size(optarg, &c.map_bytes) != 0 || c.map_bytes < (1u << 20)) {

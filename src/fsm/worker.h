@@ -21,12 +21,13 @@
 #include <uv.h>
 
 #include "fsm/fsm.h"
+#include "fsm/job.h"
 #include "util/buf.h"
 
 enum {
     fsm_worker_payload_version = 1,
     fsm_worker_argc_max = 1024 * 1024, /* arguments of one command */
-    fsm_worker_path_bytes_max = 512,   /* a snapshot file's path */
+    fsm_worker_path_bytes_max = fsm_job_path_bytes_max,
     fsm_worker_chunk_bytes = 64 * 1024 /* read size when restoring a snapshot file */
 };
 
@@ -43,55 +44,6 @@ bool fsm_worker_get_argv(const void *data,
                          int *argc,
                          const char ***argv,
                          size_t **argvlen);
-
-enum fsm_job_type {
-    FSM_JOB_APPLY = 1,
-    FSM_JOB_QUERY = 2,
-    FSM_JOB_SNAPSHOT = 3,
-    FSM_JOB_RESTORE = 4,
-    FSM_JOB_STOP = 5,
-};
-
-/* A committed entry, with a copy of its payload that the job owns. */
-struct fsm_job_entry
-{
-    uint64_t index;
-    uint64_t term;
-    uint32_t type; /* enum raft_entry_type: only NORMAL entries reach the script */
-    bool want_reply;
-    uint32_t len;
-    void *payload;
-    struct fsm_reply reply; /* out: the script's reply when want_reply */
-};
-
-/* A read: an argv blob the job owns, and the loop's tag for the waiting client. */
-struct fsm_job_query
-{
-    void *tag;
-    void *blob;
-    size_t len;
-    struct fsm_reply reply; /* out */
-};
-
-struct fsm_job
-{
-    struct fsm_job *next;
-    enum fsm_job_type type;
-
-    struct fsm_job_entry *entries; /* APPLY */
-    unsigned n_entries;
-
-    struct fsm_job_query *queries; /* QUERY */
-    unsigned n_queries;
-
-    char path[fsm_worker_path_bytes_max]; /* RESTORE: the file; SNAPSHOT: the directory */
-    uint64_t index; /* RESTORE: the snapshot's; SNAPSHOT out: what the child writes */
-    uint64_t term;
-
-    int status; /* out: 0 or an FSM_E* / SNAPFILE_E* / -errno code */
-    pid_t pid;  /* SNAPSHOT out: the child writing the file */
-    char errmsg[256];
-};
 
 typedef void (*fsm_worker_done_cb)(void *arg, struct fsm_job *job);
 
@@ -133,12 +85,6 @@ int fsm_worker_start(struct fsm_worker *w,
 
 /* Queues a job (loop thread). The worker owns it until done hands it back. */
 void fsm_worker_submit(struct fsm_worker *w, struct fsm_job *job);
-
-/* Allocates a zeroed job of the type. Returns NULL when out of memory. */
-struct fsm_job *fsm_job_new(enum fsm_job_type type);
-
-/* Frees a job with its entries, queries and replies. */
-void fsm_job_free(struct fsm_job *job);
 
 /* Finishes the queued jobs, joins the thread, closes f and the async handle (loop thread;
  * the handle is closed with uv_close, so run the loop once more afterwards). */

@@ -39,6 +39,7 @@ struct node_config
     uint32_t heartbeat_ticks;
     uint32_t election_ticks;
     uint64_t snapshot_entries;  /* applied entries between automatic snapshots; 0: never */
+    uint64_t snapshot_bytes;    /* log payload bytes in memory that trigger one; 0: never */
     uint64_t snapshot_trailing; /* entries kept in the log behind a snapshot */
     uint64_t map_bytes;
 };

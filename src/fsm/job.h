@@ -1,0 +1,74 @@
+/*
+ * A job for the fsm thread (src/fsm/worker.c) and its result: a batch of committed
+ * entries to apply, a batch of queries, a snapshot to take or a snapshot file to restore.
+ * Defined apart from the thread so that a simulator can run the same jobs in-process.
+ */
+#ifndef LUARAFT_FSM_JOB_H
+#define LUARAFT_FSM_JOB_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "fsm/fsm.h"
+
+enum {
+    fsm_job_path_bytes_max = 512, /* a snapshot file's path */
+};
+
+enum fsm_job_type {
+    FSM_JOB_APPLY = 1,
+    FSM_JOB_QUERY = 2,
+    FSM_JOB_SNAPSHOT = 3,
+    FSM_JOB_RESTORE = 4,
+    FSM_JOB_STOP = 5,
+};
+
+/* A committed entry, with a copy of its payload that the job owns. */
+struct fsm_job_entry
+{
+    uint64_t index;
+    uint64_t term;
+    uint32_t type; /* enum raft_entry_type: only NORMAL entries reach the script */
+    bool want_reply;
+    uint32_t len;
+    void *payload;
+    struct fsm_reply reply; /* out: the script's reply when want_reply */
+};
+
+/* A read: an argv blob the job owns, and the loop's tag for the waiting client. */
+struct fsm_job_query
+{
+    void *tag;
+    void *blob;
+    size_t len;
+    struct fsm_reply reply; /* out */
+};
+
+struct fsm_job
+{
+    struct fsm_job *next;
+    enum fsm_job_type type;
+
+    struct fsm_job_entry *entries; /* APPLY */
+    unsigned n_entries;
+
+    struct fsm_job_query *queries; /* QUERY */
+    unsigned n_queries;
+
+    char path[fsm_job_path_bytes_max]; /* RESTORE: the file; SNAPSHOT: the directory */
+    uint64_t index; /* RESTORE: the snapshot's; SNAPSHOT out: what the child writes */
+    uint64_t term;
+
+    int status; /* out: 0 or an FSM_E* / SNAPFILE_E* / -errno code */
+    pid_t pid;  /* SNAPSHOT out: the child writing the file */
+    char errmsg[256];
+};
+
+/* Allocates a zeroed job of the type. Returns NULL when out of memory. */
+struct fsm_job *fsm_job_new(enum fsm_job_type type);
+
+/* Frees a job with its entries, queries and replies. */
+void fsm_job_free(struct fsm_job *job);
+
+#endif

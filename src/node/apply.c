@@ -1,0 +1,85 @@
+/*
+ * Applying: newly committed entries go to the fsm thread in one job per update, with
+ * copies of their payloads (the thread must not touch the log cache, which the loop
+ * thread truncates and compacts); the thread's results come back here and go to the room
+ * that waits for them.
+ */
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fsm/job.h"
+#include "node/internal.h"
+#include "util/assert.h"
+
+void apply_dispatch(struct node *n, raft_index commit)
+{
+    if (commit > cache_last(&n->cache)) {
+        commit = cache_last(&n->cache);
+    }
+    if (commit <= n->applied_sent) {
+        return;
+    }
+    struct fsm_job *job = fsm_job_new(FSM_JOB_APPLY);
+    lr_assert(job != NULL);
+    uint64_t k = commit - n->applied_sent;
+    job->entries = calloc(k, sizeof *job->entries);
+    lr_assert(job->entries != NULL);
+    for (raft_index i = n->applied_sent + 1; i <= commit; i++) {
+        struct cache_entry *ce = cache_at(&n->cache, i);
+        struct fsm_job_entry *e = &job->entries[job->n_entries++];
+        e->index = i;
+        e->term = ce->term;
+        e->type = ce->type;
+        e->len = ce->len;
+        e->want_reply = writes_pending_has(n, i);
+        if (ce->len > 0) {
+            e->payload = malloc(ce->len);
+            lr_assert(e->payload != NULL);
+            memcpy(e->payload, ce->buf, ce->len);
+        }
+    }
+    n->applied_sent = commit;
+    n->io->fsm_submit(n->io->arg, job);
+    snapshots_maybe_start(n);
+}
+
+static void applied(struct node *n, struct fsm_job *job)
+{
+    for (unsigned i = 0; i < job->n_entries; i++) {
+        struct fsm_job_entry *e = &job->entries[i];
+        n->applied = e->index;
+        if (e->want_reply) {
+            writes_resolve(n, e->index, e->term, e->reply.data, e->reply.len);
+        }
+    }
+}
+
+void node_fsm_done(struct node *n, struct fsm_job *job)
+{
+    switch (job->type) {
+        case FSM_JOB_APPLY:
+            applied(n, job);
+            break;
+        case FSM_JOB_QUERY:
+            for (unsigned i = 0; i < job->n_queries; i++) {
+                struct fsm_job_query *q = &job->queries[i];
+                node_reply(n, q->tag, q->reply.data, q->reply.len);
+            }
+            break;
+        case FSM_JOB_RESTORE:
+            snapshots_restored(n, job);
+            break;
+        case FSM_JOB_SNAPSHOT:
+            /* Started: the world reports its file with node_snapshot_written(); a job that
+             * could not start comes here with its status. */
+            if (job->status != 0) {
+                node_log(n, "snapshot not started: %s", job->errmsg);
+                node_snapshot_written(n, 0, 0, NULL, job->status);
+            }
+            break;
+        case FSM_JOB_STOP:
+            break;
+    }
+    fsm_job_free(job);
+}

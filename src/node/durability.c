@@ -1,0 +1,247 @@
+/*
+ * Durability: the persist requests the core asks for, in order; the messages that must not
+ * leave before the state they vouch for is durable (raft.h, after_persist: a vote or an
+ * APPEND_RESP, Raft paper §5.1 "respond to RPCs only after updating stable storage");
+ * and what a node does when its store fails.
+ *
+ * Store failure is fail-stop, as etcd does: a node whose store failed cannot make its
+ * log durable, so nothing it says about its log can be trusted again until a restart
+ * finds out what the disk really holds. It hands leadership to the most caught-up voter
+ * if it leads, then stops stepping the core altogether: it never campaigns, votes, leads
+ * or acknowledges again, and refuses every command, saying why.
+ */
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "node/internal.h"
+#include "util/assert.h"
+
+/* A message that leaves once persist request seq is durable. */
+struct held
+{
+    struct raft_message m;
+    uint64_t seq;
+};
+
+/* One persist request, handed to the world and back in node_persisted(). */
+struct persist_ctx
+{
+    struct raft_persist_token token;
+    bool has_token;
+    uint64_t seq;
+};
+
+static const char store_failed_pending_reply[] =
+    "-ERR this node's store failed (see its log); the write's outcome is unknown\r\n";
+
+/* Fills in the payloads of an APPEND from the log cache and hands the message over. */
+void node_send_message(struct node *n, struct raft_message *m)
+{
+    if (m->type == RAFT_MSG_SNAPSHOT) {
+        if (n->snap.path[0] == '\0') {
+            node_log(n, "cannot send a snapshot to %" PRIu64 ": no snapshot file", m->to);
+            return;
+        }
+        n->io->send_snapshot(n->io->arg, m, n->snap.path);
+        return;
+    }
+    struct raft_entry stack[64];
+    struct raft_entry *entries = NULL;
+    if (m->type == RAFT_MSG_APPEND && m->append.n_entries > 0) {
+        uint32_t k = m->append.n_entries;
+        entries = k <= 64 ? stack : malloc(k * sizeof *entries);
+        lr_assert(entries != NULL);
+        for (uint32_t i = 0; i < k; i++) {
+            struct cache_entry *ce = cache_at(&n->cache, m->append.prev_index + 1 + i);
+            entries[i] = (struct raft_entry){ce->term, ce->type, ce->len, ce->buf};
+        }
+        m->append.entries = entries;
+    }
+    n->io->send(n->io->arg, m);
+    if (entries != NULL) {
+        m->append.entries = NULL;
+        if (entries != stack) {
+            free(entries);
+        }
+    }
+}
+
+static void hold(struct durability *d, const struct raft_message *m, uint64_t seq)
+{
+    if (d->held_off > 0 && d->held_off + d->held_n == d->held_cap) {
+        memmove(d->held, d->held + d->held_off, d->held_n * sizeof *d->held);
+        d->held_off = 0;
+    }
+    size_t used = d->held_off + d->held_n;
+    VEC_RESERVE(d->held, used, d->held_cap, 1);
+    d->held[d->held_off + d->held_n] = (struct held){*m, seq};
+    d->held_n++;
+}
+
+static void release_held(struct node *n)
+{
+    struct durability *d = &n->dur;
+    while (d->held_n > 0 && d->held[d->held_off].seq <= d->done) {
+        struct raft_message m = d->held[d->held_off].m;
+        d->held_off++;
+        d->held_n--;
+        node_send_message(n, &m);
+    }
+    if (d->held_n == 0) {
+        d->held_off = 0;
+    }
+}
+
+void durability_send(struct node *n, struct raft_message *m)
+{
+    struct durability *d = &n->dur;
+    if (m->after_persist && d->store_failed) {
+        return; /* it would vouch for state that can no longer become durable */
+    }
+    if (m->after_persist && d->done < d->submitted) {
+        hold(d, m, d->submitted);
+        return;
+    }
+    node_send_message(n, m);
+}
+
+static int submit(struct node *n, const struct store_write *w, const struct raft_update *u)
+{
+    struct persist_ctx *pc = calloc(1, sizeof *pc);
+    lr_assert(pc != NULL);
+    pc->has_token = u != NULL;
+    if (u != NULL) {
+        pc->token = u->persist;
+    }
+    pc->seq = n->dur.submitted + 1;
+    int rv = n->io->persist(n->io->arg, w, pc);
+    if (rv != 0) {
+        free(pc);
+        return rv;
+    }
+    n->dur.submitted++;
+    return 0;
+}
+
+/* Submits a request the core did not ask for (configuration, compaction). It still counts
+ * in the order of requests, so its completion advances done like any other. */
+int durability_submit_plain(struct node *n, const struct store_write *w)
+{
+    return submit(n, w, NULL);
+}
+
+void durability_persist(struct node *n, const struct raft_update *u)
+{
+    struct store_write w;
+    memset(&w, 0, sizeof w);
+    if (u->flags & RAFT_UPDATE_HARD_STATE) {
+        w.hard_state = true;
+        w.term = u->term;
+        w.vote = u->vote;
+    }
+    if (u->flags & RAFT_UPDATE_SNAPSHOT) {
+        snapshots_install(n, u);
+        w.snapshot = true;
+        w.snapshot_index = u->snapshot.index;
+        w.snapshot_term = u->snapshot.term;
+    }
+    if (u->flags & RAFT_UPDATE_ENTRIES) {
+        cache_truncate(&n->cache, u->append.first);
+        if (n->cache.n == 0) {
+            n->cache.first = u->append.first;
+        }
+        for (uint32_t i = 0; i < u->append.n; i++) {
+            cache_append(&n->cache, u->append.first + i, &u->append.entries[i]);
+        }
+        w.entries = true;
+        w.first = u->append.first;
+        w.n = u->append.n;
+        w.e = u->append.entries;
+    }
+    if (n->dur.store_failed) {
+        return;
+    }
+    int rv = submit(n, &w, u);
+    if (rv != 0) {
+        node_fatal(n, "store_submit: %s", store_strerror(rv));
+    }
+}
+
+/* Hands leadership to the voter with the highest match index, if this node leads. */
+static void hand_over_leadership(struct node *n)
+{
+    if (raft_role_of(n->raft) != RAFT_LEADER) {
+        return;
+    }
+    raft_id best = 0;
+    raft_index best_match = 0;
+    for (int i = 0; i < n->n_members; i++) {
+        struct raft_peer_info info;
+        raft_id id = n->members[i].id;
+        if (id != raft_id_of(n->raft) && raft_peer_info(n->raft, id, &info) && info.voter &&
+            (best == 0 || info.match > best_match)) {
+            best = id;
+            best_match = info.match;
+        }
+    }
+    if (best == 0) {
+        return;
+    }
+    struct raft_event ev = {.type = RAFT_EVENT_TRANSFER};
+    ev.transfer.target = best;
+    node_step(n, &ev);
+    node_log(n, "store failed: handing leadership to node %" PRIu64, best);
+}
+
+/* Nothing of the failed request was written, and the core must not believe it was. */
+static void fail_stop(struct node *n, int status)
+{
+    node_log(n,
+             "store: %s; this node stops: it no longer votes, leads or serves until it "
+             "is restarted: %s",
+             store_strerror(status),
+             status == STORE_EFULL ? "raise --map-size (or take RAFT.SNAPSHOT earlier) and "
+                                     "restart it"
+                                   : "check the disk and restart it");
+    /* The writes waiting for their entries would wait forever: this node cannot make them
+     * durable, so unless a majority of others commits them they never apply. */
+    writes_fail_all(n, store_failed_pending_reply);
+    /* Messages held behind this request vouch for what it failed to write: drop them. */
+    n->dur.held_n = 0;
+    n->dur.held_off = 0;
+    n->dur.store_failed = true;
+    if (!n->stopping) {
+        hand_over_leadership(n); /* the last step this node takes */
+    }
+}
+
+void node_persisted(struct node *n, void *ctx, int status)
+{
+    struct persist_ctx *pc = ctx;
+    struct persist_ctx done = *pc;
+    free(pc);
+    if (n->dur.store_failed) {
+        /* A later request may succeed where an earlier one failed (a smaller write fits a
+         * full map), but the log it extends has a hole: it must never vouch for anything,
+         * neither to the core (its own commit count) nor to peers (acknowledgments). */
+        return;
+    }
+    if (status != 0) {
+        fail_stop(n, status);
+        return;
+    }
+    n->dur.done = done.seq;
+    if (done.has_token && !n->stopping) {
+        struct raft_event ev = {.type = RAFT_EVENT_PERSISTED};
+        ev.persisted = done.token;
+        node_step(n, &ev);
+    }
+    release_held(n);
+}
+
+void durability_free(struct node *n)
+{
+    free(n->dur.held);
+    n->dur.held = NULL;
+}

@@ -1,0 +1,338 @@
+/*
+ * The node's rooms and what they share. One struct node holds the state of every room;
+ * each room's file owns its part of it (see README.md, Layout):
+ *
+ *   node.c        node_step(): the only caller of raft_step(), and the carrying out of
+ *                 each update in the order raft.h binds (persist, send, apply, reads)
+ *   log_cache.c   the log's tail in memory, with payloads, for AppendEntries and applies
+ *   durability.c  persist requests, messages held until durable, the store-failure policy
+ *   writes.c      proposal batches, pending index -> origin, forwards, deadlines
+ *   reads.c       read batches, ReadIndex results, queries
+ *   apply.c       committed entries to the fsm thread and its results back to the rooms
+ *   snapshots.c   take, install, prune, back off
+ *   commands.c    routing of client commands, the built-in commands
+ *   boot.c        the core and the log cache from loaded state
+ *   config.c      --cluster and the stored cluster file
+ *   runtime.c     the real world: libuv loop, LMDB store, peer transport, fsm thread,
+ *                 client port, signals (src/sim/ drives the same rooms with a simulated one)
+ *
+ * The rooms never step the core themselves: they report what happened to node_step() as
+ * an event, so the split closes no circle. Everything they need from the world goes
+ * through struct node_io, so the node's decisions can be driven deterministically.
+ */
+#ifndef LUARAFT_NODE_INTERNAL_H
+#define LUARAFT_NODE_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "fsm/job.h"
+#include "node/node.h"
+#include "raft/raft.h"
+#include "store/store.h"
+#include "util/buf.h"
+
+struct server_request; /* a client command awaiting its answer (opaque to the node) */
+
+/* Named limits of the node, units last. */
+enum {
+    node_forward_timeout_ms = 25000,     /* a forwarded write without an answer: unknown */
+    node_write_timeout_ms = 20000,       /* a leader's pending write not applied: unknown */
+    node_read_timeout_ms = 10000,        /* a read that cannot be served in time: retry */
+    node_snapshot_backoff_ms_min = 1000, /* after a failed snapshot */
+    node_snapshot_backoff_ms_max = 60000,
+    node_errmsg_bytes = 512,
+    node_info_bytes_max = 4096,
+    node_snap_path_bytes_max = 512,
+    /* A command's argv blob above this is refused before it is proposed: it must fit a
+     * peer frame (64 MiB) with room for the entry header and other entries. */
+    node_command_bytes_max = 32 << 20,
+};
+
+/* What the node needs from the world. Calls are made on the loop thread; completions
+ * come back through the node_* entry points of node.h's internal part below. */
+struct node_io
+{
+    void *arg;
+    uint64_t (*now_ms)(void *arg); /* monotonic, for deadlines */
+    int64_t (*wall_ms)(void *arg); /* the leader time stamped into entries */
+    /* Starts a persist request; node_persisted(n, ctx, status) follows, in order. */
+    int (*persist)(void *arg, const struct store_write *w, void *ctx);
+    void (*send)(void *arg, const struct raft_message *m);
+    void (*send_snapshot)(void *arg, const struct raft_message *m, const char *path);
+    int (*send_frame)(void *arg, raft_id to, uint8_t type, const void *body, size_t len);
+    /* Queues a job for the fsm thread; node_fsm_done(n, job) follows, in order. A
+     * SNAPSHOT job ends with node_snapshot_written() once its file is complete. */
+    void (*fsm_submit)(void *arg, struct fsm_job *job);
+    void (*reply)(void *arg, struct server_request *req, const void *resp, size_t len);
+    /* Makes the received snapshot file at incoming durable under the name of the
+     * snapshot (index, term), written to path. Returns 0 or a negative errno. */
+    int (*snapshot_install)(void *arg,
+                            const char *incoming,
+                            raft_index index,
+                            raft_term term,
+                            char *path,
+                            size_t path_size);
+    /* Removes snapshot files older than index. */
+    void (*snapshot_prune)(void *arg, raft_index index);
+    const char *(*peer_client_addr)(void *arg, raft_id id);
+    bool (*peer_connected)(void *arg, raft_id id);
+    uint32_t (*clients)(void *arg);
+    /* The node cannot go on (its store lost what it acknowledged): never returns in the
+     * real world; a simulator marks the node crashed. */
+    void (*fatal)(void *arg, const char *msg);
+};
+
+/* Who waits for a write: a local client, or a follower that forwarded it to us. */
+struct origin
+{
+    struct server_request *req; /* NULL: remote */
+    raft_id peer;
+    uint64_t fwd_id;
+};
+
+struct cache_entry
+{
+    raft_term term;
+    uint32_t type;
+    uint32_t len;
+    void *buf;
+};
+
+/* Entries first..first+n-1 live at e[off..off+n). */
+struct log_cache
+{
+    struct cache_entry *e;
+    size_t off, n, cap;
+    raft_index first;
+    uint64_t bytes; /* payload bytes held */
+};
+
+struct held;
+struct durability
+{
+    uint64_t submitted, done; /* persist requests, in order */
+    struct held *held;
+    size_t held_off, held_n, held_cap;
+    bool store_failed;
+};
+
+struct pending;
+struct proposal;
+struct forward;
+struct writes
+{
+    struct pending *pend;
+    size_t pend_off, pend_n, pend_cap;
+    struct proposal *props;
+    size_t props_n, props_cap;
+    uint64_t props_bytes;
+    struct forward *fwds;
+    size_t fwds_n, fwds_cap;
+    uint64_t fwd_seq;
+    int64_t last_time_ms;
+};
+
+struct read_item
+{
+    struct server_request *req;
+    void *blob;
+    size_t len;
+};
+
+/* One ReadIndex round: every read of one loop turn. */
+struct read_batch
+{
+    struct read_batch *next;
+    uint64_t id;
+    raft_index index; /* serve once applied (dispatched) up to here */
+    bool confirmed;
+    uint64_t deadline_ms;
+    struct read_item *items;
+    size_t n, cap;
+};
+
+struct reads
+{
+    struct read_batch turn;     /* gathered in this turn */
+    struct read_batch *waiting; /* sent to the core */
+    uint64_t seq;
+};
+
+struct snapshots
+{
+    raft_index index; /* the newest snapshot file */
+    raft_term term;
+    char path[node_snap_path_bytes_max];
+    bool running;
+    uint64_t retry_at_ms; /* after a failure, no automatic snapshot before this */
+    uint64_t backoff_ms;
+    struct server_request **waiters;
+    size_t waiters_n, waiters_cap;
+    const char *incoming; /* set during the step of a received snapshot */
+    bool incoming_used;
+};
+
+struct node
+{
+    const struct node_config *c;
+    const struct node_io *io;
+    struct raft *raft;
+    struct fsm *fsm; /* owned by the fsm thread; the loop only calls fsm_is_read */
+
+    struct node_member members[RAFT_SERVERS_MAX];
+    int n_members;
+    char client_addr[node_host_bytes_max + 16];
+
+    struct log_cache cache;
+    struct durability dur;
+    struct writes wr;
+    struct reads rd;
+    struct snapshots snap;
+
+    raft_index applied_sent; /* dispatched to the fsm thread */
+    raft_index applied;      /* reported back by it */
+
+    enum raft_role role;
+    raft_id leader;
+    raft_term term;
+    bool stopping;
+};
+
+/* Small growable arrays. */
+#define VEC_RESERVE(ptr, len, cap, extra)                     \
+    do {                                                      \
+        if ((len) + (extra) > (cap)) {                        \
+            size_t ncap_ = (cap) ? (cap)*2 : 16;              \
+            while (ncap_ < (len) + (extra)) {                 \
+                ncap_ *= 2;                                   \
+            }                                                 \
+            void *p_ = realloc((ptr), ncap_ * sizeof *(ptr)); \
+            lr_assert(p_ != NULL);                            \
+            (ptr) = p_;                                       \
+            (cap) = ncap_;                                    \
+        }                                                     \
+    } while (0)
+
+/* node.c */
+int node_step(struct node *n, struct raft_event *ev);
+__attribute__((format(printf, 2, 3))) void node_log(struct node *n, const char *fmt, ...);
+__attribute__((format(printf, 2, 3))) void node_fatal(struct node *n, const char *fmt, ...);
+void node_reply(struct node *n, struct server_request *req, const void *resp, size_t len);
+void node_reply_text(struct node *n, struct server_request *req, const char *resp);
+uint64_t node_now(struct node *n);
+extern const char node_unknown_reply[];
+extern const char node_timeout_reply[];
+extern const char node_down_reply[];
+
+/* log_cache.c */
+raft_index cache_last(const struct log_cache *c);
+struct cache_entry *cache_at(struct log_cache *c, raft_index index);
+void cache_truncate(struct log_cache *c, raft_index from);
+void cache_reset(struct log_cache *c, raft_index first);
+void cache_append(struct log_cache *c, raft_index index, const struct raft_entry *e);
+void cache_compact(struct log_cache *c, raft_index to);
+void cache_free(struct log_cache *c);
+
+/* durability.c */
+void durability_persist(struct node *n, const struct raft_update *u);
+int durability_submit_plain(struct node *n, const struct store_write *w);
+/* Sends m now, or holds it until every persist request submitted so far is durable. */
+void durability_send(struct node *n, struct raft_message *m);
+void durability_free(struct node *n);
+void node_send_message(struct node *n, struct raft_message *m);
+
+/* writes.c */
+void writes_take(struct node *n, const void *argv_blob, size_t len, const struct origin *o);
+void writes_propose(struct node *n);
+bool writes_pending_has(struct node *n, raft_index index);
+void writes_resolve(struct node *n, raft_index upto, raft_term term, const void *r, size_t len);
+void writes_fail_all(struct node *n, const char *resp);
+void writes_forward(struct node *n,
+                    struct server_request *req,
+                    raft_id leader,
+                    const void *blob,
+                    size_t len);
+void writes_frame(struct node *n, raft_id from, uint8_t type, const void *body, size_t len);
+void writes_expire(struct node *n);
+void writes_stop(struct node *n);
+void origin_reply(struct node *n, const struct origin *o, const void *resp, size_t len);
+
+/* reads.c */
+void reads_take(struct node *n, struct server_request *req, void *blob, size_t len);
+void reads_start(struct node *n);
+void reads_results(struct node *n, const struct raft_update *u);
+void reads_dispatch(struct node *n);
+void reads_expire(struct node *n);
+void reads_stop(struct node *n);
+
+/* apply.c */
+void apply_dispatch(struct node *n, raft_index commit);
+
+/* snapshots.c */
+void snapshots_maybe_start(struct node *n);
+void snapshots_request(struct node *n, struct server_request *req);
+void snapshots_install(struct node *n, const struct raft_update *u);
+void snapshots_restored(struct node *n, const struct fsm_job *job);
+void snapshots_stop(struct node *n);
+
+/* commands.c */
+void commands_route(struct node *n,
+                    struct server_request *req,
+                    int argc,
+                    const char *const *argv,
+                    const size_t *argvlen);
+
+/*
+ * Entry points for the world (runtime.c, or a simulator).
+ */
+
+/* Makes a node that talks to the world through io (which must outlive it). */
+struct node *node_new(const struct node_config *c, const struct node_io *io, struct fsm *f);
+
+/* What boot needs: the durable state as loaded. The log itself is handed over before,
+ * entry by entry, with node_boot_append(). */
+struct node_boot_state
+{
+    raft_term term;
+    raft_id vote;
+    raft_index snapshot_index; /* of the newest snapshot file, restored into the fsm */
+    raft_term snapshot_term;
+    const char *snapshot_path;
+    raft_index stored_snapshot_index; /* what the store records */
+    const struct raft_server *servers;
+    unsigned n_servers;
+    uint64_t random_seed; /* for the core's election timeouts */
+};
+
+/* Adds a stored log entry (in index order; the entry is copied). */
+void node_boot_append(struct node *n, raft_index index, const struct raft_entry *e);
+
+/* Starts the core from loaded state. Returns 0, or -1 with a message in errmsg. */
+int node_boot(struct node *n, const struct node_boot_state *b, char *errmsg, size_t errmsg_size);
+
+void node_tick(struct node *n);
+/* The end of a loop turn: propose this turn's writes and start its reads, in batches. */
+void node_turn(struct node *n);
+void node_receive(struct node *n, struct raft_message *m);
+void node_receive_snapshot(struct node *n, struct raft_message *m, const char *path);
+void node_frame(struct node *n, raft_id from, uint8_t type, const void *body, size_t len);
+void node_command(struct node *n,
+                  struct server_request *req,
+                  int argc,
+                  const char *const *argv,
+                  const size_t *argvlen);
+void node_persisted(struct node *n, void *ctx, int status);
+void node_fsm_done(struct node *n, struct fsm_job *job);
+/* The snapshot job's file is complete at path (status 0), or it failed. */
+void node_snapshot_written(struct node *n,
+                           raft_index index,
+                           raft_term term,
+                           const char *path,
+                           int status);
+/* Answers every waiting client (the node is going away) and stops stepping the core. */
+void node_stop(struct node *n);
+void node_free(struct node *n);
+
+#endif

@@ -1,0 +1,325 @@
+/*
+ * Writes: a loop turn's client writes become one proposal batch; each proposed entry is
+ * remembered as pending (index, term) -> who waits for it, until the entry at that index
+ * is applied (Raft paper §8: the client learns the result once the command is applied).
+ * A follower forwards its clients' writes to the leader and waits for its answer.
+ *
+ * Every waiter has a deadline. An answer says what happened: the script's reply; an
+ * unknown outcome because leadership was lost (another leader may still commit it); an
+ * unknown outcome because the deadline passed; or a refusal (never proposed).
+ */
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "command.h"
+#include "node/internal.h"
+#include "peer/transport.h"
+#include "util/assert.h"
+
+struct pending
+{
+    raft_index index;
+    raft_term term;
+    struct origin o;
+    uint64_t deadline_ms;
+    bool answered; /* timed out: the apply finds no one waiting */
+};
+
+struct proposal
+{
+    struct buf payload; /* command.h: version, time (stamped at propose), argv blob */
+    struct origin o;
+};
+
+/* A write this follower forwarded to the leader. */
+struct forward
+{
+    uint64_t id;
+    raft_id leader; /* the node it was sent to: only its answer counts */
+    struct server_request *req;
+    uint64_t deadline_ms;
+};
+
+static const char shutdown_unknown_reply[] =
+    "-UNKNOWN the write's outcome is unknown: this node is shutting down\r\n";
+static const char store_failed_reply[] =
+    "-ERR this node's store failed (see its log); writes are refused\r\n";
+
+void origin_reply(struct node *n, const struct origin *o, const void *resp, size_t len)
+{
+    if (o->req != NULL) {
+        node_reply(n, o->req, resp, len);
+        return;
+    }
+    struct buf b;
+    buf_init(&b);
+    if (buf_put_u64(&b, o->fwd_id) == 0 && buf_append(&b, resp, len) == 0) {
+        n->io->send_frame(n->io->arg, o->peer, TRANSPORT_FRAME_FORWARD_REPLY, b.data, b.len);
+    }
+    buf_free(&b);
+}
+
+static void origin_reply_text(struct node *n, const struct origin *o, const char *resp)
+{
+    origin_reply(n, o, resp, strlen(resp));
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* Pending writes, sorted by index. */
+
+static void pending_add(struct node *n, raft_index index, raft_term term, const struct origin *o)
+{
+    struct writes *w = &n->wr;
+    if (w->pend_off > 0 && w->pend_off + w->pend_n == w->pend_cap) {
+        memmove(w->pend, w->pend + w->pend_off, w->pend_n * sizeof *w->pend);
+        w->pend_off = 0;
+    }
+    size_t used = w->pend_off + w->pend_n;
+    VEC_RESERVE(w->pend, used, w->pend_cap, 1);
+    /* Indexes only grow while this node stays leader; after a new term they may restart
+     * lower, so keep the array sorted by index. */
+    size_t i = w->pend_n;
+    struct pending *p = w->pend + w->pend_off;
+    while (i > 0 && p[i - 1].index > index) {
+        p[i] = p[i - 1];
+        i--;
+    }
+    p[i] = (struct pending){index, term, *o, node_now(n) + node_write_timeout_ms, false};
+    w->pend_n++;
+}
+
+static struct pending *pending_find(struct node *n, raft_index index)
+{
+    struct writes *w = &n->wr;
+    struct pending *p = w->pend + w->pend_off;
+    size_t lo = 0, hi = w->pend_n;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (p[mid].index < index) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    return lo < w->pend_n && p[lo].index == index ? &p[lo] : NULL;
+}
+
+bool writes_pending_has(struct node *n, raft_index index)
+{
+    struct pending *p = pending_find(n, index);
+    return p != NULL && !p->answered;
+}
+
+/* Resolves every pending write at index <= upto: the one whose (index, term) matches the
+ * applied entry gets the script's reply; any other was replaced by another leader's entry,
+ * and its client learns that the outcome is unknown. */
+void writes_resolve(struct node *n, raft_index upto, raft_term term, const void *r, size_t len)
+{
+    struct writes *w = &n->wr;
+    while (w->pend_n > 0 && w->pend[w->pend_off].index <= upto) {
+        struct pending p = w->pend[w->pend_off];
+        w->pend_off++;
+        w->pend_n--;
+        if (p.answered) {
+            continue;
+        }
+        if (p.index == upto && p.term == term && r != NULL) {
+            origin_reply(n, &p.o, r, len);
+        } else {
+            origin_reply_text(n, &p.o, node_unknown_reply);
+        }
+    }
+}
+
+void writes_fail_all(struct node *n, const char *resp)
+{
+    struct writes *w = &n->wr;
+    while (w->pend_n > 0) {
+        struct pending p = w->pend[w->pend_off];
+        w->pend_off++;
+        w->pend_n--;
+        if (!p.answered) {
+            origin_reply_text(n, &p.o, resp);
+        }
+    }
+    w->pend_off = 0;
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* Proposals. */
+
+void writes_take(struct node *n, const void *argv_blob, size_t len, const struct origin *o)
+{
+    struct writes *w = &n->wr;
+    VEC_RESERVE(w->props, w->props_n, w->props_cap, 1);
+    struct proposal *p = &w->props[w->props_n++];
+    buf_init(&p->payload);
+    int rv = command_put(&p->payload, argv_blob, len);
+    lr_assert(rv == 0);
+    p->o = *o;
+}
+
+static void refuse_props(struct node *n, const char *text)
+{
+    struct writes *w = &n->wr;
+    for (size_t i = 0; i < w->props_n; i++) {
+        origin_reply_text(n, &w->props[i].o, text);
+        buf_free(&w->props[i].payload);
+    }
+    w->props_n = 0;
+}
+
+/* One PROPOSE for every write of the turn, so the core, the disk and the wire see
+ * batches, not commands. */
+void writes_propose(struct node *n)
+{
+    struct writes *w = &n->wr;
+    if (w->props_n == 0) {
+        return;
+    }
+    if (n->dur.store_failed) {
+        refuse_props(n, store_failed_reply); /* never proposed, so never applied */
+        return;
+    }
+    size_t k = w->props_n;
+    struct raft_entry *entries = calloc(k, sizeof *entries);
+    lr_assert(entries != NULL);
+    int64_t t = n->io->wall_ms(n->io->arg);
+    if (t < w->last_time_ms) {
+        t = w->last_time_ms; /* ctx.time never goes backwards under one leader */
+    }
+    w->last_time_ms = t;
+    for (size_t i = 0; i < k; i++) {
+        struct proposal *p = &w->props[i];
+        command_stamp(p->payload.data, t);
+        entries[i] =
+            (struct raft_entry){0, RAFT_ENTRY_NORMAL, (uint32_t)p->payload.len, p->payload.data};
+    }
+    struct raft_event ev = {.type = RAFT_EVENT_PROPOSE};
+    ev.propose.entries = entries;
+    ev.propose.n = (uint32_t)k;
+    int rv = node_step(n, &ev);
+    if (rv == 0) {
+        raft_index first = raft_last_index(n->raft) - k + 1;
+        for (size_t i = 0; i < k; i++) {
+            pending_add(n, first + i, entries[i].term, &w->props[i].o);
+        }
+        for (size_t i = 0; i < k; i++) {
+            buf_free(&w->props[i].payload);
+        }
+        w->props_n = 0;
+    } else {
+        refuse_props(n, rv == RAFT_ELOGFULL ? "-ERR the log is full: a snapshot is needed; "
+                                              "retry\r\n"
+                                            : "-TRYAGAIN not the leader; retry\r\n");
+    }
+    free(entries);
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* Forwarding. */
+
+void writes_forward(struct node *n,
+                    struct server_request *req,
+                    raft_id leader,
+                    const void *blob,
+                    size_t len)
+{
+    struct writes *w = &n->wr;
+    struct buf b;
+    buf_init(&b);
+    uint64_t id = ++w->fwd_seq;
+    int rv = buf_put_u64(&b, id);
+    rv = rv ? rv : buf_append(&b, blob, len);
+    rv = rv ? rv : n->io->send_frame(n->io->arg, leader, TRANSPORT_FRAME_FORWARD, b.data, b.len);
+    buf_free(&b);
+    if (rv != 0) {
+        node_reply_text(n, req, "-TRYAGAIN cannot reach the leader; retry\r\n");
+        return;
+    }
+    VEC_RESERVE(w->fwds, w->fwds_n, w->fwds_cap, 1);
+    w->fwds[w->fwds_n++] = (struct forward){id, leader, req, node_now(n) + node_forward_timeout_ms};
+}
+
+/* A write a follower forwarded to this node. */
+static void forwarded_write(struct node *n, const struct origin *o, const void *blob, size_t len)
+{
+    if (n->stopping || raft_role_of(n->raft) != RAFT_LEADER) {
+        origin_reply_text(n, o, "-TRYAGAIN not the leader; retry\r\n");
+    } else if (n->dur.store_failed) {
+        origin_reply_text(n, o, "-ERR the leader's store failed; writes are refused\r\n");
+    } else if (len > node_command_bytes_max) {
+        origin_reply_text(n, o, "-ERR the command is larger than the leader accepts\r\n");
+    } else {
+        writes_take(n, blob, len, o);
+    }
+}
+
+void writes_frame(struct node *n, raft_id from, uint8_t type, const void *body, size_t len)
+{
+    struct writes *w = &n->wr;
+    struct cursor c = cursor_make(body, len);
+    uint64_t id;
+    if (!cursor_get_u64(&c, &id)) {
+        node_log(n, "dropped a short frame of type %u from node %" PRIu64, type, from);
+        return;
+    }
+    if (type == TRANSPORT_FRAME_FORWARD) {
+        struct origin o = {NULL, from, id};
+        forwarded_write(n, &o, c.p, c.left);
+        return;
+    }
+    if (type == TRANSPORT_FRAME_FORWARD_REPLY) {
+        for (size_t i = 0; i < w->fwds_n; i++) {
+            if (w->fwds[i].id == id && w->fwds[i].leader == from) {
+                node_reply(n, w->fwds[i].req, c.p, c.left);
+                w->fwds[i] = w->fwds[--w->fwds_n];
+                return;
+            }
+        }
+    }
+}
+
+/* Waiters past their deadline learn that the outcome is unknown: the write may still be
+ * applied later (it is in the log, or on its way to the leader). */
+void writes_expire(struct node *n)
+{
+    struct writes *w = &n->wr;
+    uint64_t now = node_now(n);
+    size_t k = 0;
+    for (size_t i = 0; i < w->fwds_n; i++) {
+        if (w->fwds[i].deadline_ms <= now) {
+            node_reply_text(n, w->fwds[i].req, node_timeout_reply);
+        } else {
+            w->fwds[k++] = w->fwds[i];
+        }
+    }
+    w->fwds_n = k;
+    struct pending *p = w->pend + w->pend_off;
+    for (size_t i = 0; i < w->pend_n; i++) {
+        if (!p[i].answered && p[i].deadline_ms <= now) {
+            origin_reply_text(n, &p[i].o, node_timeout_reply);
+            p[i].answered = true;
+        }
+    }
+}
+
+void writes_stop(struct node *n)
+{
+    struct writes *w = &n->wr;
+    refuse_props(n, node_down_reply);
+    writes_fail_all(n, shutdown_unknown_reply);
+    for (size_t i = 0; i < w->fwds_n; i++) {
+        node_reply_text(n, w->fwds[i].req, shutdown_unknown_reply);
+    }
+    w->fwds_n = 0;
+    free(w->props);
+    free(w->pend);
+    free(w->fwds);
+    w->props = NULL;
+    w->pend = NULL;
+    w->fwds = NULL;
+    w->props_cap = w->pend_cap = w->fwds_cap = 0;
+    w->pend_off = w->pend_n = 0;
+}
