@@ -1,8 +1,11 @@
 -- Snapshot files: written under a temporary name and renamed, with a trailer (magic,
 -- length, CRC-32C). Each test writes files through store.snapfile_write, damages some on
--- purpose, and checks that snapfile_latest picks the newest intact one.
-local S = dofile(debug.getinfo(1, "S").source:sub(2):match("^(.*)/") .. "/support.lua")
+-- purpose, and checks that snapfile_latest picks the newest intact one; then pruning,
+-- snapfile_path and the start-up cleanup of temporaries (names in src/store/snapfile.h).
+local here = debug.getinfo(1, "S").source:sub(2):match("^(.*)/")
+local S = dofile(here .. "/support.lua")
 local store = S.store
+local codec = require("luaraft.codec")
 
 local function read_all(path)
     local f = assert(io.open(path, "rb"))
@@ -91,15 +94,119 @@ describe("snapfile", function()
         assert.are.equal(store.SNAPFILE_ENOENT, select(2, store.snapfile_verify(dir .. "/nope")))
     end)
 
-    -- Pruning removes older snapshots and stray temporary files, and keeps the rest.
-    it("prunes older files and temporary files", function()
+    -- Pruning removes older snapshots and keeps the rest, temporaries included: one may be
+    -- a snapshot being written or received while the node prunes.
+    it("prunes older files and keeps temporaries", function()
         store.snapfile_write(dir, 10, 1, "a")
         store.snapfile_write(dir, 20, 1, "b")
         store.snapfile_write(dir, 30, 2, "c")
-        write_all(dir .. "/snap-40-2.lrs.tmp", "torn")
+        write_all(dir .. "/snap-40-2.lrs.tmp", "being written")
+        write_all(dir .. "/incoming-2-1.part", "being received")
         write_all(dir .. "/keep.txt", "x")
         store.snapfile_prune(dir, 20)
-        assert.are.same({ "keep.txt", "snap-20-1.lrs", "snap-30-2.lrs" }, ls(dir))
+        assert.are.same({ "incoming-2-1.part", "keep.txt", "snap-20-1.lrs", "snap-30-2.lrs",
+                          "snap-40-2.lrs.tmp" }, ls(dir))
+    end)
+
+    -- A received snapshot is installed under its snapfile_path name, so pruning treats it
+    -- like a local one: whichever is newest stays, every older one goes.
+    it("keeps the newest snapshot and prunes older ones, local or received", function()
+        local function receive(index, term, body)
+            local part = dir .. "/incoming-3-" .. index .. ".part"
+            write_all(part, body .. "LRSNAP01" .. string.pack(">I8I4", #body, codec.crc32c(body)))
+            local path = assert(store.snapfile_path(dir, index, term))
+            assert(os.rename(part, path))
+            return path
+        end
+        store.snapfile_write(dir, 10, 1, "local 10")
+        receive(20, 2, "received 20")
+        store.snapfile_write(dir, 30, 2, "local 30")
+        local newest = receive(40, 3, "received 40")
+        assert.are.equal(40, (store.snapfile_latest(dir)))
+        store.snapfile_prune(dir, 40)
+        assert.are.same({ "snap-40-3.lrs" }, ls(dir))
+        assert.are.equal(#"received 40", store.snapfile_verify(newest))
+
+        local path = store.snapfile_write(dir, 50, 3, "local 50")
+        store.snapfile_prune(dir, 50)
+        assert.are.same({ "snap-50-3.lrs" }, ls(dir))
+        assert.are.same({ 50, 3, path }, { store.snapfile_latest(dir) })
+    end)
+
+    -- snapfile_path names what snapfile_write would create, and creates nothing itself.
+    it("gives the final path of a snapshot without creating it", function()
+        assert.are.equal(dir .. "/snap-7-2.lrs", store.snapfile_path(dir, 7, 2))
+        assert.are.equal(dir .. "/snap-0-0.lrs", store.snapfile_path(dir, 0, 0))
+        assert.are.same({}, ls(dir))
+        assert.are.equal(store.snapfile_path(dir, 123456789, 42),
+                         store.snapfile_write(dir, 123456789, 42, "x"))
+        assert.are.equal(dir .. "/missing/snap-1-1.lrs", store.snapfile_path(dir .. "/missing", 1, 1))
+        local long = "/" .. string.rep("d", 600)
+        local path, err, code = store.snapfile_path(long, 1, 1)
+        assert.is_nil(path)
+        assert.is_truthy(err:lower():find("too long", 1, true))
+        assert.are.equal(store.SNAPFILE_EIO, code)
+    end)
+
+    -- At start-up, the temporaries a crash left go (both patterns of snapfile.h), and
+    -- nothing else does: snapshots, look-alike names, other files.
+    it("cleans up the temporary files a crash left", function()
+        local p10 = store.snapfile_write(dir, 10, 1, "a")
+        local p20 = store.snapfile_write(dir, 20, 2, "b")
+        local leftovers = { "snap-30-2.lrs.tmp", "snap-0-0.lrs.tmp", "incoming-2-1.part",
+                            "incoming-3-17.part" }
+        local others = { "keep.txt", "cluster", "snap-030-2.lrs.tmp", "snap-30-2.tmp",
+                         "snap-30-2.lrs.tmp.old", "incoming-2.part", "incoming-02-1.part",
+                         "incoming-2-1.part~", "xincoming-2-1.part", "snap-x-1.lrs.tmp",
+                         "snap-99999999999999999999-1.lrs.tmp" }
+        for _, name in ipairs(leftovers) do
+            write_all(dir .. "/" .. name, "torn")
+        end
+        for _, name in ipairs(others) do
+            write_all(dir .. "/" .. name, "not ours")
+        end
+        assert.are.equal(#leftovers, store.snapfile_cleanup(dir))
+        local want = { "snap-10-1.lrs", "snap-20-2.lrs" }
+        for _, name in ipairs(others) do
+            want[#want + 1] = name
+        end
+        table.sort(want)
+        assert.are.same(want, ls(dir))
+        assert.are.equal(1, store.snapfile_verify(p10))
+        assert.are.equal(1, store.snapfile_verify(p20))
+        assert.are.equal(0, store.snapfile_cleanup(dir)) -- nothing more to do
+        assert.are.equal(0, store.snapfile_cleanup(dir .. "/missing")) -- no directory, none left
+    end)
+
+    -- A directory that cannot be read is an error, not "nothing to clean".
+    it("reports a directory it cannot read", function()
+        local file = dir .. "/plain"
+        write_all(file, "x")
+        local n, err, code = store.snapfile_cleanup(file)
+        assert.is_nil(n)
+        assert.is_string(err)
+        assert.are.equal(store.SNAPFILE_EIO, code)
+    end)
+
+    -- The transport names a received file by the pattern snapfile_cleanup removes: the
+    -- name of a real received file, recreated where no transport runs, is cleaned up.
+    it("cleans up the name the transport gives a received snapshot", function()
+        local T = dofile(here .. "/../transport/support.lua")
+        local ts, opts = T.cluster(2)
+        T.wait_connected(ts)
+        local body = "a received snapshot"
+        local src = opts[1].dir .. "/snap-9-1.lrs"
+        write_all(src, body .. "LRSNAP01" .. string.pack(">I8I4", #body, codec.crc32c(body)))
+        assert(ts[1]:send_snapshot({ type = "SNAPSHOT", to = 2, term = 1, index = 9,
+                                     snapshot_term = 1 }, src))
+        local got = T.receive(ts[2], 1, 10000)
+        T.close_all(ts)
+        assert.are.equal("snapshot", got[1] and got[1].event)
+        local name = got[1].path:match("[^/]+$")
+        assert.are.equal(opts[2].dir .. "/" .. name, got[1].path)
+        write_all(dir .. "/" .. name, body)
+        assert.are.equal(1, store.snapfile_cleanup(dir), name)
+        assert.are.same({}, ls(dir))
     end)
 
     -- A temporary file left by a crash at the same name does not stop the next write.

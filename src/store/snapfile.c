@@ -7,15 +7,16 @@
  * The trailer sits at the end so the body can be streamed without knowing its length in
  * advance; a torn file has no valid trailer at its end and is rejected.
  *
- * Names: snap-<index>-<term>.lrs in decimal; the temporary name adds ".tmp". Only names
- * that print back exactly the same are taken as snapshots, so "snap-01-2.lrs" is ignored.
+ * Names (listed in snapfile.h): snap-<index>-<term>.lrs in decimal; the temporary name adds
+ * ".tmp". Only names that print back exactly the same are taken as ours, so "snap-01-2.lrs"
+ * is ignored, and snapfile_cleanup never removes a file it does not know.
  */
 #include "store/snapfile.h"
 
 #include <dirent.h>
-#include <stdbool.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,7 +27,12 @@
 #include "util/crc32c.h"
 
 #define SNAPFILE_MAGIC "LRSNAP01"
+#define SNAPFILE_PREFIX "snap-"
+#define SNAPFILE_SUFFIX ".lrs"
 #define SNAPFILE_TMP_SUFFIX ".tmp"
+/* The transport's name for a snapshot being received (src/peer/transport.c, conn_chunk). */
+#define SNAPFILE_INCOMING_PREFIX "incoming-"
+#define SNAPFILE_INCOMING_SUFFIX ".part"
 
 enum {
     SNAPFILE_MAGIC_BYTES = 8,
@@ -74,22 +80,74 @@ static int snapfile_fsync_dir(const char *dir)
     return rv == 0 ? 0 : SNAPFILE_EIO;
 }
 
+/*
+ * Parses a decimal number at *p as %llu prints it (no sign, no leading zero, no overflow)
+ * and moves *p past it; false if there is none.
+ */
+static bool snapfile_parse_u64(const char **p, uint64_t *v)
+{
+    const char *s = *p;
+    if (*s < '0' || *s > '9' || (s[0] == '0' && s[1] >= '0' && s[1] <= '9')) {
+        return false;
+    }
+    uint64_t x = 0;
+    for (; *s >= '0' && *s <= '9'; s++) {
+        unsigned d = (unsigned)(*s - '0');
+        if (x > (UINT64_MAX - d) / 10) {
+            return false;
+        }
+        x = x * 10 + d;
+    }
+    *v = x;
+    *p = s;
+    return true;
+}
+
+/* Parses "<prefix><a>-<b><suffix>" exactly; false for any other name. */
+static bool snapfile_parse_pair(const char *name,
+                                const char *prefix,
+                                const char *suffix,
+                                uint64_t *a,
+                                uint64_t *b)
+{
+    size_t n = strlen(prefix);
+    if (strncmp(name, prefix, n) != 0) {
+        return false;
+    }
+    const char *p = name + n;
+    if (!snapfile_parse_u64(&p, a) || *p != '-') {
+        return false;
+    }
+    p++;
+    return snapfile_parse_u64(&p, b) && strcmp(p, suffix) == 0;
+}
+
 /* Parses "snap-<index>-<term>.lrs"; false for any other name. */
 static bool snapfile_parse_name(const char *name, raft_index *index, raft_term *term)
 {
-    unsigned long long i, t;
-    char tail;
-    if (sscanf(name, "snap-%llu-%llu.lr%c", &i, &t, &tail) != 3 || tail != 's') {
-        return false;
+    return snapfile_parse_pair(name, SNAPFILE_PREFIX, SNAPFILE_SUFFIX, index, term);
+}
+
+/* True for the names of temporaries: a snapshot being written, or one being received. */
+static bool snapfile_is_temporary(const char *name)
+{
+    uint64_t a, b;
+    return snapfile_parse_pair(name, SNAPFILE_PREFIX, SNAPFILE_SUFFIX SNAPFILE_TMP_SUFFIX, &a,
+                               &b) ||
+           snapfile_parse_pair(name, SNAPFILE_INCOMING_PREFIX, SNAPFILE_INCOMING_SUFFIX, &a, &b);
+}
+
+int snapfile_path(const char *dir, raft_index index, raft_term term, char *out, size_t size)
+{
+    lr_assert(dir != NULL && out != NULL && size > 0);
+    int n = snprintf(out, size, "%s/" SNAPFILE_PREFIX "%llu-%llu" SNAPFILE_SUFFIX, dir,
+                     (unsigned long long)index, (unsigned long long)term);
+    if (n < 0 || (size_t)n >= size) {
+        out[0] = '\0';
+        errno = ENAMETOOLONG;
+        return SNAPFILE_EIO;
     }
-    char again[64];
-    int n = snprintf(again, sizeof again, "snap-%llu-%llu.lrs", i, t);
-    if (n < 0 || (size_t)n >= sizeof again || strcmp(again, name) != 0) {
-        return false;
-    }
-    *index = i;
-    *term = t;
-    return true;
+    return 0;
 }
 
 int snapfile_begin(struct snapfile_writer *w,
@@ -105,11 +163,11 @@ int snapfile_begin(struct snapfile_writer *w,
     w->index = index;
     w->term = term;
     int n1 = snprintf(w->dir, sizeof w->dir, "%s", dir);
-    int n2 = snprintf(w->path, sizeof w->path, "%s/snap-%llu-%llu.lrs", dir,
-                      (unsigned long long)index, (unsigned long long)term);
+    int named = snapfile_path(dir, index, term, w->path, sizeof w->path);
     int n3 = snprintf(w->tmp_path, sizeof w->tmp_path, "%s" SNAPFILE_TMP_SUFFIX, w->path);
-    if (n1 < 0 || n2 < 0 || n3 < 0 || (size_t)n1 >= sizeof w->dir || (size_t)n2 >= sizeof w->path ||
+    if (n1 < 0 || named != 0 || n3 < 0 || (size_t)n1 >= sizeof w->dir ||
         (size_t)n3 >= sizeof w->tmp_path) {
+        w->tmp_path[0] = '\0'; /* maybe cut short: snapfile_abort must not unlink it */
         errno = ENAMETOOLONG;
         snapfile_errmsg(errmsg, errmsg_size, "cannot name a snapshot in", dir);
         return SNAPFILE_EIO;
@@ -173,6 +231,7 @@ int snapfile_commit(struct snapfile_writer *w, char *errmsg, size_t errmsg_size)
         snapfile_errmsg(errmsg, errmsg_size, "cannot rename to", w->path);
         goto err;
     }
+    w->tmp_path[0] = '\0'; /* gone: a later snapfile_abort has nothing to remove */
     if (snapfile_fsync_dir(w->dir) != 0) {
         /* The file is complete and renamed, but the rename may not survive a crash. */
         snapfile_errmsg(errmsg, errmsg_size, "cannot fsync the directory", w->dir);
@@ -356,16 +415,15 @@ int snapfile_latest(const char *dir,
         qsort(c, n, sizeof *c, snapfile_candidate_cmp);
     }
     for (size_t i = 0; i < n; i++) {
-        char p[1024];
-        int len = snprintf(p, sizeof p, "%s/snap-%llu-%llu.lrs", dir,
-                           (unsigned long long)c[i].index, (unsigned long long)c[i].term);
-        if (len < 0 || (size_t)len >= sizeof p || (size_t)len >= path_size) {
-            continue;
+        /* A name too long for path must not make an older snapshot the latest. */
+        if (snapfile_path(dir, c[i].index, c[i].term, path, path_size) != 0) {
+            result = SNAPFILE_EIO;
+            break;
         }
-        if (snapfile_verify(p, NULL) != 0) {
+        if (snapfile_verify(path, NULL) != 0) {
+            path[0] = '\0';
             continue; /* torn or corrupt: fall back to the one before */
         }
-        memcpy(path, p, (size_t)len + 1);
         *index = c[i].index;
         *term = c[i].term;
         result = 0;
@@ -378,6 +436,23 @@ out:
     return result;
 }
 
+/* Removes dir/name; 0 if it is gone (also when someone else removed it first). */
+static int snapfile_unlink_in(const char *dir, const char *name)
+{
+    char p[1024];
+    int n = snprintf(p, sizeof p, "%s/%s", dir, name);
+    if (n < 0 || (size_t)n >= sizeof p) {
+        errno = ENAMETOOLONG;
+        return SNAPFILE_EIO;
+    }
+    return unlink(p) == 0 || errno == ENOENT ? 0 : SNAPFILE_EIO;
+}
+
+/*
+ * Neither prune nor cleanup fsyncs the directory: an unlink a crash undoes leaves only a
+ * file the next prune or start-up removes again, never a snapshot that looks valid but
+ * is not.
+ */
 void snapfile_prune(const char *dir, raft_index index)
 {
     lr_assert(dir != NULL);
@@ -389,20 +464,44 @@ void snapfile_prune(const char *dir, raft_index index)
     while ((de = readdir(d)) != NULL) {
         raft_index i;
         raft_term t;
-        const char *name = de->d_name;
-        size_t len = strlen(name);
-        size_t suffix = sizeof(SNAPFILE_TMP_SUFFIX) - 1;
-        bool stray_tmp = strncmp(name, "snap-", 5) == 0 && len > suffix &&
-                         strcmp(name + len - suffix, SNAPFILE_TMP_SUFFIX) == 0;
-        bool older = snapfile_parse_name(name, &i, &t) && i < index;
-        if (!stray_tmp && !older) {
-            continue;
-        }
-        char p[1024];
-        int n = snprintf(p, sizeof p, "%s/%s", dir, name);
-        if (n > 0 && (size_t)n < sizeof p) {
-            unlink(p);
+        if (snapfile_parse_name(de->d_name, &i, &t) && i < index) {
+            (void)snapfile_unlink_in(dir, de->d_name); /* kept until the next prune */
         }
     }
     closedir(d);
+}
+
+int snapfile_cleanup(const char *dir)
+{
+    lr_assert(dir != NULL);
+    DIR *d = opendir(dir);
+    if (d == NULL) {
+        return errno == ENOENT ? 0 : SNAPFILE_EIO;
+    }
+    int removed = 0;
+    int result = 0;
+    int saved = 0;
+    for (;;) {
+        errno = 0;
+        struct dirent *de = readdir(d);
+        if (de == NULL) {
+            if (errno != 0 && result == 0) {
+                result = SNAPFILE_EIO;
+                saved = errno;
+            }
+            break;
+        }
+        if (!snapfile_is_temporary(de->d_name)) {
+            continue;
+        }
+        if (snapfile_unlink_in(dir, de->d_name) == 0) {
+            removed++;
+        } else if (result == 0) {
+            result = SNAPFILE_EIO; /* go on: remove what can be removed */
+            saved = errno;
+        }
+    }
+    closedir(d);
+    errno = saved;
+    return result != 0 ? result : removed;
 }

@@ -22,12 +22,15 @@
  *   store.snapfile_latest(dir) -> index, term, path | nil, code
  *   store.snapfile_verify(path) -> body_bytes | nil, code
  *   store.snapfile_prune(dir, index)
+ *   store.snapfile_path(dir, index, term) -> path | nil, message, code
+ *   store.snapfile_cleanup(dir) -> removed | nil, message, code
  *   store.strerror(code) -> message
  *   store.OK, store.EIO, store.EFULL, store.ENOMEM, store.ECORRUPT, store.ECLOSED,
  *   store.EINVAL, store.SNAPFILE_EIO, store.SNAPFILE_ECORRUPT, store.SNAPFILE_ENOENT
  *
  * Never use a store object in a forked child (see store.c).
  */
+#include <errno.h>
 #include <lauxlib.h>
 #include <lua.h>
 #include <stdlib.h>
@@ -406,6 +409,31 @@ static int store_lua_snapfile_prune(lua_State *L)
     return 0;
 }
 
+static int store_lua_snapfile_path(lua_State *L)
+{
+    const char *dir = luaL_checkstring(L, 1);
+    lua_Integer index = luaL_checkinteger(L, 2);
+    lua_Integer term = luaL_checkinteger(L, 3);
+    char path[512]; /* as big as snapfile_writer's path */
+    int rv = snapfile_path(dir, (raft_index)index, (raft_term)term, path, sizeof path);
+    if (rv != 0) {
+        return push_error(L, strerror(errno), rv);
+    }
+    lua_pushstring(L, path);
+    return 1;
+}
+
+static int store_lua_snapfile_cleanup(lua_State *L)
+{
+    const char *dir = luaL_checkstring(L, 1);
+    int rv = snapfile_cleanup(dir);
+    if (rv < 0) {
+        return push_error(L, strerror(errno), rv);
+    }
+    lua_pushinteger(L, rv);
+    return 1;
+}
+
 static int store_lua_strerror(lua_State *L)
 {
     lua_pushstring(L, store_strerror((int)luaL_checkinteger(L, 1)));
@@ -434,6 +462,8 @@ static const luaL_Reg module_funcs[] = {
     {"snapfile_latest", store_lua_snapfile_latest},
     {"snapfile_verify", store_lua_snapfile_verify},
     {"snapfile_prune", store_lua_snapfile_prune},
+    {"snapfile_path", store_lua_snapfile_path},
+    {"snapfile_cleanup", store_lua_snapfile_cleanup},
     {"strerror", store_lua_strerror},
     {NULL, NULL},
 };
