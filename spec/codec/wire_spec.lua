@@ -162,9 +162,12 @@ describe("wire codec", function()
   it("rejects a foreign magic, an unknown version, type or flags", function()
     local body = codec.wire_encode{type = "TIMEOUT_NOW"}:sub(HEADER + 1)
     assert.same({nil, "bad magic"}, {codec.wire_decode(frame(body, {magic = 0x52454449}))})
-    assert.same({nil, "unsupported version"}, {codec.wire_decode(frame(body, {version = 2}))})
-    assert.same({nil, "unsupported version"}, {codec.wire_decode(frame(body, {version = 0}))})
-    for _, t in ipairs{0, 11, 63, 66, 99} do
+    -- Version 1 had one connection per direction (no bulk handshake, no snapshot-have).
+    assert.equals(2, codec.wire_version)
+    for _, v in ipairs{0, 1, codec.wire_version + 1} do
+      assert.same({nil, "unsupported version"}, {codec.wire_decode(frame(body, {version = v}))})
+    end
+    for _, t in ipairs{0, 11, 63, 68, 99} do
       assert.same({nil, "unknown frame type"}, {codec.wire_decode(frame(body, {type = t}))})
     end
     assert.same({nil, "unknown flags"}, {codec.wire_decode(frame(body, {flags = 1}))})
@@ -230,8 +233,9 @@ describe("wire codec", function()
   end)
 end)
 
--- The frames luaraft.codec does not know yet (the handshake's client address, snapshot
--- chunks, node-level frames), through luaraft.transport's wire helpers.
+-- The frames luaraft.codec does not know yet (the handshake's client address and lane,
+-- snapshot chunks and snapshot-haves, node-level frames), through luaraft.transport's wire
+-- helpers.
 describe("wire codec, transport frames", function()
   local transport = require("luaraft.transport")
   local function random_frame(kind)
@@ -239,14 +243,16 @@ describe("wire codec, transport frames", function()
       local addr = {}
       for i = 1, math.random(0, 40) do addr[i] = string.char(math.random(33, 126)) end
       return {type = kind, node_id = u64(), cluster_id = "c" .. bytes(math.random(0, 200)),
-              client_addr = table.concat(addr)}
+              client_addr = table.concat(addr), bulk = bool()}
     elseif kind == "CHUNK" then
       return {type = kind, index = u64(), snapshot_term = u64(), offset = u64(), last = bool(),
               data = bytes(math.random(0, 300))}
+    elseif kind == "HAVE" then
+      return {type = kind, index = u64(), snapshot_term = u64()}
     end
     return {type = kind, frame_type = math.random(100, 255), body = bytes(math.random(0, 300))}
   end
-  local KINDS = {"HANDSHAKE", "CHUNK", "NODE"}
+  local KINDS = {"HANDSHAKE", "CHUNK", "HAVE", "NODE"}
 
   it("round-trips handshakes with a client address, chunks and node frames", function()
     math.randomseed(SEED)
@@ -262,8 +268,32 @@ describe("wire codec, transport frames", function()
     end
     -- luaraft.codec's handshakes carry an empty address, and decode the same.
     local old = codec.wire_encode{type = "HANDSHAKE", node_id = 5, cluster_id = "c"}
-    assert.same({type = "HANDSHAKE", node_id = 5, cluster_id = "c", client_addr = ""},
-                (transport.wire_decode(old)))
+    assert.same({type = "HANDSHAKE", node_id = 5, cluster_id = "c", client_addr = "",
+                 bulk = false}, (transport.wire_decode(old)))
+  end)
+
+  it("names the lane by the handshake's type and sizes a snapshot-have exactly", function()
+    local hs = {type = "HANDSHAKE", node_id = 7, cluster_id = "c", client_addr = "h:1"}
+    hs.bulk = false
+    assert.equals(64, transport.wire_encode(hs):byte(6))
+    hs.bulk = true
+    local bulk = transport.wire_encode(hs)
+    assert.equals(67, bulk:byte(6))
+    -- The same body as the control handshake's: the type alone tells the lanes apart.
+    assert.equals(transport.wire_encode(hs):sub(17), bulk:sub(17))
+    assert.same(hs, (transport.wire_decode(bulk)))
+    local have = string.pack(">I8I8", 40, 3)
+    assert.same({type = "HAVE", index = 40, snapshot_term = 3},
+                (transport.wire_decode(frame(have, {type = 66}))))
+    assert.same({nil, "truncated body"}, {transport.wire_decode(frame(have:sub(1, 15),
+                                                                      {type = 66}))})
+    assert.same({nil, "trailing bytes after body"},
+                {transport.wire_decode(frame(have .. "x", {type = 66}))})
+    -- Unauthenticated-size limits: a snapshot-have is as small as a handshake.
+    assert.same({nil, "frame too big"},
+                {transport.wire_decode(frame(string.rep("h", 4097), {type = 66}))})
+    assert.same({nil, "frame too big"},
+                {transport.wire_decode(frame(string.rep("h", 4097), {type = 67}))})
   end)
 
   it("rejects flipped bits, truncations and bad field values in the new frames", function()

@@ -1,18 +1,31 @@
 /*
- * Peer links on libuv TCP. Each pair of nodes talks over one connection per direction:
- * a node connects to every peer it knows and sends on that connection; it accepts
- * connections from peers and receives on those. A connection opens with a handshake
- * frame (node id, cluster id, the node's client address) and then carries frames of
- * src/peer/wire.h. Outgoing connections reconnect with exponential backoff; each peer has
- * a bounded send queue (a message that does not fit is dropped: Raft retries).
+ * Peer links on libuv TCP. A node connects to every peer it knows and sends on those
+ * connections; it accepts connections from peers and receives on those. Each direction of
+ * each pair of nodes has two connections, two lanes:
+ *   control  votes and pre-votes, HEARTBEAT and its response, APPEND without entries,
+ *            APPEND_RESP, TIMEOUT_NOW, READ_INDEX and its response;
+ *   bulk     APPEND with entries, snapshot chunks and the SNAPSHOT message, node-level
+ *            frames (transport_send_frame: forwarded commands and their replies).
+ * So a heartbeat or a vote never waits behind bulk bytes, in our queues or the kernel's,
+ * and a full bulk queue never drops a control message. Each lane keeps its frames in
+ * order; a frame of one lane may overtake one of the other (Raft tolerates reordering).
+ * A connection opens with a handshake frame (node id, cluster id, the node's client
+ * address; its type names the lane) and then carries frames of src/peer/wire.h. Outgoing
+ * connections reconnect with exponential backoff, each on its own; each lane of each peer
+ * has a send queue bounded by send_queue_bytes_max (a message that does not fit is
+ * dropped: Raft retries).
  *
  * A malformed, truncated, oversized or unauthenticated frame closes that connection with
  * a log line; the node goes on.
  *
- * Snapshots travel in chunks: transport_send_snapshot() streams a snapshot file; the
- * receiver writes the chunks to a temporary file in its data directory, verifies the
- * whole file (snapfile_verify), and only then hands the SNAPSHOT message and the file's
- * path to snapshot_cb.
+ * Snapshots travel in chunks on the bulk lane: transport_send_snapshot() streams a
+ * snapshot file; the receiver writes the chunks to a temporary file in its data directory
+ * (incoming-<peer>-<seq>.part), and once the last one is in, fsyncs the file and verifies
+ * it whole (snapfile_verify) on libuv's threadpool, off the loop thread; only then does it
+ * hand the SNAPSHOT message and the file's path to snapshot_cb. A verified file whose
+ * SNAPSHOT message has not come yet is held for its peer, across lost connections: when
+ * the same snapshot (index, term) is streamed again, the receiver says so at its first
+ * chunk and the sender skips to the SNAPSHOT message instead of sending the body again.
  *
  * Threading: loop thread only. Errors: 0 or a negative TRANSPORT_E* code. Callbacks run
  * from the loop, and peer(id, false) also from inside a send function whose write fails at
@@ -64,12 +77,14 @@ struct transport_callbacks
     void *arg;
     /* A decoded raft message; entries point into the frame and live during the call. */
     void (*recv)(void *arg, struct raft_message *m);
-    /* A complete, verified snapshot file for the SNAPSHOT message m. The callee owns the
-     * file from then on (renames or deletes it). */
+    /* A complete, verified snapshot file for the SNAPSHOT message m. Its contents are
+     * already durable (fsynced); the callee owns the file from then on: renaming it into
+     * place and fsyncing the directory is all it needs to do to keep it, or it deletes it. */
     void (*snapshot)(void *arg, struct raft_message *m, const char *path);
     /* A node-level frame (e.g. a forwarded client command); body lives during the call. */
     void (*frame)(void *arg, raft_id from, uint8_t type, const void *body, size_t len);
-    /* A connection to or from a peer came up or went down. */
+    /* The control connection to or from a peer came up or went down (bulk connections
+     * come and go silently, apart from a log line when one is lost). */
     void (*peer)(void *arg, raft_id id, bool up);
 };
 
@@ -82,7 +97,8 @@ enum {
 struct transport;
 
 /* Listens, and starts connecting to every peer. Zero fields of o take the defaults
- * (send_queue_bytes_max 64 MiB, reconnect 50 ms .. 2 s); listen_host NULL is 0.0.0.0.
+ * (send_queue_bytes_max 64 MiB per lane, reconnect 50 ms .. 2 s); listen_host NULL is
+ * 0.0.0.0.
  * Errors: TRANSPORT_ELISTEN, _ENOMEM, _EINVAL (errmsg says why). After TRANSPORT_ELISTEN
  * the listener's handle is still closing on loop: a run of the loop frees it. */
 int transport_start(struct transport **out,
@@ -95,20 +111,26 @@ int transport_start(struct transport **out,
                     size_t errmsg_size);
 
 /*
- * Sends one raft message to m->to: encodes it at once (APPEND entries must have their
- * payloads; they are copied), so nothing needs to outlive the call.
- * Errors: TRANSPORT_ENOTCONN, _EQUEUE, _EINVAL, _ENOMEM.
+ * Sends one raft message to m->to on its lane (above): encodes it at once (APPEND entries
+ * must have their payloads; they are copied), so nothing needs to outlive the call. An
+ * APPEND whose entries (same term, prev_index, prev_term, n_entries) are still queued or
+ * being written to that peer is not queued again (returns 0): the earlier one is only
+ * lost with the connection, and this one would be lost with it.
+ * Errors: TRANSPORT_ENOTCONN (that lane's connection is down), _EQUEUE (that lane's queue
+ * is full), _EINVAL, _ENOMEM.
  */
 int transport_send(struct transport *t, const struct raft_message *m);
 
-/* Streams the snapshot file at path to m->to, then the SNAPSHOT message m. A stream
- * already under way to that peer for the same index is left to finish (returns 0); one for
- * another index is dropped for this one. The stream stops if the connection goes down.
+/* Streams the snapshot file at path to m->to, then the SNAPSHOT message m, on the bulk lane.
+ * A stream already under way to that peer for the same index is left to finish (returns
+ * 0); one for another index is dropped for this one. The stream stops if the bulk
+ * connection goes down. The SNAPSHOT message is queued whatever the queue's bound.
  * Errors: TRANSPORT_ENOTCONN, _EINVAL (unknown peer), _EIO (cannot open the file), _ENOMEM.
  */
 int transport_send_snapshot(struct transport *t, const struct raft_message *m, const char *path);
 
-/* Sends a node-level frame (type >= 100) with an opaque body to peer to.
+/* Sends a node-level frame (type >= 100) with an opaque body to peer to, on the bulk lane
+ * (so node frames keep their order among themselves).
  * Errors: TRANSPORT_ENOTCONN, _EQUEUE, _EINVAL (unknown peer, type < 100, body above
  * frame_bytes_max), _ENOMEM. */
 int transport_send_frame(struct transport *t,
@@ -117,8 +139,19 @@ int transport_send_frame(struct transport *t,
                          const void *body,
                          size_t len);
 
-/* True while an outgoing connection to peer id is up. */
+/* True while the outgoing control connection to peer id is up. */
 bool transport_connected(const struct transport *t, raft_id id);
+
+/* Counters since transport_start(), for specs and reports. */
+struct transport_stats
+{
+    uint64_t frames_queued[2];    /* frames queued on [0] control, [1] bulk connections */
+    uint64_t snapshot_bytes_sent; /* file bytes queued in snapshot chunks */
+    uint64_t snapshots_held;      /* streams cut short: the receiver held the file already */
+    uint64_t appends_coalesced;   /* APPENDs not queued: the same entries were still queued */
+};
+
+void transport_get_stats(const struct transport *t, struct transport_stats *out);
 
 /* The client address peer id told us in its handshake, or NULL. */
 const char *transport_client_addr(const struct transport *t, raft_id id);

@@ -20,6 +20,8 @@ _Static_assert(WIRE_CLIENT_ADDR_BYTES_MAX <= UINT16_MAX, "the client address len
 _Static_assert(WIRE_SNAPSHOT_CHUNK > WIRE_HANDSHAKE, "the chunk type is no raft type");
 _Static_assert(WIRE_SNAPSHOT_CHUNK < WIRE_NODE_FRAME_MIN, "the chunk type is no node type");
 _Static_assert(WIRE_CHUNK_HEADER_BYTES == 8 + 8 + 8 + 1, "index, term, offset, last");
+_Static_assert(WIRE_HAVE_BYTES == 8 + 8, "index, term");
+_Static_assert(WIRE_HANDSHAKE_BULK < WIRE_NODE_FRAME_MIN, "the bulk handshake is no node type");
 
 const char *wire_strerror(int rv)
 {
@@ -68,8 +70,8 @@ static bool message_type_valid(unsigned type)
 
 static bool frame_type_valid(unsigned type)
 {
-    return message_type_valid(type) || type == WIRE_HANDSHAKE || type == WIRE_SNAPSHOT_CHUNK ||
-           type >= WIRE_NODE_FRAME_MIN;
+    return message_type_valid(type) || type == WIRE_HANDSHAKE || type == WIRE_HANDSHAKE_BULK ||
+           type == WIRE_SNAPSHOT_CHUNK || type == WIRE_SNAPSHOT_HAVE || type >= WIRE_NODE_FRAME_MIN;
 }
 
 /* Body bytes of m after the common part; for APPEND, including every entry. */
@@ -273,7 +275,7 @@ int wire_encode_handshake_addr(struct buf *b, const struct wire_handshake *hs)
     w.p += 2;
     put_bytes(&w, hs->client_addr, hs->client_addr_len);
     lr_assert((size_t)(w.p - out) == WIRE_HEADER_BYTES + body);
-    put_header(out, WIRE_HANDSHAKE, (uint32_t)body);
+    put_header(out, hs->bulk ? WIRE_HANDSHAKE_BULK : WIRE_HANDSHAKE, (uint32_t)body);
     b->len += WIRE_HEADER_BYTES + body;
     return 0;
 }
@@ -306,6 +308,20 @@ int wire_encode_chunk(struct buf *b, const struct wire_chunk *c)
     lr_assert((size_t)(w.p - out) == WIRE_HEADER_BYTES + body);
     put_header(out, WIRE_SNAPSHOT_CHUNK, (uint32_t)body);
     b->len += WIRE_HEADER_BYTES + body;
+    return 0;
+}
+
+int wire_encode_have(struct buf *b, const struct wire_have *h)
+{
+    if (buf_reserve(b, WIRE_HEADER_BYTES + WIRE_HAVE_BYTES) != 0) {
+        return WIRE_ENOMEM;
+    }
+    uint8_t *out = b->data + b->len;
+    struct writer w = {out + WIRE_HEADER_BYTES};
+    put_u64(&w, h->index);
+    put_u64(&w, h->term);
+    put_header(out, WIRE_SNAPSHOT_HAVE, WIRE_HAVE_BYTES);
+    b->len += WIRE_HEADER_BYTES + WIRE_HAVE_BYTES;
     return 0;
 }
 
@@ -347,7 +363,8 @@ int wire_decode_header(const uint8_t *p, const struct wire_limits *limits, struc
         return WIRE_EFLAGS;
     }
     uint32_t max = limits->frame_bytes_max;
-    if (h->type == WIRE_HANDSHAKE) {
+    if (h->type == WIRE_HANDSHAKE || h->type == WIRE_HANDSHAKE_BULK ||
+        h->type == WIRE_SNAPSHOT_HAVE) {
         max = limits->handshake_bytes_max;
     } else if (h->type == WIRE_SNAPSHOT_CHUNK) {
         max = limits->chunk_bytes_max;
@@ -551,8 +568,14 @@ int wire_decode_body(const struct wire_header *h,
     f->type = h->type;
     struct cursor c = cursor_make(body, h->length);
     int rv;
-    if (h->type == WIRE_HANDSHAKE) {
+    if (h->type == WIRE_HANDSHAKE || h->type == WIRE_HANDSHAKE_BULK) {
+        f->type = WIRE_HANDSHAKE;
         rv = decode_handshake(&c, &f->handshake);
+        f->handshake.bulk = h->type == WIRE_HANDSHAKE_BULK;
+    } else if (h->type == WIRE_SNAPSHOT_HAVE) {
+        rv = cursor_get_u64(&c, &f->have.index) && cursor_get_u64(&c, &f->have.term)
+                 ? 0
+                 : WIRE_ETRUNCATED;
     } else if (h->type == WIRE_SNAPSHOT_CHUNK) {
         rv = decode_chunk(&c, &f->chunk);
     } else if (h->type >= WIRE_NODE_FRAME_MIN) {

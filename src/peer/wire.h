@@ -25,21 +25,31 @@
  *   READ_INDEX_RESP  id u64, index u64
  * Booleans are one byte, 0 or 1. after_persist is local to a node and not sent.
  *
- * Handshake body (the first frame each way on a new connection, so a peer says who it is
- * before any raft message is accepted): node_id u64, cluster_id_len u16, cluster_id bytes,
+ * Handshake body (the first frame on a new connection, so a peer says who it is before
+ * any raft message is accepted): node_id u64, cluster_id_len u16, cluster_id bytes,
  * client_addr_len u16, client_addr bytes (the node's client "host:port", printable ASCII
- * without spaces; may be empty).
+ * without spaces; may be empty). Its type says which lane the connection is
+ * (src/peer/transport.h): WIRE_HANDSHAKE opens a control connection, WIRE_HANDSHAKE_BULK
+ * a bulk one; both decode to WIRE_HANDSHAKE with handshake.bulk telling them apart. The
+ * lane is a type rather than a body field so that the body stays that of version 1.
  *
  * Snapshot chunk body: index u64, term u64, offset u64, last u8, then the data bytes (the
  * rest of the body). index and term name the snapshot; offset is where data goes in its
  * file; last is 1 on the final chunk.
  *
+ * Snapshot-have body: index u64, term u64. Sent by a receiver that already holds that
+ * snapshot, verified, when a stream of it starts again: the sender then skips to the
+ * SNAPSHOT message instead of sending the file again.
+ *
+ * Version 2 (this one) added WIRE_HANDSHAKE_BULK and WIRE_SNAPSHOT_HAVE; version 1 had one
+ * connection per direction. The versions refuse each other at the first header.
+ *
  * Node-level frame body (type WIRE_NODE_FRAME_MIN .. 255): opaque bytes, the node's own.
  *
  * A decoder rejects, in this order, and before allocating anything: a bad magic, an
  * unknown version, an unknown type, nonzero flags, a length above the frame's limit
- * (handshake_bytes_max for a handshake, chunk_bytes_max for a snapshot chunk,
- * frame_bytes_max for the rest), then a checksum mismatch, then
+ * (handshake_bytes_max for a handshake or a snapshot-have, chunk_bytes_max for a snapshot
+ * chunk, frame_bytes_max for the rest), then a checksum mismatch, then
  * any body field out of bounds, a count the remaining bytes cannot hold, or trailing
  * bytes. A version bump is how the format changes; flags are reserved for it.
  */
@@ -54,10 +64,12 @@
 #include "util/buf.h"
 
 #define WIRE_MAGIC 0x4c524654U /* "LRFT" */
-#define WIRE_VERSION 1
+#define WIRE_VERSION 2
 #define WIRE_HEADER_BYTES 16
 #define WIRE_HANDSHAKE 64       /* frame type of the handshake; raft message types are below */
 #define WIRE_SNAPSHOT_CHUNK 65  /* frame type of a chunk of a snapshot file */
+#define WIRE_SNAPSHOT_HAVE 66   /* frame type of "I hold that snapshot already" */
+#define WIRE_HANDSHAKE_BULK 67  /* frame type of the handshake of a bulk connection */
 #define WIRE_NODE_FRAME_MIN 100 /* node-level frame types are WIRE_NODE_FRAME_MIN .. 255 */
 
 /* Bytes of an entry's fixed part (term, type, len): bounds n_entries by the body length. */
@@ -71,6 +83,9 @@
 
 /* Bytes of a snapshot chunk body before its data (index, term, offset, last). */
 #define WIRE_CHUNK_HEADER_BYTES 25
+
+/* Bytes of a snapshot-have body (index, term). */
+#define WIRE_HAVE_BYTES 16
 
 /* Return codes; wire_strerror() names them. */
 enum {
@@ -94,7 +109,8 @@ const char *wire_strerror(int rv);
 struct wire_limits
 {
     uint32_t frame_bytes_max;     /* body of a raft message frame (default 64 MiB) */
-    uint32_t handshake_bytes_max; /* body of a handshake, sent before authentication (4 KiB) */
+    uint32_t handshake_bytes_max; /* body of a handshake, sent before authentication, and of
+                                     a snapshot-have (4 KiB) */
     uint32_t entries_max;         /* entries in one APPEND (4096) */
     uint32_t chunk_bytes_max;     /* body of a snapshot chunk frame (4 MiB) */
 };
@@ -118,6 +134,7 @@ struct wire_handshake
     uint16_t cluster_id_len;  /* 1 .. WIRE_CLUSTER_ID_BYTES_MAX */
     const char *client_addr;  /* likewise; may be NULL when client_addr_len is 0 */
     uint16_t client_addr_len; /* 0 .. WIRE_CLIENT_ADDR_BYTES_MAX */
+    bool bulk;                /* a bulk connection's handshake (WIRE_HANDSHAKE_BULK) */
 };
 
 /* A piece of a snapshot file. */
@@ -131,6 +148,13 @@ struct wire_chunk
     uint32_t len;
 };
 
+/* A receiver's word that it holds the snapshot (index, term), verified. */
+struct wire_have
+{
+    raft_index index;
+    raft_term term;
+};
+
 /* A node-level frame's opaque body. */
 struct wire_node_frame
 {
@@ -141,11 +165,14 @@ struct wire_node_frame
 /* A decoded frame: type says which member is valid. */
 struct wire_frame
 {
-    uint8_t type; /* a raft message type, WIRE_HANDSHAKE, WIRE_SNAPSHOT_CHUNK or >= 100 */
+    /* a raft message type, WIRE_HANDSHAKE (either lane), WIRE_SNAPSHOT_CHUNK,
+     * WIRE_SNAPSHOT_HAVE or >= 100 */
+    uint8_t type;
     union {
         struct raft_message msg;
         struct wire_handshake handshake;
         struct wire_chunk chunk;
+        struct wire_have have;
         struct wire_node_frame node;
     };
 };
@@ -167,15 +194,15 @@ int wire_encode_message_into(const struct raft_message *m, uint8_t *out);
 int wire_encode_message(struct buf *b, const struct raft_message *m);
 
 /*
- * Appends a handshake frame to b, client address included. hs->cluster_id_len must be
- * 1 .. WIRE_CLUSTER_ID_BYTES_MAX, hs->client_addr_len 0 .. WIRE_CLIENT_ADDR_BYTES_MAX.
- * Errors: WIRE_ENOMEM (b unchanged).
+ * Appends a handshake frame to b, client address included, of type WIRE_HANDSHAKE_BULK when
+ * hs->bulk. hs->cluster_id_len must be 1 .. WIRE_CLUSTER_ID_BYTES_MAX, hs->client_addr_len
+ * 0 .. WIRE_CLIENT_ADDR_BYTES_MAX. Errors: WIRE_ENOMEM (b unchanged).
  */
 int wire_encode_handshake_addr(struct buf *b, const struct wire_handshake *hs);
 
 /*
- * The same with an empty client address: reads only hs->node_id and hs->cluster_id*, so
- * callers written before the client address existed stay correct.
+ * The same with an empty client address, for a control connection: reads only hs->node_id
+ * and hs->cluster_id*, so callers written before the client address existed stay correct.
  * Errors: WIRE_ENOMEM (b unchanged).
  */
 int wire_encode_handshake(struct buf *b, const struct wire_handshake *hs);
@@ -185,6 +212,9 @@ int wire_encode_handshake(struct buf *b, const struct wire_handshake *hs);
  * WIRE_CHUNK_HEADER_BYTES. Errors: WIRE_ENOMEM (b unchanged).
  */
 int wire_encode_chunk(struct buf *b, const struct wire_chunk *c);
+
+/* Appends a snapshot-have frame to b. Errors: WIRE_ENOMEM (b unchanged). */
+int wire_encode_have(struct buf *b, const struct wire_have *h);
 
 /*
  * Appends a node-level frame of the given type (>= WIRE_NODE_FRAME_MIN) to b.

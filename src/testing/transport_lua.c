@@ -17,14 +17,17 @@
  *       <message fields>}, {event = "frame", from =, frame_type =, body =},
  *       {event = "peer", id =, up =}; "messages" are recv, snapshot and frame events.
  *   t:connected(id), t:client_addr(id), t:close()
+ *   t:stats() -> {control_frames =, bulk_frames =, snapshot_bytes_sent =, snapshots_held =,
+ *                 appends_coalesced =}
  *   transport.raw_send(port, bytes) sends bytes on a plain connection, then closes it.
  *   transport.loop_handles() -> handles still open on the module's loop (after running
  *       pending close callbacks), besides its own run timer.
- *   transport.wire_encode{type = "HANDSHAKE" | "CHUNK" | "NODE", ...} -> frame bytes, and
- *   transport.wire_decode(bytes [, limits]) -> table, frame_bytes | nil, message: the
- *       frames of wire.h that luaraft.codec does not know (HANDSHAKE: node_id, cluster_id,
- *       client_addr; CHUNK: index, snapshot_term, offset, last, data; NODE: frame_type,
- *       body); wire_decode takes raft messages too.
+ *   transport.wire_encode{type = "HANDSHAKE" | "CHUNK" | "HAVE" | "NODE", ...} -> frame
+ *       bytes, and transport.wire_decode(bytes [, limits]) -> table, frame_bytes | nil,
+ *       message: the frames of wire.h that luaraft.codec does not know (HANDSHAKE: node_id,
+ *       cluster_id, client_addr, bulk; CHUNK: index, snapshot_term, offset, last, data;
+ *       HAVE: index, snapshot_term; NODE: frame_type, body); wire_decode takes raft
+ *       messages too.
  *
  * Callbacks push their events straight into Lua tables, so they need a lua_State: every
  * function that may run them (the run functions, send functions) sets current_L first.
@@ -354,6 +357,20 @@ static int lt_client_addr(lua_State *L)
     return 1;
 }
 
+static int lt_stats(lua_State *L)
+{
+    struct lt *u = check_open(L);
+    struct transport_stats st;
+    transport_get_stats(u->t, &st);
+    lua_createtable(L, 0, 4); /* t */
+    set_int(L, "control_frames", st.frames_queued[0]);
+    set_int(L, "bulk_frames", st.frames_queued[1]);
+    set_int(L, "snapshot_bytes_sent", st.snapshot_bytes_sent);
+    set_int(L, "snapshots_held", st.snapshots_held);
+    set_int(L, "appends_coalesced", st.appends_coalesced);
+    return 1;
+}
+
 static void lt_closed_cb(void *arg)
 {
     *(bool *)arg = true;
@@ -472,6 +489,7 @@ static int lt_wire_encode(lua_State *L)
         luaL_argcheck(L, a <= WIRE_CLIENT_ADDR_BYTES_MAX, 1, "client_addr length");
         hs.cluster_id_len = (uint16_t)n;
         hs.client_addr_len = (uint16_t)a;
+        hs.bulk = msg_lua_get_bool(L, 1, "bulk");
         rv = wire_encode_handshake_addr(&b, &hs);
     } else if (strcmp(type, "CHUNK") == 0) {
         struct wire_chunk c = {
@@ -486,6 +504,12 @@ static int lt_wire_encode(lua_State *L)
         luaL_argcheck(L, n <= UINT32_MAX - WIRE_CHUNK_HEADER_BYTES, 1, "data too long");
         c.len = (uint32_t)n;
         rv = wire_encode_chunk(&b, &c);
+    } else if (strcmp(type, "HAVE") == 0) {
+        struct wire_have h = {
+            .index = msg_lua_get_u64(L, 1, "index", 0),
+            .term = msg_lua_get_u64(L, 1, "snapshot_term", 0),
+        };
+        rv = wire_encode_have(&b, &h);
     } else if (strcmp(type, "NODE") == 0) {
         lua_Integer ft = (lua_Integer)msg_lua_get_u64(L, 1, "frame_type", 0);
         luaL_argcheck(L, ft >= WIRE_NODE_FRAME_MIN && ft <= 255, 1, "frame_type");
@@ -494,7 +518,7 @@ static int lt_wire_encode(lua_State *L)
         const char *body = luaL_checklstring(L, -1, &n);
         rv = wire_encode_node_frame(&b, (uint8_t)ft, body, n);
     } else {
-        return luaL_error(L, "luaraft.transport: wire_encode knows HANDSHAKE, CHUNK, NODE");
+        return luaL_error(L, "luaraft.transport: wire_encode knows HANDSHAKE, CHUNK, HAVE, NODE");
     }
     if (rv != 0) {
         buf_free(&b);
@@ -532,6 +556,11 @@ static int lt_wire_decode(lua_State *L)
         lua_pushlstring(L, f.handshake.client_addr != NULL ? f.handshake.client_addr : "",
                         f.handshake.client_addr_len); /* t, addr */
         lua_setfield(L, -2, "client_addr");           /* t */
+        set_bool(L, "bulk", f.handshake.bulk);
+    } else if (f.type == WIRE_SNAPSHOT_HAVE) {
+        set_str(L, "type", "HAVE");
+        set_int(L, "index", f.have.index);
+        set_int(L, "snapshot_term", f.have.term);
     } else if (f.type == WIRE_SNAPSHOT_CHUNK) {
         set_str(L, "type", "CHUNK");
         set_int(L, "index", f.chunk.index);
@@ -582,6 +611,7 @@ static const luaL_Reg methods[] = {
     {"run_until", lt_run_until},
     {"connected", lt_connected},
     {"client_addr", lt_client_addr},
+    {"stats", lt_stats},
     {"close", lt_close},
     {NULL, NULL},
 };
