@@ -2,14 +2,19 @@
  * The fsm thread (see fsm/worker.h). Jobs run strictly in the order they were queued;
  * results go back in that order too.
  */
+#define _GNU_SOURCE /* close_range (glibc 2.34, Linux 5.9) in <unistd.h> */
+
 #include "fsm/worker.h"
 
+#include <dirent.h>
 #include <errno.h>
-#include <signal.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -192,22 +197,166 @@ static int child_write(void *arg, const void *data, size_t len)
 }
 
 /*
+ * The snapshot child's exit statuses, one per way it can fail, so that the node's
+ * waitpid tells them apart (each also writes one "snapshot child: ..." line to stderr).
+ */
+enum {
+    child_exit_ok = 0,
+    child_exit_file = 1,   /* the temporary file could not be created */
+    child_exit_script = 2, /* M.snapshot raised an error (FSM_ESCRIPT, FSM_ENOTSUP) */
+    child_exit_write = 3,  /* writing the file failed (FSM_ESTREAM, or out of memory) */
+    child_exit_commit = 4, /* the trailer, fsync or rename failed */
+    child_exit_orphan = 5, /* the node was gone before the child could tie itself to it */
+};
+
+/* Closes every descriptor above stderr, reading /proc/self/fd: for kernels before 5.9,
+ * which have no close_range. Returns -1 when /proc is not mounted. */
+static int close_listed_fds(void)
+{
+    int closed;
+    do {
+        DIR *dir = opendir("/proc/self/fd");
+        if (dir == NULL) {
+            return -1;
+        }
+        closed = 0;
+        struct dirent *e;
+        while ((e = readdir(dir)) != NULL) {
+            int fd = atoi(e->d_name);
+            if (fd > 2 && fd != dirfd(dir)) {
+                close(fd);
+                closed++;
+            }
+        }
+        closedir(dir);
+    } while (closed > 0); /* closing while listing may skip entries: list again */
+    return 0;
+}
+
+/*
+ * Leaves the child only stderr (for its messages) and /dev/null as stdin and stdout.
+ * Everything else it inherited is the node's: the client and peer listening sockets,
+ * every connection, LMDB's file and lock, libuv's epoll and signal pipes. A child holding
+ * a listening socket keeps the port bound after the node dies, so a restarted node could
+ * not listen (issue 7). Nothing the child uses later holds a descriptor: the Lua state
+ * does no IO, and the snapshot file is opened afterwards.
+ */
+static void close_inherited_fds(void)
+{
+    if (close_range(3, ~0U, 0) != 0 && close_listed_fds() != 0) {
+        struct rlimit rl;
+        int max = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 1048576 ? (int)rl.rlim_cur
+                                                                              : 1048576;
+        for (int fd = 3; fd < max; fd++) {
+            close(fd);
+        }
+    }
+    int null = open("/dev/null", O_RDWR); /* 3, the lowest free descriptor */
+    if (null < 0) {
+        close(0);
+        close(1);
+        return;
+    }
+    dup2(null, 0);
+    dup2(null, 1);
+    if (null > 2) {
+        close(null);
+    }
+}
+
+/* A signal the process raises on itself for a fault: a sanitizer's handler for it only
+ * prints a report to stderr, so it may stay. */
+static bool is_fault_signal(int sig)
+{
+    return sig == SIGSEGV || sig == SIGBUS || sig == SIGFPE || sig == SIGILL || sig == SIGABRT ||
+           sig == SIGTRAP;
+}
+
+/*
+ * The child inherits the node's signal handlers (libuv's write into its signal pipe,
+ * whose descriptor number the snapshot file may take once close_inherited_fds has run)
+ * and the fsm thread's signal mask: back to the defaults, so that SIGINT or SIGTERM to
+ * the process group just end it. Ignored signals (SIGPIPE) stay ignored.
+ */
+static void reset_signals(void)
+{
+    for (int sig = 1; sig < NSIG; sig++) {
+        struct sigaction sa;
+        if (!is_fault_signal(sig) && sigaction(sig, NULL, &sa) == 0 && sa.sa_handler != SIG_IGN &&
+            sa.sa_handler != SIG_DFL) {
+            signal(sig, SIG_DFL);
+        }
+    }
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+}
+
+/*
+ * First thing in the child: tie its life to the node's. PR_SET_PDEATHSIG (prctl(2))
+ * sends SIGKILL when the thread that forked, the fsm thread, ends; that thread lives as
+ * long as the node (fsm_worker_stop joins it only after the node has killed its child),
+ * so a kill -9 of the node ends the child too. The node may have died before prctl ran:
+ * then the child already has another parent, and leaves.
+ */
+static void child_detach(pid_t parent)
+{
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent) {
+        _exit(child_exit_orphan);
+    }
+    reset_signals();
+    close_inherited_fds();
+}
+
+/* The child's work: the file, the script's bytes, the commit. Returns its exit status. */
+static int child_write_snapshot(struct fsm_worker *w, const struct fsm_job *job)
+{
+    struct snapfile_writer sw;
+    char msg[256];
+    int rv = snapfile_begin(&sw, job->path, job->index, job->term, msg, sizeof msg);
+    if (rv != 0) {
+        dprintf(2, "snapshot child: cannot create the snapshot file: %s\n", msg);
+        return child_exit_file;
+    }
+    rv = fsm_snapshot(w->fsm, child_write, &sw);
+    if (rv != 0) {
+        dprintf(2, "snapshot child: M.snapshot failed: %s: %s\n", fsm_strerror(rv),
+                fsm_last_error(w->fsm));
+        snapfile_abort(&sw);
+        return rv == FSM_ESCRIPT || rv == FSM_ENOTSUP ? child_exit_script : child_exit_write;
+    }
+    rv = snapfile_commit(&sw, msg, sizeof msg);
+    if (rv != 0) {
+        dprintf(2, "snapshot child: cannot commit the snapshot file: %s\n", msg);
+        snapfile_abort(&sw);
+        return child_exit_commit;
+    }
+    return child_exit_ok;
+}
+
+/*
  * Forks a child that writes the script's snapshot of the state as of the last applied
  * entry, as Redis does for background saves: the child sees a copy-on-write image of the
  * Lua heap, so the parent goes on applying at once. The child touches neither LMDB nor
- * libuv, and leaves with _exit() so that no atexit handler or stdio buffer of the parent
- * runs twice.
+ * libuv, holds none of the node's descriptors, dies with the node, and leaves with
+ * _exit() so that no atexit handler or stdio buffer of the parent runs twice.
+ *
+ * A failure before the fork is the job's: job->status (-EINVAL: nothing applied yet;
+ * -errno: fork failed) and job->errmsg, with job->pid 0. A failure in the child is its
+ * exit status (child_exit_*, above) and its line on stderr.
  */
 static void run_snapshot(struct fsm_worker *w, struct fsm_job *job)
 {
     job->index = w->applied_index;
     job->term = w->applied_term;
+    job->pid = 0;
     if (job->index == 0) {
         job->status = -EINVAL;
         snprintf(job->errmsg, sizeof job->errmsg, "nothing applied yet");
         return;
     }
     fflush(stderr);
+    pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0) {
         job->status = -errno;
@@ -215,33 +364,10 @@ static void run_snapshot(struct fsm_worker *w, struct fsm_job *job)
         return;
     }
     if (pid == 0) {
-        /* The child inherits libuv's signal handlers, which would write into the parent's
-         * signal pipe: a Ctrl-C to the process group should just end the child (its
-         * temporary file is removed by the prune after the next snapshot). */
-        signal(SIGINT, SIG_DFL);
-        signal(SIGTERM, SIG_DFL);
-        signal(SIGCHLD, SIG_DFL);
-        struct snapfile_writer sw;
-        char msg[256];
-        int rv = snapfile_begin(&sw, job->path, job->index, job->term, msg, sizeof msg);
-        if (rv != 0) {
-            dprintf(2, "snapshot child: %s\n", msg);
-            _exit(1);
-        }
-        rv = fsm_snapshot(w->fsm, child_write, &sw);
-        if (rv != 0) {
-            dprintf(2, "snapshot child: %s: %s\n", fsm_strerror(rv), fsm_last_error(w->fsm));
-            snapfile_abort(&sw);
-            _exit(1);
-        }
-        rv = snapfile_commit(&sw, msg, sizeof msg);
-        if (rv != 0) {
-            dprintf(2, "snapshot child: %s\n", msg);
-            snapfile_abort(&sw);
-            _exit(1);
-        }
-        _exit(0);
+        child_detach(parent);
+        _exit(child_write_snapshot(w, job));
     }
+    job->status = 0;
     job->pid = pid;
 }
 
