@@ -26,3 +26,19 @@ luaraft_lua_module(transport SOURCES ${T}/transport_lua.c ${T}/msg_lua.c LINK lu
 # spec/server/ drives with redis-cli.
 add_executable(server_test ${T}/server_stub.c)
 target_link_libraries(server_test PRIVATE luaraft_client luaraft_flags)
+
+# node_sim: whole nodes (src/node/ rooms, a real Lua script) under the simulator. It
+# links the store only for store_strerror(): the simulated store is in memory.
+file(GLOB NODESIM_SOURCES CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/src/sim/nodes/*.c)
+add_executable(node_sim ${T}/node_sim_main.c ${NODESIM_SOURCES})
+target_include_directories(node_sim PRIVATE ${PROJECT_SOURCE_DIR}/src)
+target_link_libraries(node_sim PRIVATE luaraft_node_rooms luaraft_store luaraft_simlib luaraft_fsm
+    PkgConfig::LUA luaraft_flags)
+
+# The whole-node simulation: its default seeds in every build (a failing seed prints its
+# replay command, also when an assertion aborts the run).
+add_test(NAME node_sim
+    COMMAND node_sim --seeds 100 --steps 200 --script ${PROJECT_SOURCE_DIR}/examples/kv.lua
+    WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
+set_tests_properties(node_sim PROPERTIES LABELS sim
+    ENVIRONMENT "ASAN_OPTIONS=detect_leaks=0")

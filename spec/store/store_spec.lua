@@ -185,8 +185,9 @@ describe("store", function()
         end
     end)
 
-    -- In a tiny map, a write that does not fit fails with EFULL and writes nothing, while
-    -- the requests queued around it still succeed and reads keep working. Compaction frees
+    -- In a tiny map, a write that does not fit fails with EFULL and writes nothing; the
+    -- requests before it succeed, every request after it fails too (what is durable stays a
+    -- prefix of the requests), and reads keep working. After a reopen, compaction frees
     -- pages; LMDB reuses pages freed by transaction T from transaction T+2 on, so one small
     -- write separates the compaction from the big write that fits again.
     it("reports a full map and recovers after compaction", function()
@@ -207,13 +208,16 @@ describe("store", function()
         assert(st:submit({ hard_state = { term = 2, vote = 1 } }))
         assert(st:submit({ entries = { first = last + 1, { term = 2, type = 1, data = string.rep("y", 600000) } } }))
         assert(st:submit({ hard_state = { term = 3, vote = 1 } }))
-        assert.are.same({ 0, store.EFULL, 0 }, st:run())
+        assert.are.same({ 0, store.EFULL, store.EFULL }, st:run())
+        assert(st:submit({ hard_state = { term = 5, vote = 1 } }))
+        assert.are.same({ store.EFULL }, st:run())
         local s = st:load()
-        assert.are.equal(3, s.term)
+        assert.are.equal(2, s.term)
         assert.are.equal(last, s.last_index)
         assert.are.equal(last, #st:read(1, last))
         assert.are.equal(chunk, st:read(last, last)[1].data)
 
+        reopen(512 * 1024)
         assert.are.same({ 0 }, S.persist(st, { snapshot = { index = last, term = 1 } }))
         assert.are.same({ 0 }, S.persist(st, { hard_state = { term = 4, vote = 1 } }))
         assert.are.same({ 0 }, S.persist(st, { entries = { first = last + 1, { term = 4, type = 1, data = chunk } } }))

@@ -71,4 +71,12 @@ struct fsm_job *fsm_job_new(enum fsm_job_type type);
 /* Frees a job with its entries, queries and replies. */
 void fsm_job_free(struct fsm_job *job);
 
+/* Applies one committed entry: decodes its payload (command.h) and runs M.apply. A
+ * payload that does not decode gets the same error reply on every replica (the bytes are
+ * the same everywhere), so replicas cannot diverge. Only NORMAL entries reach the script. */
+void fsm_job_apply_entry(struct fsm *f, struct fsm_job_entry *e);
+
+/* Runs one query (an argv blob) through M.query. */
+void fsm_job_run_query(struct fsm *f, struct fsm_job_query *q);
+
 #endif

@@ -22,173 +22,17 @@
 #include "raft/raft.h"
 #include "util/assert.h"
 
-int fsm_worker_put_argv(struct buf *b, int argc, const char *const *argv, const size_t *argvlen)
-{
-    lr_assert(argc >= 0);
-    int rv = buf_put_u32(b, (uint32_t)argc);
-    for (int i = 0; rv == 0 && i < argc; i++) {
-        rv = buf_put_u32(b, (uint32_t)argvlen[i]);
-        if (rv == 0) {
-            rv = buf_append(b, argv[i], argvlen[i]);
-        }
-    }
-    return rv;
-}
-
-bool fsm_worker_get_argv(const void *data,
-                         size_t len,
-                         int *argc,
-                         const char ***argv,
-                         size_t **argvlen)
-{
-    struct cursor c = cursor_make(data, len);
-    uint32_t n;
-    if (!cursor_get_u32(&c, &n) || n == 0 || n > fsm_worker_argc_max || n > c.left / 4) {
-        return false;
-    }
-    const char **v = malloc(n * sizeof *v);
-    size_t *l = malloc(n * sizeof *l);
-    if (v == NULL || l == NULL) {
-        goto err;
-    }
-    for (uint32_t i = 0; i < n; i++) {
-        uint32_t k;
-        if (!cursor_get_u32(&c, &k) || k > c.left) {
-            goto err;
-        }
-        v[i] = (const char *)c.p;
-        l[i] = k;
-        c.p += k;
-        c.left -= k;
-    }
-    if (c.left != 0) {
-        goto err;
-    }
-    *argc = (int)n;
-    *argv = v;
-    *argvlen = l;
-    return true;
-err:
-    free(v);
-    free(l);
-    return false;
-}
-
-struct fsm_job *fsm_job_new(enum fsm_job_type type)
-{
-    struct fsm_job *job = calloc(1, sizeof *job);
-    if (job != NULL) {
-        job->type = type;
-    }
-    return job;
-}
-
-void fsm_job_free(struct fsm_job *job)
-{
-    if (job == NULL) {
-        return;
-    }
-    for (unsigned i = 0; i < job->n_entries; i++) {
-        free(job->entries[i].payload);
-        fsm_reply_free(&job->entries[i].reply);
-    }
-    free(job->entries);
-    for (unsigned i = 0; i < job->n_queries; i++) {
-        free(job->queries[i].blob);
-        fsm_reply_free(&job->queries[i].reply);
-    }
-    free(job->queries);
-    free(job);
-}
-
-/* The seed of math.random for one entry: a hash of its index and term, so every replica
- * draws the same numbers and consecutive entries draw different ones. */
-static uint64_t entry_seed(uint64_t index, uint64_t term)
-{
-    uint64_t z = index * 0x9e3779b97f4a7c15ULL ^ (term + 0x632be59bd9b4e019ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
-static const char malformed_reply[] = "-ERR malformed log entry\r\n";
-
-static void append_raw(struct fsm_reply *r, const char *s, size_t n)
-{
-    if (r->cap - r->len < n) {
-        size_t cap = r->cap ? r->cap * 2 : 64;
-        while (cap - r->len < n) {
-            cap *= 2;
-        }
-        char *d = realloc(r->data, cap);
-        if (d == NULL) {
-            return;
-        }
-        r->data = d;
-        r->cap = cap;
-    }
-    memcpy(r->data + r->len, s, n);
-    r->len += n;
-}
-
-/* Applies one committed entry. A payload that does not decode gets the same error reply
- * on every replica (the bytes are the same everywhere), so replicas cannot diverge. */
+/* Applies one committed entry (fsm/job.h), keeping where the state is for snapshots. */
 static void run_entry(struct fsm_worker *w, struct fsm_job_entry *e)
 {
     w->applied_index = e->index;
     w->applied_term = e->term;
-    if (e->type != RAFT_ENTRY_NORMAL) {
-        return;
-    }
-    struct cursor c = cursor_make(e->payload, e->len);
-    uint8_t version;
-    uint64_t time_ms;
-    int argc;
-    const char **argv;
-    size_t *argvlen;
-    if (!cursor_get_u8(&c, &version) || version != fsm_worker_payload_version ||
-        !cursor_get_u64(&c, &time_ms) ||
-        !fsm_worker_get_argv(c.p, c.left, &argc, &argv, &argvlen)) {
-        append_raw(&e->reply, malformed_reply, sizeof malformed_reply - 1);
-        return;
-    }
-    struct fsm_ctx ctx = {
-        .index = e->index,
-        .term = e->term,
-        .time_ms = (int64_t)time_ms,
-        .seed = entry_seed(e->index, e->term),
-    };
-    struct fsm_reply scratch = {0};
-    struct fsm_reply *out = e->want_reply ? &e->reply : &scratch;
-    int rv = fsm_apply(w->fsm, &ctx, argc, argv, argvlen, out);
-    if (rv != 0 && e->want_reply) {
-        static const char oom[] = "-ERR out of memory while applying\r\n";
-        append_raw(out, oom, sizeof oom - 1);
-    }
-    fsm_reply_free(&scratch);
-    free(argv);
-    free(argvlen);
+    fsm_job_apply_entry(w->fsm, e);
 }
 
 static void run_query(struct fsm_worker *w, struct fsm_job_query *q)
 {
-    int argc;
-    const char **argv;
-    size_t *argvlen;
-    if (!fsm_worker_get_argv(q->blob, q->len, &argc, &argv, &argvlen)) {
-        append_raw(&q->reply, malformed_reply, sizeof malformed_reply - 1);
-        return;
-    }
-    int rv = fsm_query(w->fsm, argc, argv, argvlen, &q->reply);
-    if (rv == FSM_ENOTSUP) {
-        static const char e[] = "-ERR the script has no query function\r\n";
-        append_raw(&q->reply, e, sizeof e - 1);
-    } else if (rv != 0) {
-        static const char e[] = "-ERR out of memory while querying\r\n";
-        append_raw(&q->reply, e, sizeof e - 1);
-    }
-    free(argv);
-    free(argvlen);
+    fsm_job_run_query(w->fsm, q);
 }
 
 static int child_write(void *arg, const void *data, size_t len)

@@ -5,10 +5,7 @@
  * them; each finished job comes back to the loop thread through a uv_async_t and the
  * done callback. Lua never runs on the loop thread, so a long apply delays no heartbeat.
  *
- * Also home of the entry payload encoding, which both threads use:
- *
- *   write payload = u8 version (1), u64 leader time in ms, then an argv blob
- *   argv blob     = u32 argc, then per argument u32 length and the bytes (big-endian)
+ * The jobs themselves are fsm/job.h; the entry payload they decode is command.h.
  */
 #ifndef LUARAFT_FSM_WORKER_H
 #define LUARAFT_FSM_WORKER_H
@@ -25,25 +22,9 @@
 #include "util/buf.h"
 
 enum {
-    fsm_worker_payload_version = 1,
-    fsm_worker_argc_max = 1024 * 1024, /* arguments of one command */
     fsm_worker_path_bytes_max = fsm_job_path_bytes_max,
     fsm_worker_chunk_bytes = 64 * 1024 /* read size when restoring a snapshot file */
 };
-
-/* Appends an argv blob to b. Errors: BUF_ENOMEM. */
-int fsm_worker_put_argv(struct buf *b, int argc, const char *const *argv, const size_t *argvlen);
-
-/*
- * Decodes an argv blob of len bytes at data. On success *argc, *argv and *argvlen point
- * into arrays the caller frees with free(*argv) and free(*argvlen); the strings point
- * into data. Returns false on malformed input.
- */
-bool fsm_worker_get_argv(const void *data,
-                         size_t len,
-                         int *argc,
-                         const char ***argv,
-                         size_t **argvlen);
 
 typedef void (*fsm_worker_done_cb)(void *arg, struct fsm_job *job);
 

@@ -82,6 +82,8 @@ struct node_io
     /* The node cannot go on (its store lost what it acknowledged): never returns in the
      * real world; a simulator marks the node crashed. */
     void (*fatal)(void *arg, const char *msg);
+    /* A log line; NULL: to stderr. */
+    void (*log)(void *arg, const char *line);
 };
 
 /* Who waits for a write: a local client, or a follower that forwarded it to us. */

@@ -33,6 +33,10 @@ void node_log(struct node *n, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
+    if (n->io->log != NULL) {
+        n->io->log(n->io->arg, line);
+        return;
+    }
     raft_term term = n->raft != NULL ? raft_current_term(n->raft) : n->term;
     fprintf(stderr, "luaraft[%" PRIu64 "] term %" PRIu64 ": %s\n", n->c->id, term, line);
 }

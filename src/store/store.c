@@ -71,6 +71,12 @@ struct store
     MDB_dbi log_dbi;
     MDB_dbi meta_dbi;
     uint64_t map_bytes;
+    /* Writer thread only. Once a request fails, every later one fails with the same
+     * status without being applied, until the store is reopened: what is durable stays a
+     * prefix of the requests in submit order. Were a later request written after a failed
+     * one, the disk could hold entries of a term whose hard state was never written, and
+     * the node could not even boot from it (found by the whole-node simulator). */
+    int failed_status;
 
     pthread_t thread;
     pthread_mutex_t mutex; /* guards everything below up to the loop-only fields */
@@ -400,8 +406,8 @@ static void store_log_full(const struct store *s, unsigned n_requests)
 /*
  * Runs the requests [start, stop) in as few write transactions as possible: all of them in
  * one, unless one fails; then that transaction is aborted, the requests before the failed
- * one are redone in a fresh transaction (recursively), the failed one keeps its error, and
- * the rest start a fresh transaction. Sets every request's status. Counts commits in
+ * one are redone in a fresh transaction (recursively), and the failed one and every later
+ * one get its error (see failed_status). Sets every request's status. Counts commits in
  * *n_txns.
  */
 static void store_run_range(struct store *s,
@@ -410,6 +416,10 @@ static void store_run_range(struct store *s,
                             uint64_t *n_txns)
 {
     while (start != stop) {
+        if (s->failed_status != 0) {
+            store_set_status(start, stop, s->failed_status);
+            return;
+        }
         MDB_txn *txn;
         int rv = mdb_txn_begin(s->env, NULL, 0, &txn);
         if (rv != 0) {
@@ -417,6 +427,7 @@ static void store_run_range(struct store *s,
             if (status == STORE_EFULL) {
                 store_log_full(s, store_count(start, stop));
             }
+            s->failed_status = status;
             store_set_status(start, stop, status);
             return;
         }
@@ -437,6 +448,7 @@ static void store_run_range(struct store *s,
                 if (status == STORE_EFULL) {
                     store_log_full(s, store_count(start, stop));
                 }
+                s->failed_status = status;
             } else {
                 (*n_txns)++;
             }
@@ -447,11 +459,14 @@ static void store_run_range(struct store *s,
         if (failed_rv == STORE_EFULL) {
             store_log_full(s, 1);
         }
-        failed->status = failed_rv;
         if (failed != start) {
             store_run_range(s, start, failed, n_txns);
         }
-        start = failed->next;
+        if (s->failed_status == 0) {
+            s->failed_status = failed_rv;
+        }
+        store_set_status(failed, stop, s->failed_status);
+        return;
     }
 }
 

@@ -39,10 +39,12 @@
 #include <lauxlib.h>
 #include <lua.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "sim/sim.h"
+#include "util/assert.h"
 
 #define CLUSTER_MT "luaraft.sim.cluster"
 
@@ -869,9 +871,16 @@ static int l_random_runs(lua_State *L)
     lua_Integer failures = 0, runs = 0, failed_seed = 0;
     struct sim_stats sum;
     memset(&sum, 0, sizeof sum);
+    char replay[256];
     for (lua_Integer seed = first; seed < first + count; seed++) {
         struct sim_stats st;
+        snprintf(replay, sizeof replay,
+                 "LUARAFT_SEED=%lld LUARAFT_STEPS=%lld lua5.4 /usr/bin/busted "
+                 "--helper=spec/helper.lua spec/raft/random_spec.lua",
+                 (long long)seed, (long long)steps);
+        lr_assert_context(replay);
         int rv = sim_random_run((uint64_t)seed, (uint64_t)steps, msg, random_msg_bytes_max, &st);
+        lr_assert_context(NULL);
         runs++;
         add_stats(&sum, &st);
         if (rv != 0) {
