@@ -204,6 +204,10 @@ describe("store", function()
             last = i
         end
         assert.is_true(last > 0 and last < 100)
+        -- The failure is sticky until the store is reopened.
+        assert(st:submit({ hard_state = { term = 2, vote = 1 } }))
+        assert.are.same({ store.EFULL }, st:run())
+        reopen(512 * 1024)
         -- A batch: before, the big one, after.
         assert(st:submit({ hard_state = { term = 2, vote = 1 } }))
         assert(st:submit({ entries = { first = last + 1, { term = 2, type = 1, data = string.rep("y", 600000) } } }))
