@@ -228,36 +228,117 @@ static void upper_ascii(char *dst, const char *src, size_t len)
     dst[len] = '\0';
 }
 
-/* Copies M.reads (table at idx: {NAME = true} or {"NAME", ...}) into f->reads. [-0,+0,e] */
-static void fsm_load_reads(lua_State *L, struct fsm *f, int idx)
+/* ------------------------------------------------------------------------------------
+ * The module's contract (README.md, "Writing a state machine"), checked at load
+ * ------------------------------------------------------------------------------------ */
+
+/*
+ * M.apply runs every committed command. M.snapshot and M.restore are required too: the
+ * node compacts its log only through a snapshot, restarts from one and catches up a
+ * lagging follower with one, and a script without M.snapshot made it fork a full-size
+ * child on every apply batch (issue 7). M.query and M.reads are optional, but M.reads
+ * names the commands that M.query serves, so one needs the other.
+ */
+static const char contract_required[] =
+    "a script must define M.apply(cmd, ctx), M.snapshot(w) and M.restore(r) "
+    "(see README.md, Writing a state machine)";
+static const char contract_query[] =
+    "M.query(cmd) is optional, but when present it must be a function "
+    "(see README.md, Writing a state machine)";
+static const char contract_reads[] =
+    "M.reads is optional; when present it is a table naming the commands M.query serves, "
+    "{ GET = true } or { \"GET\", ... } (see README.md, Writing a state machine)";
+static const char contract_reads_query[] =
+    "the commands in M.reads are served by M.query(cmd), so a script with M.reads must "
+    "define it (see README.md, Writing a state machine)";
+
+/* What is wrong with the module: "" while it keeps the contract. */
+struct fsm_contract
 {
-    lua_getfield(L, idx, "reads"); /* reads */
-    if (lua_isnil(L, -1)) {
-        lua_pop(L, 1); /* */
+    char why[fsm_error_bytes_max];
+    size_t len;
+};
+
+/* Appends one problem to c->why, after a "; " when there is one already. */
+__attribute__((format(printf, 2, 3))) static void contract_add(struct fsm_contract *c,
+                                                               const char *fmt,
+                                                               ...)
+{
+    if (c->len > 0 && c->len + 2 < sizeof c->why) {
+        memcpy(c->why + c->len, "; ", 3);
+        c->len += 2;
+    }
+    if (c->len + 1 >= sizeof c->why) {
         return;
     }
-    if (!lua_istable(L, -1)) {
-        luaL_error(L, "M.reads must be a table");
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(c->why + c->len, sizeof c->why - c->len, fmt, ap);
+    va_end(ap);
+    if (n > 0) {
+        c->len += (size_t)n < sizeof c->why - c->len ? (size_t)n : sizeof c->why - c->len - 1;
     }
+}
+
+/* Ends the list of problems with what the contract says, after ": ". */
+static void contract_explain(struct fsm_contract *c, const char *text)
+{
+    snprintf(c->why + c->len, sizeof c->why - c->len, ": %s", text);
+    c->len = strlen(c->why);
+}
+
+/* Notes M[name] (M at idx) in c unless it is a function. [-0, +0, e] */
+static void check_function(lua_State *L, int idx, const char *name, struct fsm_contract *c)
+{
+    int type = lua_getfield(L, idx, name); /* M[name] */
+    if (type == LUA_TNIL) {
+        contract_add(c, "M.%s is missing", name);
+    } else if (type != LUA_TFUNCTION) {
+        contract_add(c, "M.%s is a %s, not a function", name, lua_typename(L, type));
+    }
+    lua_pop(L, 1); /* */
+}
+
+/*
+ * Counts the command names in the reads table at idx ({NAME = true} or {"NAME", ...}; a
+ * NAME = false entry names nothing), or notes in c the first entry of another shape.
+ * [-0, +0, e]
+ */
+static size_t count_reads(lua_State *L, int idx, struct fsm_contract *c)
+{
     size_t count = 0;
-    lua_pushnil(L); /* reads nil */
-    while (lua_next(L, -2) != 0) {
-        lua_pop(L, 1); /* reads key */
-        count++;
+    lua_pushnil(L);                 /* nil */
+    while (lua_next(L, idx) != 0) { /* key value */
+        int key = lua_type(L, -2);
+        int value = lua_type(L, -1);
+        if (key == LUA_TNUMBER && value == LUA_TSTRING) {
+            count++;
+        } else if (key == LUA_TSTRING) {
+            count += lua_toboolean(L, -1) ? 1 : 0;
+        } else {
+            contract_add(c, "M.reads has a %s key with a %s value", lua_typename(L, key),
+                         lua_typename(L, value));
+            lua_pop(L, 2); /* */
+            return 0;
+        }
+        lua_pop(L, 1); /* key */
     }
+    return count;
+}
+
+/* Copies the names of the reads table at idx (checked by count_reads) into f->reads,
+ * upper-cased and sorted. [-0, +0, e] */
+static void copy_reads(lua_State *L, struct fsm *f, int idx, size_t count)
+{
     f->reads = calloc(count > 0 ? count : 1, sizeof *f->reads);
     if (f->reads == NULL) {
         luaL_error(L, "out of memory");
     }
-    lua_pushnil(L);                /* reads nil */
-    while (lua_next(L, -2) != 0) { /* reads key value */
-        int name = -2;
-        if (lua_type(L, -2) == LUA_TNUMBER && lua_type(L, -1) == LUA_TSTRING) {
-            name = -1;
-        } else if (lua_type(L, -2) != LUA_TSTRING) {
-            luaL_error(L, "M.reads: use {NAME = true} or {\"NAME\", ...}");
-        } else if (!lua_toboolean(L, -1)) {
-            lua_pop(L, 1); /* reads key */
+    lua_pushnil(L);                 /* nil */
+    while (lua_next(L, idx) != 0) { /* key value */
+        int name = lua_type(L, -2) == LUA_TSTRING ? -2 : -1;
+        if (name == -2 && !lua_toboolean(L, -1)) {
+            lua_pop(L, 1); /* key */
             continue;
         }
         size_t len;
@@ -268,10 +349,62 @@ static void fsm_load_reads(lua_State *L, struct fsm *f, int idx)
         }
         upper_ascii(copy, s, len);
         f->reads[f->reads_count++] = copy;
-        lua_pop(L, 1); /* reads key */
+        lua_pop(L, 1); /* key */
+    }
+    qsort(f->reads, f->reads_count, sizeof *f->reads, compare_names);
+}
+
+/* Checks M.query and M.reads (M at idx) and loads M.reads into f. [-0, +0, e] */
+static void check_reads(lua_State *L, struct fsm *f, int idx, struct fsm_contract *c)
+{
+    int type = lua_getfield(L, idx, "query"); /* query */
+    lua_pop(L, 1);                            /* */
+    if (type != LUA_TNIL && type != LUA_TFUNCTION) {
+        contract_add(c, "M.query is a %s, not a function", lua_typename(L, type));
+        contract_explain(c, contract_query);
+        return;
+    }
+    f->has_query = type == LUA_TFUNCTION;
+    type = lua_getfield(L, idx, "reads"); /* reads */
+    if (type != LUA_TNIL && type != LUA_TTABLE) {
+        contract_add(c, "M.reads is a %s, not a table", lua_typename(L, type));
+    } else if (type == LUA_TTABLE) {
+        size_t count = count_reads(L, lua_absindex(L, -1), c);
+        if (c->len == 0) {
+            copy_reads(L, f, lua_absindex(L, -1), count);
+        }
     }
     lua_pop(L, 1); /* */
-    qsort(f->reads, f->reads_count, sizeof *f->reads, compare_names);
+    if (c->len > 0) {
+        contract_explain(c, contract_reads);
+    } else if (f->reads_count > 0 && !f->has_query) {
+        contract_add(c, "M.reads names %s but M.query is missing", f->reads[0]);
+        contract_explain(c, contract_reads_query);
+    }
+}
+
+/*
+ * Checks the module table at idx against the contract, loading M.reads into f; returns
+ * false with c->why saying what is missing and what it must be. [-0, +0, e]
+ */
+static bool check_module(lua_State *L, struct fsm *f, int idx, struct fsm_contract *c)
+{
+    if (!lua_istable(L, idx)) {
+        contract_add(c, "the script must return its module table (it returned %s%s)",
+                     lua_isnil(L, idx) ? "" : "a ", luaL_typename(L, idx));
+        contract_explain(c, contract_required);
+        return false;
+    }
+    idx = lua_absindex(L, idx);
+    check_function(L, idx, "apply", c);
+    check_function(L, idx, "snapshot", c);
+    check_function(L, idx, "restore", c);
+    if (c->len > 0) {
+        contract_explain(c, contract_required);
+        return false;
+    }
+    check_reads(L, f, idx, c);
+    return c->len == 0;
 }
 
 static struct fsm_stream *stream_check(lua_State *L)
@@ -325,6 +458,7 @@ struct fsm_open_args
     struct fsm *f;
     const char *source;
     size_t len;
+    struct fsm_contract contract; /* out: what the module lacks, "" when it loaded */
 };
 
 static int fsm_open_protected(lua_State *L)
@@ -358,21 +492,9 @@ static int fsm_open_protected(lua_State *L)
     lua_call(L, 0, 1); /* M */
     sandbox_end(f);
 
-    if (!lua_istable(L, -1)) {
-        return luaL_error(L, "the script must return its module table (it returned a %s)",
-                          luaL_typename(L, -1));
+    if (!check_module(L, f, -1, &a->contract)) {
+        return 0; /* not an error of the script's code: fsm_open reports it without a traceback */
     }
-    lua_getfield(L, -1, "apply"); /* M apply */
-    if (!lua_isfunction(L, -1)) {
-        return luaL_error(L, "the script's module has no apply function");
-    }
-    lua_getfield(L, -2, "query"); /* M apply query */
-    if (!lua_isnil(L, -1) && !lua_isfunction(L, -1)) {
-        return luaL_error(L, "the script's M.query must be a function");
-    }
-    f->has_query = lua_isfunction(L, -1);
-    lua_pop(L, 2); /* M */
-    fsm_load_reads(L, f, -1);
     f->module_ref = luaL_ref(L, LUA_REGISTRYINDEX); /* */
     sandbox_lock_globals(L);
     return 0;
@@ -431,6 +553,11 @@ int fsm_open(struct fsm **out,
                                    : (lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1)
                                                                      : "error in error handling"));
         set_errmsg(errmsg, errmsg_size, "%s: %s", script_path, f->last_error);
+        fsm_close(f);
+        return FSM_ELOAD;
+    }
+    if (args.contract.len > 0) {
+        set_errmsg(errmsg, errmsg_size, "%s: %s", script_path, args.contract.why);
         fsm_close(f);
         return FSM_ELOAD;
     }

@@ -8,10 +8,10 @@
  *   local M = {}
  *   function M.apply(cmd, ctx) ... return reply end  -- cmd = {"SET", "k", "v"}
  *   function M.query(cmd) ... return reply end       -- optional; read-only commands
- *   function M.snapshot(w) w:write(bytes) end        -- optional; stream the state out
- *   function M.restore(r) ... r:read() ... end       -- optional; r:read() -> chunk | nil
- *   M.reads = { GET = true }                         -- or { "GET", ... }; case-insensitive
- *   return M
+ *   function M.snapshot(w) w:write(bytes) end        -- stream the state out
+ *   function M.restore(r) ... r:read() ... end       -- r:read() -> chunk | nil
+ *   M.reads = { GET = true }                         -- optional, or { "GET", ... };
+ *   return M                                         --   case-insensitive; needs M.query
  *
  * ctx is a fresh table {index=, term=, time_ms=, time= (time_ms // 1000), seed=}.
  *
@@ -138,14 +138,18 @@ struct fsm;
 /*
  * Creates a Lua state, opens the sandbox, and runs the script at script_path (text only,
  * at most fsm_script_bytes_max bytes) under the limits. The script must return a table
- * with an apply function; query, snapshot, restore and reads are optional. limits may
- * be NULL (no limits). On success *out is the new fsm.
+ * with apply, snapshot and restore functions; query (a function) and reads (a table of
+ * command names, which then needs query) are optional. limits may be NULL (no limits). On
+ * success *out is the new fsm.
  *
  * Errors (errmsg, when not NULL, gets a NUL-terminated message; *out is untouched):
  *   FSM_ENOMEM  the Lua state or the fsm could not be allocated;
  *   FSM_ELOAD   the file could not be read, the script did not compile, raised an error
- *               (the Lua message with a traceback), exceeded a limit, or did not return
- *               a table with an apply function.
+ *               (the Lua message with a traceback), exceeded a limit, or returned a
+ *               module that breaks the contract above: "<path>: M.snapshot is missing:
+ *               a script must define M.apply(cmd, ctx), M.snapshot(w) and M.restore(r)
+ *               (see README.md, Writing a state machine)", naming each missing or
+ *               mistyped field.
  */
 int fsm_open(struct fsm **out,
              const char *script_path,
@@ -205,7 +209,8 @@ typedef int (*fsm_read_fn)(void *arg, const void **data, size_t *len);
  * instruction budget nor the memory cap applies: a snapshot's work grows with the state,
  * and the host must be able to take one however full the heap is.
  *
- * Errors: FSM_ENOTSUP (no M.snapshot); FSM_ESTREAM (write_fn failed); FSM_ESCRIPT (the
+ * Errors: FSM_ENOTSUP (no M.snapshot: fsm_open refuses such a script, so only if the script
+ * removed it from its module later); FSM_ESTREAM (write_fn failed); FSM_ESCRIPT (the
  * script raised an error; see fsm_last_error).
  */
 int fsm_snapshot(struct fsm *f, fsm_write_fn write_fn, void *arg);
