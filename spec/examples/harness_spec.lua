@@ -40,6 +40,8 @@ describe("luaraft.harness", function()
         local m = harness.load(script([[
 local M = {}
 function M.apply(cmd, ctx) return { ctx.index, ctx.term, ctx.time_ms, ctx.time, ctx.seed } end
+function M.snapshot(w) end
+function M.restore(r) end
 return M
 ]]), { time_ms = 5000, step_ms = 10, term = 3 })
         local a = m:apply({ "X" })

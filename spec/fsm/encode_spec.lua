@@ -156,7 +156,7 @@ describe("luaraft encode/decode", function()
                 for i = 1, 50 do t[i * 1.5] = "f" .. i end
                 t[true] = {}
                 return luaraft.encode(t)
-            end }
+            end, snapshot = function(w) end, restore = function(r) end }
         ]])
         local child = S.script(string.format([[
             package.cpath = %q

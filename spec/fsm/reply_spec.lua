@@ -34,6 +34,8 @@ local values = {
     cyclic = function() local t = {}; t[1] = t; return t end,
 }
 function M.apply(cmd) return values[cmd[1]]() end
+function M.snapshot(w) end
+function M.restore(r) end
 return M
 ]==]
 
@@ -79,7 +81,8 @@ describe("fsm replies", function()
     end
 
     it("refuses a function value with an error reply", function()
-        local f = S.open("return { apply = function() return tostring end }")
+        local f = S.open("return { apply = function() return tostring end, "
+            .. "snapshot = function(w) end, restore = function(r) end }")
         assert.are.equal("-ERR script returned a function value, which has no RESP form\r\n",
             f:apply({ "x" }))
         f:close()

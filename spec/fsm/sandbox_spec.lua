@@ -17,6 +17,8 @@ end
 function M.query(cmd)
     return M.apply(cmd, { index = 0, term = 0, time_ms = 0, seed = 0 })
 end
+function M.snapshot(w) end
+function M.restore(r) end
 return M
 ]]
 
@@ -52,7 +54,8 @@ describe("fsm sandbox", function()
         end)
 
         it("give the same reply whatever the script file is called", function()
-            local source = "return { apply = function() local t = nil; return t.x end }"
+            local source = "return { apply = function() local t = nil; return t.x end, "
+                .. "snapshot = function(w) end, restore = function(r) end }"
             local a = S.open(source)
             local b = assert(fsm.open(S.script(source)))
             local ra, rb = a:apply({ "X" }), b:apply({ "X" })
@@ -319,6 +322,8 @@ describe("fsm sandbox", function()
                     out[#out + 1] = next(t)
                     return out
                 end
+                function M.snapshot(w) end
+                function M.restore(r) end
                 return M
             ]])
             local child = S.script(string.format([[
@@ -366,30 +371,39 @@ describe("fsm sandbox", function()
             assert.matches("stack traceback", err)
         end)
 
-        it("requires a module table with an apply function", function()
+        it("requires a module table with the contract's functions", function()
             local m2, err = fsm.open(S.script("return 42"))
             assert.is_nil(m2)
             assert.matches("must return its module table", err)
             m2, err = fsm.open(S.script("return { query = function() end }"))
             assert.is_nil(m2)
-            assert.matches("no apply function", err)
+            assert.matches("M.apply is missing", err)
             m2, err = fsm.open("/nonexistent/script.lua")
             assert.is_nil(m2)
             assert.matches("cannot open", err)
         end)
 
-        it("refuses a query when the script has none, and snapshot without M.snapshot", function()
-            local m2 = S.open("return { apply = function() return 1 end }")
+        it("refuses a query when there is none, and snapshot once M.snapshot is gone", function()
+            -- fsm.open refuses a module without M.snapshot; a script can still drop it later
+            local m2 = S.open([[
+                local M = {}
+                function M.apply() M.snapshot = nil; return 1 end
+                function M.snapshot(w) end
+                function M.restore(r) end
+                return M
+            ]])
             assert.has_error(function() m2:query({ "GET" }) end)
-            assert.has_error(function() m2:snapshot() end)
             assert.are.equal(":1\r\n", m2:apply({ "X" }))
+            assert.has_error(function() m2:snapshot() end)
             m2:close()
         end)
 
         it("allows globals while loading, reads M.reads in any case", function()
             local m2 = S.open([[
                 helper = function() return 'helped' end
-                return { apply = function() return helper() end, reads = { "get", Mget = true } }
+                return { apply = function() return helper() end, reads = { "get", Mget = true },
+                         query = function() end, snapshot = function(w) end,
+                         restore = function(r) end }
             ]])
             assert.are.equal("helped", S.apply(m2, { "X" }))
             assert.is_true(m2:is_read("GET"))

@@ -184,6 +184,8 @@ function M.apply(cmd)
     end
     return { ok = "OK" }
 end
+function M.snapshot(w) end
+function M.restore(r) end
 return M
 ]==])
         f:close()
@@ -219,6 +221,12 @@ function M.apply(cmd)
 end
 function M.query(cmd) return data[cmd[2]] end
 M.reads = { GET = true }
+function M.snapshot(w) w:write(luaraft.encode(data)) end
+function M.restore(r)
+    local parts = {}
+    for chunk in r.read, r do parts[#parts + 1] = chunk end
+    data = luaraft.decode(table.concat(parts))
+end
 return M
 ]==])
         f:close()
