@@ -1,0 +1,249 @@
+/* The whole-node simulator: struct node_io on the simulated world. */
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sim/nodes/internal.h"
+#include "util/assert.h"
+
+/* ------------------------------------------------------------------------------------ */
+/* struct node_io, simulated. */
+
+static uint64_t io_now_ms(void *arg)
+{
+    struct sim_node *s = arg;
+    return s->w->now;
+}
+
+static int64_t io_wall_ms(void *arg)
+{
+    struct sim_node *s = arg;
+    return 1700000000000 + (int64_t)s->w->now + s->idx * 7; /* a little skew per node */
+}
+
+struct raft_entry *ns_copy_entries(const struct raft_entry *e, uint32_t n)
+{
+    struct raft_entry *c = calloc(n + 1, sizeof *c);
+    lr_assert(c != NULL);
+    for (uint32_t i = 0; i < n; i++) {
+        c[i] = e[i];
+        c[i].buf = NULL;
+        if (e[i].len > 0 && e[i].buf != NULL) {
+            void *b = malloc(e[i].len);
+            lr_assert(b != NULL);
+            memcpy(b, e[i].buf, e[i].len);
+            c[i].buf = b;
+        }
+    }
+    return c;
+}
+
+void ns_free_entries(struct raft_entry *e, uint32_t n)
+{
+    for (uint32_t i = 0; e != NULL && i < n; i++) {
+        free((void *)e[i].buf);
+    }
+    free(e);
+}
+
+static int io_persist(void *arg, const struct store_write *wr, void *ctx)
+{
+    struct sim_node *s = arg;
+    struct world *w = s->w;
+    struct sim_write *sw = calloc(1, sizeof *sw);
+    lr_assert(sw != NULL);
+    sw->w = *wr;
+    sw->ctx = ctx;
+    if (wr->entries) {
+        sw->e = ns_copy_entries(wr->e, wr->n);
+        sw->w.e = sw->e;
+    }
+    if (wr->config) {
+        memcpy(sw->servers, wr->servers, wr->n_servers * sizeof *sw->servers);
+        sw->w.servers = sw->servers;
+    }
+    /* Requests finish in order, each after the one before. */
+    uint64_t delay = ns_rnd(w, 0, s->slow_disk ? 200 : sim_disk_delay_ms_max);
+    uint64_t at = w->now + delay > s->disk_free_at ? w->now + delay : s->disk_free_at;
+    s->disk_free_at = at;
+    if (s->disk_fail_next) {
+        s->disk_fail_next = false;
+        s->disk_failed = true;
+        w->st->disk_failures++;
+    }
+    /* As the real store: once a request failed, so does every later one until the node
+     * restarts, so what is durable is a prefix of the requests. */
+    int status = s->disk_failed ? STORE_EIO : 0;
+    ns_schedule(w, (struct event){.time = at,
+                                  .type = EV_PERSIST,
+                                  .node = s->idx,
+                                  .inc = s->inc,
+                                  .p = sw,
+                                  .status = status});
+    return 0;
+}
+
+static bool link_up(struct world *w, int from, int to)
+{
+    return w->cut[from] == w->cut[to] && !ns_chance(w, w->drop_percent);
+}
+
+static void io_send(void *arg, const struct raft_message *m)
+{
+    struct sim_node *s = arg;
+    struct world *w = s->w;
+    int to = (int)m->to - 1;
+    if (to < 0 || to >= w->n_nodes || !link_up(w, s->idx, to)) {
+        return;
+    }
+    struct raft_message *c = malloc(sizeof *c);
+    lr_assert(c != NULL);
+    *c = *m;
+    if (m->type == RAFT_MSG_APPEND && m->append.n_entries > 0) {
+        c->append.entries = ns_copy_entries(m->append.entries, m->append.n_entries);
+    }
+    ns_schedule(w, (struct event){.time = w->now + ns_rnd(w, 1, sim_net_delay_ms_max),
+                                  .type = EV_DELIVER,
+                                  .node = to,
+                                  .inc = w->nodes[to].inc,
+                                  .p = c});
+}
+
+static void io_send_snapshot(void *arg, const struct raft_message *m, const char *path)
+{
+    (void)arg;
+    (void)m;
+    (void)path; /* snapshots are off in this simulation (see nodesim_run) */
+}
+
+static int io_send_frame(void *arg, raft_id to, uint8_t type, const void *body, size_t len)
+{
+    struct sim_node *s = arg;
+    struct world *w = s->w;
+    int t = (int)to - 1;
+    if (t < 0 || t >= w->n_nodes || !w->nodes[t].up) {
+        return -1; /* no connection */
+    }
+    if (!link_up(w, s->idx, t)) {
+        return 0; /* sent, and lost */
+    }
+    void *c = malloc(len + 1);
+    lr_assert(c != NULL);
+    memcpy(c, body, len);
+    ns_schedule(w, (struct event){.time = w->now + ns_rnd(w, 1, sim_net_delay_ms_max),
+                                  .type = EV_FRAME,
+                                  .node = t,
+                                  .inc = w->nodes[t].inc,
+                                  .p = c,
+                                  .len = len,
+                                  .a = (uint64_t)s->idx + 1,
+                                  .b = type});
+    return 0;
+}
+
+static void io_fsm_submit(void *arg, struct fsm_job *job)
+{
+    struct sim_node *s = arg;
+    struct world *w = s->w;
+    uint64_t at = w->now + ns_rnd(w, 0, sim_fsm_delay_ms_max);
+    at = at > s->fsm_free_at ? at : s->fsm_free_at;
+    s->fsm_free_at = at;
+    ns_schedule(
+        w, (struct event){.time = at, .type = EV_FSM, .node = s->idx, .inc = s->inc, .p = job});
+}
+
+static void io_reply(void *arg, struct server_request *req, const void *resp, size_t len)
+{
+    struct sim_node *s = arg;
+    struct world *w = s->w;
+    if (req->answered) {
+        ns_violation(w, "node %d answered client %d twice (op %" PRId64 ")", s->idx + 1,
+                     req->client, req->op);
+        return;
+    }
+    req->answered = true;
+    if (req->lost) {
+        return; /* the client's connection went away */
+    }
+    size_t k = len < sim_reply_bytes_max ? len : sim_reply_bytes_max;
+    char *c = malloc(k + 1);
+    lr_assert(c != NULL);
+    memcpy(c, resp, k);
+    c[k] = '\0';
+    ns_schedule(w, (struct event){.time = w->now + ns_rnd(w, 0, 2),
+                                  .type = EV_CLIENT_REPLY,
+                                  .node = req->client,
+                                  .p = c,
+                                  .len = k,
+                                  .a = (uint64_t)req->op});
+}
+
+static int io_snapshot_install(void *arg,
+                               const char *incoming,
+                               raft_index index,
+                               raft_term term,
+                               char *path,
+                               size_t path_size)
+{
+    (void)arg, (void)incoming, (void)index, (void)term, (void)path, (void)path_size;
+    return -95; /* EOPNOTSUPP: never reached, snapshots are off */
+}
+
+static void io_snapshot_prune(void *arg, raft_index index)
+{
+    (void)arg, (void)index;
+}
+
+static const char *io_peer_client_addr(void *arg, raft_id id)
+{
+    (void)arg, (void)id;
+    return NULL;
+}
+
+static bool io_peer_connected(void *arg, raft_id id)
+{
+    struct sim_node *s = arg;
+    int t = (int)id - 1;
+    return t >= 0 && t < s->w->n_nodes && s->w->nodes[t].up && !s->w->cut[t];
+}
+
+static uint32_t io_clients(void *arg)
+{
+    (void)arg;
+    return sim_clients;
+}
+
+static void io_fatal(void *arg, const char *msg)
+{
+    struct sim_node *s = arg;
+    ns_violation(s->w, "node %d: fatal: %s", s->idx + 1, msg);
+}
+
+/* Quiet, unless LUARAFT_SIM_LOG is set (to read a failing seed's replay). */
+static void io_log(void *arg, const char *line)
+{
+    struct sim_node *s = arg;
+    if (getenv("LUARAFT_SIM_LOG") != NULL) {
+        fprintf(stderr, "%8" PRIu64 " ms luaraft[%d]: %s\n", s->w->now, s->idx + 1, line);
+    }
+}
+
+const struct node_io ns_io = {
+    .log = io_log,
+    .now_ms = io_now_ms,
+    .wall_ms = io_wall_ms,
+    .persist = io_persist,
+    .send = io_send,
+    .send_snapshot = io_send_snapshot,
+    .send_frame = io_send_frame,
+    .fsm_submit = io_fsm_submit,
+    .reply = io_reply,
+    .snapshot_install = io_snapshot_install,
+    .snapshot_prune = io_snapshot_prune,
+    .peer_client_addr = io_peer_client_addr,
+    .peer_connected = io_peer_connected,
+    .clients = io_clients,
+    .fatal = io_fatal,
+};
