@@ -18,13 +18,16 @@ local OK = { ok = "OK" }
 local ERR = { err = "ERR value is not an integer or out of range" }
 local NIL = fsm.null -- a nil reply, as luaraft.fsm decodes it
 local UNKNOWN = "?"
+local FAILED = {} -- o.failed: the op ended with an error that proves it had no effect
 
 -- Records ops into a new history and checks it: verdict, report.
 local function check(ops, budget)
     local h = lincheck.new()
     for _, o in ipairs(ops) do
         local id = h:invoke(o[1], o[2], o[4], o.key or "k", o[5], o[6])
-        if o[3] == UNKNOWN then
+        if o.failed then
+            h:failed(id, o[3])
+        elseif o[3] == UNKNOWN then
             h:unknown(id)
         elseif o[3] ~= nil then
             h:complete(id, o[3], o.out)
@@ -283,6 +286,24 @@ describe("lincheck", function()
                 { 2, 20, 100, "CAS", "a", "c", out = 1 },
             })
             violation({ { 1, 0, 10, "CAS", "a", "b", out = ERR } }) -- CAS never errs
+        end)
+    end)
+
+    describe("failed operations", function()
+        it("take no effect: a read that sees a failed write is a violation", function()
+            violation({
+                { 1, 0, 10, "SET", "a", out = OK },
+                { 2, 20, 30, "SET", "b", failed = FAILED },
+                { 3, 40, 50, "GET", out = "b" },
+            })
+        end)
+
+        it("are left out: the rest of the history stands alone", function()
+            linearizable({
+                { 1, 0, 10, "SET", "a", out = OK },
+                { 2, 20, 30, "SET", "b", failed = FAILED },
+                { 2, 40, 50, "GET", out = "a" },
+            })
         end)
     end)
 

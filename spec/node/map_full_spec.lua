@@ -117,6 +117,12 @@ describe("a 3-node cluster whose LMDB map fills up", function()
         c.flags = { "--map-size", "4M" }
         c:start_all()
         leader = c:wait_leader(ELECTION_S)
+        -- A leader needs two nodes; the third may still be starting.
+        for i = 1, 3 do
+            S.wait(10, "node " .. i .. " serving", function()
+                return c:rc(i, "PING") == "PONG"
+            end)
+        end
         assert.equal("OK", c:rc(leader, "SET", "later", "1"))
         keys = c:rc(leader, "DBSIZE")
         assert.truthy(keys == tostring(acked + 1) or keys == tostring(acked + 2), keys)

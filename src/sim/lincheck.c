@@ -38,7 +38,9 @@
 /* 1. Recording                                                                           */
 /* ------------------------------------------------------------------------------------- */
 
-enum rec_status { STATUS_PENDING, STATUS_DONE, STATUS_UNKNOWN };
+/* STATUS_FAILED: an error proved the operation had no effect; it is left out of the
+ * search altogether, as if never called. */
+enum rec_status { STATUS_PENDING, STATUS_DONE, STATUS_UNKNOWN, STATUS_FAILED };
 
 /* One recorded operation. */
 struct rec
@@ -275,6 +277,19 @@ int lincheck_unknown(struct lincheck *h, int64_t id)
     lr_assert(c != NULL && c->pending == id);
     c->pending = -1;
     c->retired = true; /* its next call could overlap the unknown one: a new id must */
+    return 0;
+}
+
+int lincheck_failed(struct lincheck *h, int64_t id, uint64_t time)
+{
+    struct rec *r = pending_op(h, id);
+    if (r == NULL || time < r->call || time == LINCHECK_TIME_INFINITY) return LINCHECK_EINVAL;
+    r->status = STATUS_FAILED;
+    r->ret = time;
+    struct client *c = client_find(h, r->client);
+    lr_assert(c != NULL && c->pending == id);
+    c->pending = -1;
+    c->last_return = time;
     return 0;
 }
 
@@ -1146,13 +1161,14 @@ int lincheck_check(const struct lincheck *h, uint64_t budget, char *report, size
     if (budget == 0) return LINCHECK_EINVAL;
     const struct rec **recs = malloc((h->n + 1) * sizeof *recs);
     if (recs == NULL) return LINCHECK_ENOMEM;
+    size_t n = 0;
     for (size_t i = 0; i < h->n; i++)
-        recs[i] = &h->ops[i];
-    qsort(recs, h->n, sizeof *recs, key_order);
+        if (h->ops[i].status != STATUS_FAILED) recs[n++] = &h->ops[i];
+    qsort(recs, n, sizeof *recs, key_order);
     struct totals t = {0};
     int result = LINCHECK_OK;
-    for (size_t i = 0, j; i < h->n; i = j) {
-        for (j = i + 1; j < h->n && same_key(recs[i], recs[j]);)
+    for (size_t i = 0, j; i < n; i = j) {
+        for (j = i + 1; j < n && same_key(recs[i], recs[j]);)
             j++;
         int rv = check_key(recs + i, j - i, budget, &w, &t);
         if (rv < 0 || rv == LINCHECK_VIOLATION) {

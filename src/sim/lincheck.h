@@ -161,6 +161,13 @@ int lincheck_complete(struct lincheck *h,
 int lincheck_unknown(struct lincheck *h, int64_t id);
 
 /* The number of operations recorded. */
+/*
+ * Ends operation id with an error that proves it had no effect (refused before it was
+ * proposed, say): it is left out of the check, as if never called, and its client may go
+ * on. Use lincheck_unknown() for any error that does not prove that.
+ */
+int lincheck_failed(struct lincheck *h, int64_t id, uint64_t time);
+
 size_t lincheck_size(const struct lincheck *h);
 
 /*

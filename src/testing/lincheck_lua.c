@@ -16,6 +16,7 @@
  *            a string: a bulk string; an integer; {ok = ...} or true: OK;
  *            {err = ...}: an error that proves the command had no effect
  *          h:unknown(id)   the outcome will never be known; the client is retired
+ *          h:failed(id, time)  an error proved it had no effect: left out of the check
  *          h:check([budget [, report_bytes]]) -> verdict, report
  *          h:size() -> operations recorded; h:close() (also __close and __gc)
  *
@@ -152,6 +153,18 @@ static int l_unknown(lua_State *L)
     return 0;
 }
 
+/* h:failed(id, time): an error proved the operation had no effect */
+static int l_failed(lua_State *L)
+{
+    struct lincheck *h = check_history(L);
+    lua_Integer id = luaL_checkinteger(L, 2);
+    lua_Integer time = luaL_checkinteger(L, 3);
+    luaL_argcheck(L, time >= 0, 3, "time must not be negative");
+    int rv = lincheck_failed(h, (int64_t)id, (uint64_t)time);
+    if (rv != 0) return fail(L, rv, "failed");
+    return 0;
+}
+
 /* h:check([budget [, report_bytes]]) -> "ok" | "violation" | "undecided", report */
 static int l_check(lua_State *L)
 {
@@ -193,8 +206,8 @@ static int l_new(lua_State *L)
 }
 
 static const luaL_Reg history_methods[] = {
-    {"invoke", l_invoke}, {"complete", l_complete}, {"unknown", l_unknown}, {"check", l_check},
-    {"size", l_size},     {"close", l_close},       {NULL, NULL},
+    {"invoke", l_invoke}, {"complete", l_complete}, {"unknown", l_unknown}, {"failed", l_failed},
+    {"check", l_check},   {"size", l_size},         {"close", l_close},     {NULL, NULL},
 };
 
 static const luaL_Reg module_funcs[] = {

@@ -74,6 +74,7 @@ int main(int argc, char **argv)
         sum.ops += st.ops;
         sum.ops_ok += st.ops_ok;
         sum.ops_unknown += st.ops_unknown;
+        sum.ops_refused += st.ops_refused;
         sum.crashes += st.crashes;
         sum.disk_failures += st.disk_failures;
         sum.partitions += st.partitions;
@@ -83,11 +84,12 @@ int main(int argc, char **argv)
     lr_assert_context(NULL);
     double cpu = (double)(clock() - t0) / CLOCKS_PER_SEC;
     printf("node_sim: %" PRIu64 " seeds x %" PRIu64 " ops, %d nodes, %.1f CPU s: %" PRIu64
-           " events, ops %" PRIu64 " (%" PRIu64 " answered, %" PRIu64 " unknown), %" PRIu64
-           " crashes, %" PRIu64 " disk failures, %" PRIu64 " partitions, %" PRIu64
-           " lost connections, %" PRIu64 " leader changes\n",
-           count, steps, o.nodes, cpu, sum.events, sum.ops, sum.ops_ok, sum.ops_unknown,
-           sum.crashes, sum.disk_failures, sum.partitions, sum.lost_connections, sum.elections);
+           " events, ops %" PRIu64 " (%" PRIu64 " answered, %" PRIu64 " refused, %" PRIu64
+           " unknown), %" PRIu64 " crashes, %" PRIu64 " disk failures, %" PRIu64
+           " partitions, %" PRIu64 " lost connections, %" PRIu64 " leader changes\n",
+           count, steps, o.nodes, cpu, sum.events, sum.ops, sum.ops_ok, sum.ops_refused,
+           sum.ops_unknown, sum.crashes, sum.disk_failures, sum.partitions, sum.lost_connections,
+           sum.elections);
     printf("%" PRIu64 " passed, %" PRIu64 " failed\n", count - failures, failures);
     return failures == 0 ? 0 : 1;
 }

@@ -115,7 +115,16 @@ void ns_client_reply(struct world *w, struct event *ev)
         return; /* an operation the client gave up on */
     }
     struct lincheck_output out = {0};
-    if (!parse_reply(cl->kind, ev->p, &out)) {
+    const char *r = ev->p;
+    if (strncmp(r, "-TRYAGAIN ", 10) == 0) {
+        /* The node promises that a -TRYAGAIN command was not proposed (src/node/): the
+         * check holds it to that, so a node that broke the promise would be caught. */
+        int rv = lincheck_failed(w->h, cl->op, w->now);
+        lr_assert(rv == 0);
+        cl->op = -1;
+        cl->target = (int)ns_rnd(w, 0, (uint64_t)w->n_nodes - 1);
+        w->st->ops_refused++;
+    } else if (!parse_reply(cl->kind, r, &out)) {
         if (((char *)ev->p)[0] != '-') {
             ns_violation(w, "client %d: a reply no command gives: %.60s", c, (char *)ev->p);
         }
