@@ -22,7 +22,7 @@ mutants=(
 
 want=("$@")
 work=$(mktemp -d /tmp/luaraft-node-mutants.XXXXXX)
-trap 'rm -rf "$work"' EXIT
+trap '[ -n "${LUARAFT_KEEP_MUTANTS:-}" ] || rm -rf "$work"' EXIT
 status=0
 for m in "${mutants[@]}"; do
   IFS='|' read -r name file expr <<<"$m"
