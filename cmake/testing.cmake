@@ -38,7 +38,7 @@ target_link_libraries(node_sim PRIVATE luaraft_node_rooms luaraft_store luaraft_
 # The whole-node simulation: its default seeds in every build (a failing seed prints its
 # replay command, also when an assertion aborts the run).
 add_test(NAME node_sim
-    COMMAND node_sim --seeds 100 --steps 200 --script ${PROJECT_SOURCE_DIR}/examples/kv.lua
+    COMMAND node_sim --script ${PROJECT_SOURCE_DIR}/examples/kv.lua
     WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
 set_tests_properties(node_sim PROPERTIES LABELS sim
     ENVIRONMENT "ASAN_OPTIONS=detect_leaks=0")

@@ -26,7 +26,7 @@ static uint64_t arg_u64(int argc, char **argv, int *i)
 
 int main(int argc, char **argv)
 {
-    uint64_t first = 1, count = 100, steps = 300;
+    uint64_t first = 1, count = 200, steps = 300; /* the default run */
     struct nodesim_options o = {.script = "examples/kv.lua", .nodes = 3};
     bool stop = false;
     for (int i = 1; i < argc; i++) {
