@@ -74,6 +74,7 @@
 #define RECONNECT_MS_MIN_DEFAULT 50
 #define RECONNECT_MS_MAX_DEFAULT 2000
 
+_Static_assert(TRANSPORT_FRAME_HEADROOM == WIRE_HEADER_BYTES, "the headroom is one header");
 _Static_assert(WIRE_CHUNK_HEADER_BYTES + SNAPSHOT_CHUNK_BYTES <= 4 * 1024 * 1024,
                "a chunk fits the default chunk_bytes_max");
 _Static_assert(SNAPSHOT_QUEUE_LOW_BYTES + SNAPSHOT_CHUNK_BYTES + 1024 <=
@@ -1506,6 +1507,32 @@ int transport_send_frame(struct transport *t,
         return TRANSPORT_ENOMEM;
     }
     return link_send(l, f);
+}
+
+int transport_send_frame_buf(struct transport *t, raft_id to, uint8_t type, struct buf *frame)
+{
+    lr_assert(!t->closing);
+    struct buf b = *frame;
+    buf_init(frame);
+    struct peer *p = peer_find(t, to);
+    int rv = 0;
+    if (p == NULL || type < WIRE_NODE_FRAME_MIN || b.len < WIRE_HEADER_BYTES ||
+        b.len - WIRE_HEADER_BYTES > t->limits.frame_bytes_max) {
+        rv = TRANSPORT_EINVAL;
+    } else if (p->links[LANE_BULK].state != LINK_UP) {
+        rv = TRANSPORT_ENOTCONN;
+    }
+    struct out_frame *f = rv == 0 ? malloc(sizeof(*f)) : NULL;
+    if (f == NULL) {
+        buf_free(&b);
+        return rv != 0 ? rv : TRANSPORT_ENOMEM;
+    }
+    f->next = NULL;
+    f->keyed = false;
+    f->b = b;
+    rv = wire_seal_node_frame(f->b.data, type, f->b.len - WIRE_HEADER_BYTES);
+    lr_assert(rv == 0); /* the length was checked against frame_bytes_max */
+    return link_send(&p->links[LANE_BULK], f);
 }
 
 /* Tells peer p, on the control lane, that its snapshot (index, term) is here already.

@@ -139,6 +139,21 @@ int transport_send_frame(struct transport *t,
                          const void *body,
                          size_t len);
 
+/* Bytes a caller of transport_send_frame_buf() leaves free at the front of its buffer. */
+#define TRANSPORT_FRAME_HEADROOM 16
+
+struct buf;
+
+/*
+ * transport_send_frame() without the copy of the body, for bodies of megabytes (a
+ * forwarded reply), whose copy into fresh pages on the loop thread is what costs:
+ * frame->data[0, TRANSPORT_FRAME_HEADROOM) is room for the frame's header, the body
+ * follows up to frame->len. The transport takes the buffer whatever the result (frame is
+ * left empty, as buf_init makes it) and frees it once written. Errors: as
+ * transport_send_frame(), and _EINVAL when frame->len < TRANSPORT_FRAME_HEADROOM.
+ */
+int transport_send_frame_buf(struct transport *t, raft_id to, uint8_t type, struct buf *frame);
+
 /* True while the outgoing control connection to peer id is up. */
 bool transport_connected(const struct transport *t, raft_id id);
 

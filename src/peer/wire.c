@@ -325,6 +325,16 @@ int wire_encode_have(struct buf *b, const struct wire_have *h)
     return 0;
 }
 
+int wire_seal_node_frame(uint8_t *out, uint8_t type, size_t len)
+{
+    lr_assert(type >= WIRE_NODE_FRAME_MIN);
+    if (len > UINT32_MAX) {
+        return WIRE_ETOOBIG;
+    }
+    put_header(out, type, (uint32_t)len);
+    return 0;
+}
+
 int wire_encode_node_frame(struct buf *b, uint8_t type, const void *body, size_t len)
 {
     lr_assert(type >= WIRE_NODE_FRAME_MIN);

@@ -223,6 +223,13 @@ int wire_encode_have(struct buf *b, const struct wire_have *h);
 int wire_encode_node_frame(struct buf *b, uint8_t type, const void *body, size_t len);
 
 /*
+ * Writes the header of a node-level frame whose len body bytes already follow at
+ * out + WIRE_HEADER_BYTES, checksum included: a frame built in place, without copying its
+ * body. Errors: WIRE_ETOOBIG (len does not fit the u32 length; out unchanged).
+ */
+int wire_seal_node_frame(uint8_t *out, uint8_t type, size_t len);
+
+/*
  * Decodes and checks a frame header from WIRE_HEADER_BYTES bytes at p: magic, version,
  * type, flags and the length against the limit of its type. Call it as soon as the header
  * has arrived, and allocate for the body only when it succeeds.

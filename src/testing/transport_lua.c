@@ -11,7 +11,9 @@
  *       -> t | nil, message, code (transport.ELISTEN, ...)
  *   t:send{type = "APPEND", to =, term =, ..., entries = {{term =, type =, data =}}}
  *       -> true | nil, message          (from defaults to self; fields as luaraft.codec)
- *   t:send_snapshot(msg, path), t:send_frame(to, type, body)   -> true | nil, message
+ *   t:send_snapshot(msg, path), t:send_frame(to, type, body),
+ *   t:send_frame_buf(to, type, body) (through transport_send_frame_buf)
+ *                                                              -> true | nil, message
  *   t:run(ms) -> events;  t:run_until(n, ms) -> events (stops once n messages are in)
  *       events: {event = "recv", <message fields>}, {event = "snapshot", path =,
  *       <message fields>}, {event = "frame", from =, frame_type =, body =},
@@ -299,6 +301,25 @@ static int lt_send_frame(lua_State *L)
     const char *body = luaL_checklstring(L, 4, &len);
     current_L = L;
     return send_result(L, transport_send_frame(u->t, to, (uint8_t)type, body, len));
+}
+
+static int lt_send_frame_buf(lua_State *L)
+{
+    struct lt *u = check_open(L);
+    raft_id to = (raft_id)luaL_checkinteger(L, 2);
+    lua_Integer type = luaL_checkinteger(L, 3);
+    luaL_argcheck(L, type >= 0 && type <= 255, 3, "frame type");
+    size_t len = 0;
+    const char *body = luaL_checklstring(L, 4, &len);
+    struct buf b;
+    buf_init(&b);
+    if (buf_reserve(&b, TRANSPORT_FRAME_HEADROOM + len) != 0) {
+        return luaL_error(L, "luaraft.transport: out of memory");
+    }
+    b.len = TRANSPORT_FRAME_HEADROOM;
+    buf_append(&b, body, len); /* cannot fail: room reserved */
+    current_L = L;
+    return send_result(L, transport_send_frame_buf(u->t, to, (uint8_t)type, &b));
 }
 
 static void run_timer_cb(uv_timer_t *timer)
@@ -607,6 +628,7 @@ static const luaL_Reg methods[] = {
     {"send", lt_send},
     {"send_snapshot", lt_send_snapshot},
     {"send_frame", lt_send_frame},
+    {"send_frame_buf", lt_send_frame_buf},
     {"run", lt_run},
     {"run_until", lt_run_until},
     {"connected", lt_connected},

@@ -1,0 +1,154 @@
+-- Large values do not cost elections (issue 7): on a 3-node cluster with the node's
+-- default election timeout (10 ticks of 10 ms, drawn from 100-200 ms), five SETs of 16 MiB
+-- through the leader, their GETs through a follower, and a write through a follower whose
+-- reply is 40 MiB (the leader's FORWARD_REPLY frame) leave every node's term where it was.
+--
+-- Timing-sensitive by nature: the assertion is that no election happened, and whether a
+-- stall of the loop thread turns into one depends on how long it lasts against the
+-- election timeout, so a loaded machine can make it fail and a fast one can hide a
+-- regression. What it catches: heartbeats or votes queued behind bulk data on one
+-- connection (src/peer/transport.c keeps them on a control lane of their own), a full
+-- bulk queue dropping heartbeats, and work proportional to a value's size on a loop
+-- thread long enough to outlast an election timeout (fresh-page copies, checksums).
+-- What it cannot catch: stalls shorter than the timeout, which still delay every client.
+local S = dofile(debug.getinfo(1, "S").source:sub(2):match("^(.*)/") .. "/support.lua")
+
+local MIB = 1024 * 1024
+local VALUE_BYTES = 16 * MIB
+local VALUES = 5
+local REPLY_PARTS = {16 * MIB, 16 * MIB, 8 * MIB} -- appended into one 40 MiB value
+local CLIENT_S = 60 -- per redis-cli call moving tens of MiB on a loaded machine
+
+-- kv.lua has no write whose reply carries a stored value, and a command is limited to
+-- 32 MiB (src/node/internal.h, node_command_bytes_max), so a 40 MiB reply needs a value
+-- built by appends and a write that returns it: the spec runs kv.lua with Redis's APPEND
+-- and GETSET added, both writes, inserted where kv.lua's locals are in scope.
+local EXTRA_COMMANDS = [==[
+
+-- Added by spec/node/large_values_spec.lua.
+commands.APPEND = {
+    arity = 3,
+    fn = function(cmd)
+        local v = (data[cmd[2]] or "") .. cmd[3]
+        set(cmd[2], v)
+        return #v
+    end,
+}
+
+commands.GETSET = {
+    arity = 3,
+    fn = function(cmd)
+        local old = data[cmd[2]]
+        set(cmd[2], cmd[3])
+        expires[cmd[2]] = nil
+        return old
+    end,
+}
+]==]
+
+local function write_file(path, bytes)
+  local f = assert(io.open(path, "wb"))
+  f:write(bytes)
+  f:close()
+end
+
+local function script_with_getset(dir)
+  local src = S.read_file(S.kv)
+  local at = src:find("\nM.reads = {", 1, true)
+  assert(at, "examples/kv.lua has no 'M.reads = {' line to insert the spec's commands before")
+  local path = dir .. "/kv_getset.lua"
+  write_file(path, src:sub(1, at) .. EXTRA_COMMANDS .. src:sub(at + 1))
+  return path
+end
+
+-- A value of n bytes that differs per key and along its length.
+local function value(key, n)
+  local unit = key .. ":" .. string.rep("0123456789abcdef", 63) .. "\n"
+  local s = string.rep(unit, n // #unit + 1)
+  return s:sub(1, n)
+end
+
+-- redis-cli against node i with the last argument read from the file infile (or none),
+-- its output into outfile; returns the output without redis-cli's trailing newline.
+local function rc_file(c, i, infile, outfile, ...)
+  local args = {"timeout", CLIENT_S, "redis-cli", "-p", c:client_port(i)}
+  if infile then
+    args[#args + 1] = "-x"
+  end
+  for _, a in ipairs({...}) do
+    args[#args + 1] = S.quote(a)
+  end
+  local cmd = table.concat(args, " ")
+  if infile then
+    cmd = cmd .. " <" .. S.quote(infile)
+  end
+  os.execute(cmd .. " >" .. S.quote(outfile) .. " 2>&1")
+  return (S.read_file(outfile):gsub("\n$", ""))
+end
+
+local function terms(c)
+  local t = {}
+  for i = 1, c.n do
+    t[i] = c:info(i).term
+  end
+  return t
+end
+
+describe("large values", function()
+  local c
+
+  after_each(function()
+    if c then
+      c:stop()
+      c = nil
+    end
+  end)
+
+  it("leave the term unchanged: 16 MiB SETs, their GETs, a 40 MiB forwarded reply", function()
+    local dir = S.sh("mktemp -d /tmp/luaraft-large.XXXXXX"):gsub("%s+$", "")
+    local ok, err = pcall(function()
+      c = S.cluster({ n = 3, script = script_with_getset(dir) })
+      c:start_all()
+      local leader = c:wait_leader(10)
+      local follower = leader % 3 + 1
+      -- Every node agrees on the leader's term before the first byte of bulk data.
+      local before = S.wait(10, "every node in the leader's term", function()
+        local t = terms(c)
+        return t[1] ~= nil and t[1] == t[2] and t[2] == t[3] and t
+      end)
+      local out = dir .. "/out"
+      for k = 1, VALUES do
+        local v = value("v" .. k, VALUE_BYTES)
+        write_file(dir .. "/v" .. k, v)
+        assert.equals("OK", rc_file(c, leader, dir .. "/v" .. k, out, "SET", "v" .. k))
+      end
+      assert.same(before, terms(c), "the terms after the 16 MiB SETs")
+      for k = 1, VALUES do
+        local got = rc_file(c, follower, nil, out, "GET", "v" .. k)
+        assert.equals(VALUE_BYTES, #got, "GET v" .. k .. " through a follower")
+        assert.is_true(got == S.read_file(dir .. "/v" .. k), "GET v" .. k .. " differs")
+      end
+      assert.same(before, terms(c), "the terms after the GETs through a follower")
+      -- Build a 40 MiB value, then replace it through the follower: the leader's reply
+      -- to the forwarded GETSET carries the old value whole.
+      local whole = {}
+      for p, n in ipairs(REPLY_PARTS) do
+        whole[p] = value("big" .. p, n)
+        write_file(dir .. "/part", whole[p])
+        local len = rc_file(c, leader, dir .. "/part", out, "APPEND", "big")
+        assert.equals(tostring(#table.concat(whole)), len)
+      end
+      assert.same(before, terms(c), "the terms after the APPENDs")
+      whole = table.concat(whole)
+      write_file(dir .. "/small", "small")
+      local reply = rc_file(c, follower, dir .. "/small", out, "GETSET", "big")
+      assert.equals(#whole, #reply, "the forwarded reply's length")
+      assert.is_true(reply == whole, "the forwarded reply differs from the value")
+      assert.equals("small", rc_file(c, follower, nil, out, "GET", "big"))
+      assert.same(before, terms(c), "the terms after the 40 MiB forwarded reply")
+      assert.equals(leader, c:leader())
+    end)
+    os.execute("rm -rf " .. S.quote(dir))
+    assert(ok, err)
+  end)
+end)
