@@ -194,6 +194,9 @@ void snapshots_restored(struct node *n, const struct fsm_job *job)
         return;
     }
     n->applied = job->index;
+    /* Older files can go once the fsm holds this one: not before, as a restore still
+     * queued would find its file gone (found by the whole-node simulator). */
+    n->io->snapshot_prune(n->io->arg, job->index);
     node_log(n, "snapshot installed at index %" PRIu64, job->index);
 }
 

@@ -80,16 +80,19 @@ int main(int argc, char **argv)
         sum.partitions += st.partitions;
         sum.lost_connections += st.lost_connections;
         sum.elections += st.elections;
+        sum.snapshots += st.snapshots;
+        sum.installs += st.installs;
     }
     lr_assert_context(NULL);
     double cpu = (double)(clock() - t0) / CLOCKS_PER_SEC;
     printf("node_sim: %" PRIu64 " seeds x %" PRIu64 " ops, %d nodes, %.1f CPU s: %" PRIu64
            " events, ops %" PRIu64 " (%" PRIu64 " answered, %" PRIu64 " refused, %" PRIu64
            " unknown), %" PRIu64 " crashes, %" PRIu64 " disk failures, %" PRIu64
-           " partitions, %" PRIu64 " lost connections, %" PRIu64 " leader changes\n",
+           " partitions, %" PRIu64 " lost connections, %" PRIu64 " leader changes, %" PRIu64
+           " snapshots, %" PRIu64 " installed\n",
            count, steps, o.nodes, cpu, sum.events, sum.ops, sum.ops_ok, sum.ops_refused,
            sum.ops_unknown, sum.crashes, sum.disk_failures, sum.partitions, sum.lost_connections,
-           sum.elections);
+           sum.elections, sum.snapshots, sum.installs);
     printf("%" PRIu64 " passed, %" PRIu64 " failed\n", count - failures, failures);
     return failures == 0 ? 0 : 1;
 }

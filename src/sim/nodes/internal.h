@@ -27,6 +27,8 @@ enum {
     sim_client_timeout_ms = 60000,
     sim_heal_ms_max = 120000, /* virtual time the cluster gets to converge */
     sim_reply_bytes_max = 4096,
+    sim_files_max = 8,        /* snapshot files a node holds at once */
+    sim_snapshot_ms_max = 40, /* a snapshot child's run */
 };
 
 enum ev_type {
@@ -39,6 +41,25 @@ enum ev_type {
     EV_CLIENT_REPLY,
     EV_CLIENT_TIMEOUT,
     EV_FAULT,
+    EV_SNAPSHOT_WRITTEN, /* a snapshot child finished: a = index, b = term, p = the bytes */
+    EV_DELIVER_SNAPSHOT, /* p = struct sim_snapshot_msg */
+};
+
+/* A snapshot file: written whole and durable at once (the real ones are written to a
+ * temporary name, fsynced and renamed). A received one is "incoming" until installed. */
+struct sim_file
+{
+    char name[48];
+    raft_index index;
+    raft_term term;
+    struct buf data;
+    bool incoming;
+};
+
+struct sim_snapshot_msg
+{
+    struct raft_message m;
+    struct buf data;
 };
 
 struct event
@@ -86,11 +107,18 @@ struct sim_node
     raft_id vote;
     struct raft_server servers[RAFT_SERVERS_MAX];
     unsigned n_servers;
-    struct raft_entry *log; /* log[0] is index 1 */
-    raft_index log_n, log_cap;
+    struct raft_entry *log; /* log[0] is index log_first */
+    raft_index log_first, log_n, log_cap;
+    raft_index stored_snap_index; /* what the store records of the newest snapshot */
+    raft_term stored_snap_term;
+    struct sim_file files[sim_files_max];
+    int n_files;
+    raft_index fsm_index; /* the state the fsm holds */
+    raft_term fsm_term;
+    bool snap_fail_next, slow_fsm, disk_full_next;
     uint64_t disk_free_at, fsm_free_at;
     bool disk_fail_next, slow_disk;
-    bool disk_failed; /* until the next restart */
+    int disk_failed; /* the store's sticky error, until the next restart */
     struct server_request *reqs;
     raft_id leader_seen;
 };
@@ -142,6 +170,21 @@ int ns_node_start(struct sim_node *s);
 void ns_node_crash(struct sim_node *s);
 void ns_event_free(struct event *ev);
 void ns_node_event(struct world *w, struct sim_node *s, struct event *ev);
+
+/* snapshots.c: snapshot files, the snapshot and restore jobs, sending and receiving. */
+struct sim_file *ns_file_find(struct sim_node *s, const char *name);
+struct sim_file *ns_file_add(struct sim_node *s,
+                             const char *name,
+                             raft_index index,
+                             raft_term term);
+void ns_file_remove(struct sim_node *s, struct sim_file *f);
+void ns_files_free(struct sim_node *s);
+struct sim_file *ns_file_newest(struct sim_node *s);
+int ns_fsm_restore(struct sim_node *s, const struct sim_file *f);
+void ns_snapshot_job(struct sim_node *s, struct fsm_job *job);
+void ns_restore_job(struct sim_node *s, struct fsm_job *job);
+void ns_snapshot_written(struct sim_node *s, struct event *ev);
+void ns_snapshot_delivered(struct sim_node *s, struct event *ev);
 
 /* clients.c: simulated clients, recorded for the linearizability checker. */
 void ns_client_next(struct world *w, int c);

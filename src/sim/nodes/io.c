@@ -68,14 +68,14 @@ static int io_persist(void *arg, const struct store_write *wr, void *ctx)
     uint64_t delay = ns_rnd(w, 0, s->slow_disk ? 200 : sim_disk_delay_ms_max);
     uint64_t at = w->now + delay > s->disk_free_at ? w->now + delay : s->disk_free_at;
     s->disk_free_at = at;
-    if (s->disk_fail_next) {
-        s->disk_fail_next = false;
-        s->disk_failed = true;
+    if (s->disk_fail_next || s->disk_full_next) {
+        s->disk_failed = s->disk_full_next ? STORE_EFULL : STORE_EIO;
+        s->disk_fail_next = s->disk_full_next = false;
         w->st->disk_failures++;
     }
     /* As the real store: once a request failed, so does every later one until the node
      * restarts, so what is durable is a prefix of the requests. */
-    int status = s->disk_failed ? STORE_EIO : 0;
+    int status = s->disk_failed;
     ns_schedule(w, (struct event){.time = at,
                                   .type = EV_PERSIST,
                                   .node = s->idx,
@@ -113,9 +113,23 @@ static void io_send(void *arg, const struct raft_message *m)
 
 static void io_send_snapshot(void *arg, const struct raft_message *m, const char *path)
 {
-    (void)arg;
-    (void)m;
-    (void)path; /* snapshots are off in this simulation (see nodesim_run) */
+    struct sim_node *s = arg;
+    struct world *w = s->w;
+    int to = (int)m->to - 1;
+    struct sim_file *f = ns_file_find(s, path);
+    if (f == NULL || to < 0 || to >= w->n_nodes || !link_up(w, s->idx, to)) {
+        return;
+    }
+    struct sim_snapshot_msg *sm = calloc(1, sizeof *sm);
+    lr_assert(sm != NULL);
+    sm->m = *m;
+    buf_init(&sm->data);
+    lr_assert(buf_append(&sm->data, f->data.data, f->data.len) == 0);
+    ns_schedule(w, (struct event){.time = w->now + ns_rnd(w, 1, 4 * sim_net_delay_ms_max),
+                                  .type = EV_DELIVER_SNAPSHOT,
+                                  .node = to,
+                                  .inc = w->nodes[to].inc,
+                                  .p = sm});
 }
 
 static int io_send_frame(void *arg, raft_id to, uint8_t type, const void *body, size_t len)
@@ -147,7 +161,7 @@ static void io_fsm_submit(void *arg, struct fsm_job *job)
 {
     struct sim_node *s = arg;
     struct world *w = s->w;
-    uint64_t at = w->now + ns_rnd(w, 0, sim_fsm_delay_ms_max);
+    uint64_t at = w->now + ns_rnd(w, 0, s->slow_fsm ? 300 : sim_fsm_delay_ms_max);
     at = at > s->fsm_free_at ? at : s->fsm_free_at;
     s->fsm_free_at = at;
     ns_schedule(
@@ -180,6 +194,7 @@ static void io_reply(void *arg, struct server_request *req, const void *resp, si
                                   .a = (uint64_t)req->op});
 }
 
+/* A rename into place, durable at once. */
 static int io_snapshot_install(void *arg,
                                const char *incoming,
                                raft_index index,
@@ -187,13 +202,35 @@ static int io_snapshot_install(void *arg,
                                char *path,
                                size_t path_size)
 {
-    (void)arg, (void)incoming, (void)index, (void)term, (void)path, (void)path_size;
-    return -95; /* EOPNOTSUPP: never reached, snapshots are off */
+    struct sim_node *s = arg;
+    struct sim_file *in = ns_file_find(s, incoming);
+    if (in == NULL) {
+        return -2; /* ENOENT */
+    }
+    snprintf(path, path_size, "snap-%" PRIu64 "-%" PRIu64, index, term);
+    struct sim_file *old = ns_file_find(s, path);
+    if (old != NULL) {
+        ns_file_remove(s, old);
+        in = ns_file_find(s, incoming);
+    }
+    snprintf(in->name, sizeof in->name, "%s", path);
+    in->index = index;
+    in->term = term;
+    in->incoming = false;
+    s->w->st->installs++;
+    return 0;
 }
 
 static void io_snapshot_prune(void *arg, raft_index index)
 {
-    (void)arg, (void)index;
+    struct sim_node *s = arg;
+    for (int i = 0; i < s->n_files;) {
+        if (!s->files[i].incoming && s->files[i].index < index) {
+            ns_file_remove(s, &s->files[i]);
+        } else {
+            i++;
+        }
+    }
 }
 
 static const char *io_peer_client_addr(void *arg, raft_id id)

@@ -11,6 +11,17 @@
 /* ------------------------------------------------------------------------------------ */
 /* Nodes: start from the durable store, crash. */
 
+static void log_drop_to(struct sim_node *s, raft_index to)
+{
+    raft_index k = 0;
+    while (k < s->log_n && s->log_first + k <= to) {
+        free((void *)s->log[k++].buf);
+    }
+    memmove(s->log, s->log + k, (s->log_n - k) * sizeof *s->log);
+    s->log_n -= k;
+    s->log_first += k;
+}
+
 static void store_apply(struct sim_node *s, const struct store_write *wr)
 {
     if (wr->hard_state) {
@@ -21,9 +32,17 @@ static void store_apply(struct sim_node *s, const struct store_write *wr)
         memcpy(s->servers, wr->servers, wr->n_servers * sizeof *s->servers);
         s->n_servers = wr->n_servers;
     }
+    if (wr->snapshot) { /* installed: the log is dropped */
+        log_drop_to(s, UINT64_MAX);
+        s->log_first = wr->snapshot_index + 1;
+    }
+    if (wr->snapshot || wr->snapshot_taken) {
+        s->stored_snap_index = wr->snapshot_index;
+        s->stored_snap_term = wr->snapshot_term;
+    }
     if (wr->entries) {
-        lr_assert(wr->first >= 1 && wr->first <= s->log_n + 1);
-        while (s->log_n >= wr->first) {
+        lr_assert(wr->first >= s->log_first && wr->first <= s->log_first + s->log_n);
+        while (s->log_n > 0 && s->log_first + s->log_n - 1 >= wr->first) {
             free((void *)s->log[--s->log_n].buf);
         }
         for (uint32_t i = 0; i < wr->n; i++) {
@@ -33,6 +52,30 @@ static void store_apply(struct sim_node *s, const struct store_write *wr)
             free(c);
         }
     }
+    if (wr->compact_to > 0) {
+        log_drop_to(s, wr->compact_to);
+        if (s->log_n == 0 && s->log_first <= wr->compact_to) {
+            s->log_first = wr->compact_to + 1;
+        }
+    }
+}
+
+/* The newest snapshot file into the fresh fsm; fills in what boot needs of it. */
+static int boot_snapshot(struct sim_node *s, struct node_boot_state *b)
+{
+    s->fsm_index = s->fsm_term = 0;
+    struct sim_file *f = ns_file_newest(s);
+    if (f == NULL) {
+        return 0;
+    }
+    if (ns_fsm_restore(s, f) != 0) {
+        ns_violation(s->w, "node %d: cannot restore %s at start-up", s->idx + 1, f->name);
+        return -1;
+    }
+    b->snapshot_index = f->index;
+    b->snapshot_term = f->term;
+    b->snapshot_path = f->name;
+    return 0;
 }
 
 int ns_node_start(struct sim_node *s)
@@ -56,15 +99,19 @@ int ns_node_start(struct sim_node *s)
     s->n->wr.fwd_seq = lr_rand_next(&w->rng);
     s->n->rd.seq = lr_rand_next(&w->rng);
     for (raft_index i = 0; i < s->log_n; i++) {
-        node_boot_append(s->n, i + 1, &s->log[i]);
+        node_boot_append(s->n, s->log_first + i, &s->log[i]);
     }
     struct node_boot_state b = {
         .term = s->term,
         .vote = s->vote,
+        .stored_snapshot_index = s->stored_snap_index,
         .servers = s->servers,
         .n_servers = s->n_servers,
         .random_seed = lr_rand_next(&w->rng),
     };
+    if (boot_snapshot(s, &b) != 0) {
+        return -1;
+    }
     if (node_boot(s->n, &b, msg, sizeof msg) != 0) {
         ns_violation(w, "node %d: boot: %s", s->idx + 1, msg);
         return -1;
@@ -90,9 +137,17 @@ void ns_node_crash(struct sim_node *s)
         s->reqs = r->next;
         free(r);
     }
+    for (int i = 0; i < s->n_files;) {
+        if (s->files[i].incoming) {
+            ns_file_remove(s, &s->files[i]);
+        } else {
+            i++;
+        }
+    }
     s->up = false;
     s->inc++;
-    s->slow_disk = s->disk_fail_next = s->disk_failed = false;
+    s->slow_disk = s->disk_fail_next = s->disk_full_next = false;
+    s->disk_failed = 0;
     s->w->st->crashes++;
 }
 
@@ -118,6 +173,16 @@ void ns_event_free(struct event *ev)
         case EV_FSM:
             fsm_job_free(ev->p);
             break;
+        case EV_SNAPSHOT_WRITTEN:
+            buf_free(ev->p);
+            free(ev->p);
+            break;
+        case EV_DELIVER_SNAPSHOT: {
+            struct sim_snapshot_msg *sm = ev->p;
+            buf_free(&sm->data);
+            free(sm);
+            break;
+        }
         default:
             free(ev->p);
     }
@@ -129,6 +194,8 @@ static void run_fsm_job(struct sim_node *s, struct fsm_job *job)
         case FSM_JOB_APPLY:
             for (unsigned i = 0; i < job->n_entries; i++) {
                 fsm_job_apply_entry(s->fsm, &job->entries[i]);
+                s->fsm_index = job->entries[i].index;
+                s->fsm_term = job->entries[i].term;
             }
             break;
         case FSM_JOB_QUERY:
@@ -136,9 +203,14 @@ static void run_fsm_job(struct sim_node *s, struct fsm_job *job)
                 fsm_job_run_query(s->fsm, &job->queries[i]);
             }
             break;
-        default:
-            job->status = -1;
-            snprintf(job->errmsg, sizeof job->errmsg, "not simulated");
+        case FSM_JOB_SNAPSHOT:
+            ns_snapshot_job(s, job);
+            return;
+        case FSM_JOB_RESTORE:
+            ns_restore_job(s, job);
+            return;
+        case FSM_JOB_STOP:
+            break;
     }
     node_fsm_done(s->n, job);
 }
@@ -175,6 +247,12 @@ void ns_node_event(struct world *w, struct sim_node *s, struct event *ev)
         }
         case EV_FSM:
             run_fsm_job(s, ev->p);
+            break;
+        case EV_SNAPSHOT_WRITTEN:
+            ns_snapshot_written(s, ev);
+            break;
+        case EV_DELIVER_SNAPSHOT:
+            ns_snapshot_delivered(s, ev);
             break;
         default:
             lr_assert(0);

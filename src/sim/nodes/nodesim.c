@@ -39,7 +39,7 @@ static void fault(struct world *w)
 {
     int i = (int)ns_rnd(w, 0, (uint64_t)w->n_nodes - 1);
     struct sim_node *s = &w->nodes[i];
-    switch (ns_rnd(w, 0, 7)) {
+    switch (ns_rnd(w, 0, 10)) {
         case 0:
             if (s->up && nodes_down(w) < (w->n_nodes - 1) / 2) {
                 ns_node_crash(s);
@@ -65,6 +65,17 @@ static void fault(struct world *w)
         case 5:
             w->drop_percent = (unsigned)ns_rnd(w, 0, 20);
             break;
+        case 6:
+            s->snap_fail_next = true; /* its next snapshot child fails */
+            break;
+        case 7:
+            s->slow_fsm = !s->slow_fsm; /* a script that takes its time */
+            break;
+        case 8:
+            if (s->up && ns_rnd(w, 0, 3) == 0) {
+                s->disk_full_next = true; /* the map fills up: fail-stop too */
+            }
+            break;
         default: /* a node whose store failed is restarted by its operator */
             if (s->up && s->n->dur.store_failed) {
                 ns_node_crash(s);
@@ -88,7 +99,8 @@ static void heal(struct world *w)
         if (!s->up) {
             ns_node_start(s);
         }
-        s->slow_disk = s->disk_fail_next = false;
+        s->slow_disk = s->disk_fail_next = s->disk_full_next = s->slow_fsm = false;
+        s->snap_fail_next = false;
     }
 }
 
@@ -173,7 +185,8 @@ static void world_free(struct world *w)
     while (w->heap_n > 0) {
         struct event ev = ns_pop(w);
         if (ev.type == EV_DELIVER || ev.type == EV_PERSIST || ev.type == EV_FSM ||
-            ev.type == EV_FRAME || ev.type == EV_CLIENT_REPLY) {
+            ev.type == EV_FRAME || ev.type == EV_CLIENT_REPLY || ev.type == EV_SNAPSHOT_WRITTEN ||
+            ev.type == EV_DELIVER_SNAPSHOT) {
             ns_event_free(&ev);
         }
     }
@@ -184,6 +197,7 @@ static void world_free(struct world *w)
             ns_node_crash(s);
         }
         ns_free_entries(s->log, (uint32_t)s->log_n);
+        ns_files_free(s);
     }
     lincheck_free(w->h);
 }
@@ -221,16 +235,23 @@ int nodesim_run(const struct nodesim_options *o,
                         .h = lincheck_new()};
     msg[0] = '\0';
     lr_rand_seed(&w->rng, o->seed);
+    /* A third of the runs take no snapshots; the rest take them often, with or without
+     * entries kept behind them, so that followers catch up from the log or a snapshot. */
+    uint64_t snapshot_entries = ns_rnd(w, 0, 2) == 0 ? 0 : ns_rnd(w, 10, 60);
+    uint64_t snapshot_trailing = ns_rnd(w, 0, 1) == 0 ? 0 : ns_rnd(w, 1, 20);
     for (int i = 0; i < w->n_nodes; i++) {
         struct sim_node *s = &w->nodes[i];
         s->w = w;
         s->idx = i;
+        s->log_first = 1;
         snprintf(s->dir, sizeof s->dir, "sim-node-%d", i + 1);
         s->cfg = (struct node_config){.id = (raft_id)i + 1,
                                       .data_dir = s->dir,
                                       .tick_ms = sim_tick_ms,
                                       .heartbeat_ticks = 1,
-                                      .election_ticks = 10};
+                                      .election_ticks = 10,
+                                      .snapshot_entries = snapshot_entries,
+                                      .snapshot_trailing = snapshot_trailing};
         for (int k = 0; k < w->n_nodes; k++) {
             s->servers[k] = (struct raft_server){(raft_id)k + 1, true};
         }

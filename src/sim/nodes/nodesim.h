@@ -19,6 +19,7 @@ struct nodesim_stats
     uint64_t ops, ops_ok, ops_unknown, ops_refused;
     uint64_t crashes, disk_failures, partitions, lost_connections;
     uint64_t elections; /* leader changes seen */
+    uint64_t snapshots, installs;
 };
 
 struct nodesim_options
