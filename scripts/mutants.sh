@@ -15,6 +15,7 @@ mutants=(
   "ack-before-durable|src/raft/raft.c|s/if (hard_state || m->type == RAFT_MSG_APPEND_RESP ||/if (hard_state ||/"
   "leader-counts-unsynced-self|src/raft/quorum.c|s/v\[n++\] = pr->id == r->cfg.id ? r->stable : pr->match;/v[n++] = pr->id == r->cfg.id ? r->log.last : pr->match;/"
   "no-check-quorum|src/raft/replicate.c|s/if (!quorum_active(r)) {/if (0) {/"
+  "persisted-across-truncation|src/raft/raft.c|s/if (t->generation != r->generation) {/if (0) {/"
 )
 
 want=("$@")

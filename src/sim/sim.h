@@ -202,7 +202,8 @@ int sim_inject(struct sim *s, raft_id id, const struct raft_message *m);
  * Errors: SIM_ENOENT, SIM_EDOWN, SIM_EPAUSED, SIM_EFAILED. */
 int sim_campaign(struct sim *s, raft_id id, bool force);
 /* Takes a snapshot at the node's applied index now.
- * Errors: SIM_ENOENT, SIM_EDOWN, SIM_EPAUSED, SIM_EFAILED, SIM_ENOTHING, SIM_EBUSY. */
+ * Errors: SIM_ENOENT, SIM_EDOWN, SIM_EPAUSED, SIM_EFAILED, SIM_ENOTHING, SIM_EBUSY (an
+ * install is being persisted, or the applied entry's term is not durable yet). */
 int sim_snapshot(struct sim *s, raft_id id);
 
 /* --- Faults ------------------------------------------------------------------------ */
@@ -221,7 +222,7 @@ void sim_isolate(struct sim *s, raft_id id);
 /* Every link up; other faults unchanged. */
 void sim_heal_links(struct sim *s);
 /* Every link up, network faults off, paused nodes resumed, crashed nodes restarted,
- * clock rates back to 1. */
+ * clock rates back to 1, disks back to the options' latency and no longer held. */
 void sim_heal_all(struct sim *s);
 
 /* Crash: pending writes, held messages and all volatile state are lost. Restart: the core
@@ -245,6 +246,26 @@ enum {
     sim_clock_rate_permille_max = 2000,
 };
 int sim_clock_rate(struct sim *s, raft_id id, uint32_t permille);
+
+/*
+ * A slow (or fast) disk: the node's persist requests complete after a delay drawn from
+ * [min_us, max_us], never before its previous one. Errors: SIM_ENOENT, SIM_EINVAL.
+ */
+int sim_disk_delay(struct sim *s, raft_id id, uint64_t min_us, uint64_t max_us);
+/*
+ * Holds (hold) the node's persist completions: requests go on being made and applied to
+ * the volatile log, but none becomes durable, no message waiting behind one leaves and
+ * the core hears no RAFT_EVENT_PERSISTED. Ending the hold lets every held completion
+ * happen now, in order. A crash drops the held completions with their writes; the disk
+ * stays held. Errors: SIM_ENOENT.
+ */
+int sim_disk_hold(struct sim *s, raft_id id, bool hold);
+/* While the disk is held: lets the `count` oldest held completions happen now (fewer if
+ * fewer are due) and keeps holding the rest; *released (if not NULL) gets how many.
+ * Errors: SIM_ENOENT, SIM_EINVAL (the disk is not held). */
+int sim_disk_release(struct sim *s, raft_id id, uint32_t count, uint32_t *released);
+/* The node's persist requests in flight, and how many of them are due but held. */
+int sim_disk_pending(const struct sim *s, raft_id id, uint32_t *writes, uint32_t *held);
 
 /* Message loss and duplication, in parts per million, and the delivery delay range. */
 void sim_net_faults(struct sim *s,
@@ -279,6 +300,9 @@ struct sim_stats
     uint64_t restarts;
     uint64_t reads_served;
     uint64_t reads_failed;
+    /* Persist completions that arrived while a later request, still in flight, deleted
+     * entries they vouch for (a truncation behind a write): the core must ignore them. */
+    uint64_t persisted_after_truncation;
 };
 const struct sim_stats *sim_stats(const struct sim *s);
 
@@ -286,9 +310,10 @@ const struct sim_stats *sim_stats(const struct sim *s);
 
 /*
  * One random run: a 3- or 5-voter cluster (sometimes with a learner) whose parameters
- * (snapshot threshold, batch and window sizes, fault mix, workload rates) come from the
- * seed; `steps` steps with faults coming and going (partitions of every shape, crashes
- * below quorum, pauses, clock skew, loss, duplication, delays), client proposals (one in
+ * (snapshot threshold, batch and window sizes, disk speed, fault mix, workload rates) come
+ * from the seed; `steps` steps with faults coming and going (partitions of every shape,
+ * crashes below quorum, pauses, clock skew, loss, duplication, delays, slow and stalled
+ * disks, a leader deposed right after a burst of proposals), client proposals (one in
  * ten to a node that must refuse it), ReadIndex requests, transfers and campaigns; then
  * every fault healed and a liveness check: within 20 maximal election timeouts (plus the
  * time to replicate the backlog) a value proposed after the heal is committed and applied

@@ -14,6 +14,8 @@
  *                        the same state hash there; nothing is applied past commit
  *   durable acks         an APPEND_RESP success and a vote grant leave only once what they
  *                        vouch for is durable
+ *   durable prefix       what the core counts as durable (raft_stable_index()) is on the
+ *                        durable disk, with the entries the log holds now
  *   check-quorum         a leader unconfirmed by a majority for two election timeouts has
  *                        stepped down
  *   ReadIndex            a read index is at least the highest index committed anywhere when
@@ -336,6 +338,31 @@ static void check_leader_complete(struct sim *s, struct sim_node *n)
     }
 }
 
+/*
+ * Durable prefix: the core's stable index is "the durable prefix of the log" (raft.h), and
+ * a leader counts it as its own match (quorum.c). It must be durable with the entries the
+ * log holds now, not with entries a truncation replaced while their write was in flight
+ * (raft.h: a persist token's generation "bumped whenever the log loses a suffix"). The
+ * chain at the stable index covers every entry below it, so one comparison checks the
+ * whole prefix. Indexes at or below the log's base belong to a snapshot, taken (durable
+ * at once) or being installed (it replaces the whole log): nothing to compare there.
+ */
+static void check_stable(struct sim *s, const struct sim_node *n)
+{
+    raft_index i = raft_stable_index(n->core);
+    if (i <= n->log.offset || i <= n->d_snap.index) {
+        return;
+    }
+    const struct sim_entry *v = sim_log_at(&n->log, i);
+    const struct sim_entry *d = sim_log_at(&n->d_log, i);
+    if (v == NULL || d == NULL || d->chain != v->chain) {
+        sim_fail(s, "durable prefix: the core counts entries as durable that are not", n->id, i,
+                 v != NULL ? v->term : 0,
+                 "stable index %" PRIu64 "; the durable log ends at %" PRIu64 "%s", i,
+                 sim_log_last_index(&n->d_log), d != NULL ? " and holds another entry there" : "");
+    }
+}
+
 static void check_election(struct sim *s, struct sim_node *n)
 {
     raft_term term = raft_current_term(n->core);
@@ -373,6 +400,7 @@ void sim_check_after_node_step(struct sim *s,
     }
     n->role = role;
     n->role_term = term;
+    check_stable(s, n);
 
     raft_index c = raft_commit_index(r);
     if (c > commit_before) {

@@ -7,6 +7,10 @@
  * be readable before they are durable, and queued with a completion time. Completions are
  * FIFO per node; at completion the request is applied to the durable state, the messages
  * held behind it leave, and the core hears RAFT_EVENT_PERSISTED. A crash drops the queue.
+ *
+ * Each disk has its own latency range (a slow disk: sim_disk_delay()), and its completions
+ * can be held and let go one by one (sim_disk_hold(), sim_disk_release()), so that a write
+ * can be kept in flight while the log is truncated behind it.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -200,6 +204,7 @@ static void persist_install(struct sim *s,
     }
     w->install = true;
     w->snap = msg->snap;
+    w->cuts_from = msg->snap.index + 1;
     n->installs_pending++;
     n->snap = msg->snap;
     sim_log_reset(&n->log, msg->snap.index, msg->snap.term, msg->snap.chain);
@@ -233,6 +238,9 @@ static void persist_entries(struct sim *s,
         sim_fail(s, "leader append-only", n->id, first, raft_current_term(n->core),
                  "leader truncates its log at %llu (last %llu)", (unsigned long long)first,
                  (unsigned long long)last);
+    }
+    if (first <= last && w->cuts_from == 0) {
+        w->cuts_from = first;
     }
     sim_log_truncate(&n->log, first);
     raft_term prev_term;
@@ -286,8 +294,7 @@ void sim_disk_persist(struct sim *s, struct sim_node *n, const struct raft_updat
     if (u->flags & RAFT_UPDATE_ENTRIES) {
         persist_entries(s, n, w, u);
     }
-    uint64_t done =
-        s->now_us + sim_rand_range(s, s->opt.disk_delay_min_us, s->opt.disk_delay_max_us);
+    uint64_t done = s->now_us + sim_rand_range(s, n->disk_min_us, n->disk_max_us);
     if (done < n->disk_last_us) {
         done = n->disk_last_us;
     }
@@ -319,10 +326,28 @@ static void durable_entries(struct sim_node *n, const struct sim_write *w)
 }
 
 /*
+ * The lowest index at or below `last` that a request still in flight deletes, or 0. A
+ * completion that vouches for such an index speaks of entries that have since been
+ * replaced: the core must not count them as durable (raft.c, persisted(), compares the
+ * token's generation for this).
+ */
+static raft_index cut_in_flight(const struct sim_node *n, raft_index last)
+{
+    raft_index low = 0;
+    for (uint32_t i = 0; i < n->writes_count; i++) {
+        const struct sim_write *w = &n->writes[(n->writes_head + i) % n->writes_cap];
+        if (w->cuts_from != 0 && w->cuts_from <= last && (low == 0 || w->cuts_from < low)) {
+            low = w->cuts_from;
+        }
+    }
+    return low;
+}
+
+/*
  * The oldest pending write of node n completes: make it durable, send the messages held
  * behind it, then tell the core (RAFT_EVENT_PERSISTED).
  */
-void sim_disk_complete(struct sim *s, struct sim_node *n)
+static void disk_complete(struct sim *s, struct sim_node *n)
 {
     lr_assert(n->up && !n->paused);
     lr_assert(n->writes_count > 0);
@@ -363,13 +388,116 @@ void sim_disk_complete(struct sim *s, struct sim_node *n)
         held = next;
     }
 
-    sim_trace_add(s, SIM_TR_PERSISTED, n->id, 0, 0, w.token.last_index, w.token.generation, 0, 0, 0,
-                  0);
+    raft_index last = sim_log_last_index(&n->log);
+    raft_index cut = cut_in_flight(n, w.token.last_index < last ? w.token.last_index : last);
+    if (cut != 0) {
+        s->stats.persisted_after_truncation++;
+    }
+    sim_trace_add(s, SIM_TR_PERSISTED, n->id, 0, 0, w.token.last_index, w.token.generation, cut, 0,
+                  0, 0);
     struct raft_event ev;
     memset(&ev, 0, sizeof ev);
     ev.type = RAFT_EVENT_PERSISTED;
     ev.persisted = w.token;
     sim_step_node(s, n, &ev, NULL);
+}
+
+/* A disk event of node n (up, not paused, of its incarnation): the oldest write completes,
+ * unless the disk is held. */
+void sim_disk_event(struct sim *s, struct sim_node *n)
+{
+    if (n->disk_held) {
+        if (n->disk_released == 0) {
+            n->disk_held_events++;
+            return;
+        }
+        n->disk_released--;
+    }
+    disk_complete(s, n);
+}
+
+/* Lets up to count held completions happen now, oldest first. */
+static uint32_t release(struct sim *s, struct sim_node *n, uint32_t count)
+{
+    uint32_t k = count < n->disk_held_events ? count : n->disk_held_events;
+    n->disk_held_events -= k;
+    if (n->disk_held) {
+        n->disk_released += k; /* these events pass the hold */
+    }
+    for (uint32_t i = 0; i < k; i++) {
+        sim_schedule(s, s->now_us, SIM_EV_DISK, (uint8_t)n->id, n->incarnation, NULL);
+    }
+    return k;
+}
+
+static struct sim_node *disk_node(struct sim *s, raft_id id)
+{
+    return id >= 1 && id <= s->n_nodes ? &s->nodes[id] : NULL;
+}
+
+int sim_disk_delay(struct sim *s, raft_id id, uint64_t min_us, uint64_t max_us)
+{
+    struct sim_node *n = disk_node(s, id);
+    if (n == NULL) {
+        return SIM_ENOENT;
+    }
+    if (min_us > max_us) {
+        return SIM_EINVAL;
+    }
+    n->disk_min_us = min_us;
+    n->disk_max_us = max_us;
+    sim_trace_add(s, SIM_TR_DISK, id, 0, 0, min_us, max_us, 0, 0, 0, 0);
+    return 0;
+}
+
+int sim_disk_hold(struct sim *s, raft_id id, bool hold)
+{
+    struct sim_node *n = disk_node(s, id);
+    if (n == NULL) {
+        return SIM_ENOENT;
+    }
+    if (hold == n->disk_held) {
+        return 0;
+    }
+    if (hold) {
+        n->disk_held = true;
+        sim_trace_add(s, SIM_TR_DISK, id, 0, 1, 0, 0, 0, 0, 0, 0);
+        return 0;
+    }
+    uint32_t held = n->disk_held_events;
+    n->disk_held = false;
+    n->disk_released = 0;
+    sim_trace_add(s, SIM_TR_DISK, id, 0, 2, release(s, n, held), held, 0, 0, 0, 0);
+    return 0;
+}
+
+int sim_disk_release(struct sim *s, raft_id id, uint32_t count, uint32_t *released)
+{
+    struct sim_node *n = disk_node(s, id);
+    if (n == NULL) {
+        return SIM_ENOENT;
+    }
+    if (!n->disk_held) {
+        return SIM_EINVAL;
+    }
+    uint32_t held = n->disk_held_events;
+    uint32_t k = release(s, n, count);
+    sim_trace_add(s, SIM_TR_DISK, id, 0, 2, k, held, 0, 0, 0, 0);
+    if (released != NULL) {
+        *released = k;
+    }
+    return 0;
+}
+
+int sim_disk_pending(const struct sim *s, raft_id id, uint32_t *writes, uint32_t *held)
+{
+    if (id < 1 || id > s->n_nodes) {
+        return SIM_ENOENT;
+    }
+    const struct sim_node *n = &s->nodes[id];
+    *writes = n->up ? n->writes_count : 0;
+    *held = n->up ? n->disk_held_events : 0;
+    return 0;
 }
 
 /* A crash: every pending write is lost, with the messages held behind it. */
@@ -384,6 +512,8 @@ void sim_disk_drop_all(struct sim *s, struct sim_node *n)
     }
     n->writes_head = 0;
     n->installs_pending = 0;
+    n->disk_held_events = 0; /* their writes are gone; the disk stays held */
+    n->disk_released = 0;
 }
 
 /* After RAFT_EVENT_SNAPSHOT_TAKEN: both logs may drop entries up to compact_to. */

@@ -78,6 +78,9 @@ struct sim_write
     raft_index first;
     uint32_t n;
     struct sim_entry *e;
+    /* The first index whose entry this request deletes (written over, or cut off); 0 when
+     * it only appends. Earlier requests still in flight then vouch for replaced entries. */
+    raft_index cuts_from;
     struct sim_msg *held; /* after_persist messages that leave when this is durable */
     struct sim_msg *held_tail;
 };
@@ -128,6 +131,11 @@ struct sim_node
     uint32_t writes_cap;
     uint64_t disk_last_us; /* completion time of the newest request */
     uint32_t installs_pending;
+    uint64_t disk_min_us; /* this disk's latency range (sim_disk_delay()) */
+    uint64_t disk_max_us;
+    bool disk_held;            /* completions wait for sim_disk_release() */
+    uint32_t disk_held_events; /* completions due while held, oldest write first */
+    uint32_t disk_released;    /* of those, let go and on their way (sim_disk_release()) */
 
     /* Events held while paused, in arrival order. */
     struct sim_event *held;
@@ -180,6 +188,7 @@ enum sim_trace_kind {
     SIM_TR_INJECT,
     SIM_TR_DISCARD,
     SIM_TR_WIPE,
+    SIM_TR_DISK,
 };
 
 struct sim_trace_rec
@@ -293,7 +302,7 @@ uint64_t sim_chain(uint64_t prev, raft_index index, raft_term term, uint32_t typ
 uint64_t sim_fsm_mix(uint64_t fsm, raft_index index, uint64_t value);
 void sim_disk_persist(struct sim *s, struct sim_node *n, const struct raft_update *u);
 struct sim_write *sim_disk_last_write(struct sim_node *n);
-void sim_disk_complete(struct sim *s, struct sim_node *n);
+void sim_disk_event(struct sim *s, struct sim_node *n);
 void sim_disk_drop_all(struct sim *s, struct sim_node *n);
 void sim_disk_snapshot_taken(struct sim_node *n, raft_index compact_to);
 void sim_disk_free(struct sim_node *n);

@@ -32,6 +32,9 @@ enum fault_kind {
     FAULT_CLOCK,
     FAULT_NET,
     FAULT_NET_OFF,
+    FAULT_DISK_SLOW,
+    FAULT_DISK_FAST,
+    FAULT_DEPOSE,
     FAULT_KINDS,
 };
 
@@ -53,15 +56,20 @@ static void plan_make(struct lr_rand *g, struct plan *p)
 {
     /* Default weights; each fault kind is switched off in about one seed in five. */
     static const uint32_t base[FAULT_KINDS] = {
-        [FAULT_CRASH] = 10,    [FAULT_RESTART] = 16, [FAULT_PAUSE] = 5, [FAULT_RESUME] = 8,
-        [FAULT_PARTITION] = 8, [FAULT_HEAL] = 14,    [FAULT_CUT] = 6,   [FAULT_ISOLATE_LEADER] = 6,
-        [FAULT_BRIDGE] = 4,    [FAULT_CLOCK] = 5,    [FAULT_NET] = 8,   [FAULT_NET_OFF] = 5,
+        [FAULT_CRASH] = 10,     [FAULT_RESTART] = 16,
+        [FAULT_PAUSE] = 5,      [FAULT_RESUME] = 8,
+        [FAULT_PARTITION] = 8,  [FAULT_HEAL] = 14,
+        [FAULT_CUT] = 6,        [FAULT_ISOLATE_LEADER] = 6,
+        [FAULT_BRIDGE] = 4,     [FAULT_CLOCK] = 5,
+        [FAULT_NET] = 8,        [FAULT_NET_OFF] = 5,
+        [FAULT_DISK_SLOW] = 10, [FAULT_DISK_FAST] = 8,
+        [FAULT_DEPOSE] = 10,
     };
     memset(p, 0, sizeof *p);
     p->fault_ppm = (uint32_t)lr_rand_range(g, 2000, 15000);
     for (int k = 0; k < FAULT_KINDS; k++) {
-        bool healing =
-            k == FAULT_RESTART || k == FAULT_RESUME || k == FAULT_HEAL || k == FAULT_NET_OFF;
+        bool healing = k == FAULT_RESTART || k == FAULT_RESUME || k == FAULT_HEAL ||
+                       k == FAULT_NET_OFF || k == FAULT_DISK_FAST;
         p->weight[k] = (healing || lr_rand_below(g, 5) != 0) ? base[k] : 0;
         p->weight_total += p->weight[k];
     }
@@ -128,7 +136,87 @@ static void fault_net(struct sim *s)
     sim_net_faults(s, loss, dup, lo, hi);
 }
 
-static void random_fault(struct sim *s, const struct plan *p)
+/*
+ * A slow disk, often the leader's: its writes stay in flight across elections and
+ * truncations (issue 7), and every message waiting behind them waits too. From a few
+ * milliseconds up to three election timeouts; in one case in four a full stall, held
+ * until FAULT_DISK_FAST or the final heal.
+ */
+static void fault_disk_slow(struct sim *s)
+{
+    raft_id id = lr_rand_below(&s->rand, 2) == 0 ? sim_leader(s) : 0;
+    if (id == 0 && (id = pick_where(s, true, false)) == 0) {
+        return;
+    }
+    if (lr_rand_below(&s->rand, 4) == 0) {
+        sim_disk_hold(s, id, true);
+        return;
+    }
+    uint64_t election_us = (uint64_t)s->opt.election_ticks * s->opt.tick_us;
+    uint64_t hi = sim_rand_range(s, s->opt.tick_us / 2, 3 * election_us);
+    sim_disk_delay(s, id, hi / 4, hi);
+}
+
+static void fault_disk_fast(struct sim *s)
+{
+    raft_id id = pick_node(s);
+    sim_disk_delay(s, id, s->opt.disk_delay_min_us, s->opt.disk_delay_max_us);
+    sim_disk_hold(s, id, false);
+}
+
+/* A voter other than `except`, up and not paused, or 0. */
+static raft_id pick_other_voter(struct sim *s, raft_id except)
+{
+    raft_id ids[sim_nodes_max];
+    unsigned n = 0;
+    for (raft_id id = 1; id <= s->opt.voters; id++) {
+        const struct sim_node *node = &s->nodes[id];
+        if (id != except && node->up && !node->paused) {
+            ids[n++] = id;
+        }
+    }
+    return n > 0 ? ids[lr_rand_below(&s->rand, n)] : 0;
+}
+
+/*
+ * A leadership change under load: a burst of proposals on the leader, then another voter
+ * forced to campaign. In half the cases the leader's outgoing links are cut first, so it
+ * keeps appending alone while it still hears the others: the new leader's first APPEND
+ * then deletes the burst, often while the old leader is still writing it. The paper's
+ * Figure 7 (c)-(f) logs are made this way.
+ */
+static void fault_depose(struct sim *s, struct plan *p)
+{
+    raft_id leader = sim_leader(s);
+    if (leader == 0 || s->nodes[leader].paused) {
+        return;
+    }
+    if (lr_rand_below(&s->rand, 2) == 0) {
+        /* Slower than an election won at once (a few network and disk delays). */
+        uint64_t hi = sim_rand_range(s, s->opt.tick_us, 4 * s->opt.tick_us);
+        sim_disk_delay(s, leader, hi / 2, hi);
+    }
+    if (lr_rand_below(&s->rand, 2) == 0) {
+        for (raft_id id = 1; id <= s->n_nodes; id++) {
+            if (id != leader) {
+                sim_link(s, leader, id, false);
+            }
+        }
+    }
+    uint64_t values[random_batch_entries_max];
+    uint32_t n = (uint32_t)sim_rand_range(s, 1, random_batch_entries_max);
+    for (uint32_t k = 0; k < n; k++) {
+        values[k] = p->next_value++;
+    }
+    int rv = sim_propose_many(s, leader, values, n, NULL);
+    lr_assert(rv == 0 || rv == RAFT_EBUSY || rv == RAFT_ELOGFULL || rv == SIM_EFAILED);
+    raft_id other = pick_other_voter(s, leader);
+    if (other != 0 && !s->failed) {
+        sim_campaign(s, other, true);
+    }
+}
+
+static void random_fault(struct sim *s, struct plan *p)
 {
     uint32_t x = (uint32_t)lr_rand_below(&s->rand, p->weight_total);
     int k = 0;
@@ -187,6 +275,15 @@ static void random_fault(struct sim *s, const struct plan *p)
             break;
         case FAULT_NET_OFF:
             sim_net_faults(s, 0, 0, s->opt.net_delay_min_us, s->opt.net_delay_max_us);
+            break;
+        case FAULT_DISK_SLOW:
+            fault_disk_slow(s);
+            break;
+        case FAULT_DISK_FAST:
+            fault_disk_fast(s);
+            break;
+        case FAULT_DEPOSE:
+            fault_depose(s, p);
             break;
         default:
             lr_assert(false);
@@ -377,6 +474,12 @@ static void choose_options(uint64_t seed, struct sim_options *o)
     o->snapshot_threshold = lr_rand_range(&g, 20, 200);
     o->snapshot_trailing = lr_rand_range(&g, 0, 20);
     o->disk_delay_max_us = lr_rand_range(&g, 500, 5000);
+    /* Slow disks in one seed in four: a write then takes as long as a few network round
+     * trips, so that elections and truncations overtake writes in flight. */
+    if (lr_rand_below(&g, 4) == 0) {
+        o->disk_delay_max_us = lr_rand_range(&g, o->tick_us / 2, 3 * o->tick_us);
+        o->disk_delay_min_us = o->disk_delay_max_us / 4;
+    }
     /* Small batches and windows in half the seeds: replication then advances a few entries
      * at a time, which is what exposes commit-rule bugs (the paper's Figure 8). */
     if (lr_rand_below(&g, 2) == 0) {

@@ -198,6 +198,9 @@ static void format_body(const struct sim_trace_rec *r, char *buf, size_t size, s
             break;
         case SIM_TR_PERSISTED:
             put(buf, size, pos, "persisted to %" PRIu64 " gen %" PRIu64, a[0], a[1]);
+            if (a[2] != 0) {
+                put(buf, size, pos, " (a later write in flight cuts from %" PRIu64 ")", a[2]);
+            }
             break;
         case SIM_TR_COMMIT:
             put(buf, size, pos, "commit %" PRIu64 " (applied %" PRIu64 ")", a[0], a[1]);
@@ -220,6 +223,16 @@ static void format_body(const struct sim_trace_rec *r, char *buf, size_t size, s
             break;
         case SIM_TR_WIPE:
             put(buf, size, pos, "WIPE (durable state erased)");
+            break;
+        case SIM_TR_DISK:
+            if (r->sub == 0) {
+                put(buf, size, pos, "DISK latency %" PRIu64 "-%" PRIu64 "us", a[0], a[1]);
+            } else if (r->sub == 1) {
+                put(buf, size, pos, "DISK HOLD");
+            } else {
+                put(buf, size, pos, "DISK RELEASE %" PRIu64 " of %" PRIu64 " completions", a[0],
+                    a[1]);
+            }
             break;
         case SIM_TR_PAUSE:
             put(buf, size, pos, "PAUSE");

@@ -20,20 +20,25 @@
  *            tick_ms=10, net_delay_min_ms=1, net_delay_max_ms=5, disk_delay_min_ms=0.1,
  *            disk_delay_max_ms=2, snapshot_threshold=0, snapshot_trailing=10,
  *            append_entries_max=<core default>, inflight_msgs_max=<core default>,
- * log_entries_max=<core default>, fifo_links=false, trace=<LUARAFT_TRACE>} sim.random_run{seed=,
- * steps=} -> true, stats | false, message, stats sim.random_runs{first=, count=, steps=,
- * stop_at_first=} -> {failures=, runs=, first_failed=, message=, steps=, stats=} Time:    c:step()
- * -> bool; c:run(ms); c:run_until(fn, max_ms) -> bool; c:now() -> ms Nodes:   c:nodes(); c:leader()
- * -> id | nil; c:role(id) -> "follower" | "precandidate" | "candidate" | "leader" | "down";
- * c:paused(id); c:term, commit, last_index, applied, snapshot_index, first_index, stable_index,
- * voted_for, known_leader, fsm_hash (id) -> integer | nil when down; c:term_at(id, index);
- * c:log(id); c:peer(leader, id) -> {voter=, match=, next=, state=} Clients: c:propose(id, value) ->
- * index; c:propose_many(id, n [, first_value]) -> first index; c:read_index(id) -> reqid;
- * c:read_result(reqid) -> "pending" | index, applied; c:transfer(id, target); c:campaign(id [,
- * force]); c:snapshot(id) Faults:  c:partition({1, 2}, {3}); c:cut(a, b) and c:connect(a, b) (one
- * way, a -> b); c:isolate(id); c:heal() (links); c:heal_all() (everything); c:crash(id);
+ *            log_entries_max=<core default>, fifo_links=false, trace=<LUARAFT_TRACE>}
+ *          sim.random_run{seed=, steps=} -> true, stats | false, message, stats
+ *          sim.random_runs{first=, count=, steps=, stop_at_first=}
+ *            -> {failures=, runs=, first_failed=, message=, steps=, stats=}
+ * Time:    c:step() -> bool; c:run(ms); c:run_until(fn, max_ms) -> bool; c:now() -> ms
+ * Nodes:   c:nodes(); c:leader() -> id | nil;
+ *          c:role(id) -> "follower" | "precandidate" | "candidate" | "leader" | "down";
+ *          c:paused(id); c:term, commit, last_index, applied, snapshot_index, first_index,
+ *          stable_index, voted_for, known_leader, fsm_hash (id) -> integer | nil when down;
+ *          c:term_at(id, index); c:log(id); c:peer(leader, id) -> {voter=, match=, next=, state=}
+ * Clients: c:propose(id, value) -> index; c:propose_many(id, n [, first_value]) -> first index;
+ *          c:read_index(id) -> reqid; c:read_result(reqid) -> "pending" | index, applied;
+ *          c:transfer(id, target); c:campaign(id [, force]); c:snapshot(id)
+ * Faults:  c:partition({1, 2}, {3}); c:cut(a, b) and c:connect(a, b) (one way, a -> b);
+ *          c:isolate(id); c:heal() (links); c:heal_all() (everything); c:crash(id);
  *          c:restart(id); c:wipe(id); c:pause(id); c:resume(id); c:clock_rate(id, factor);
  *          c:faults{loss=, dup=, delay_min_ms=, delay_max_ms=}
+ * Disks:   c:disk_delay(id, min_ms, max_ms); c:hold_disk(id); c:release_disk(id [, n]) ->
+ *          released; c:disk_pending(id) -> writes in flight, completions held
  * Reports: c:trace([lines=64]) -> string; c:failure() -> string | nil; c:stats() -> table
  */
 #include <lauxlib.h>
@@ -719,6 +724,59 @@ static int l_clock_rate(lua_State *L)
     return 0;
 }
 
+/* c:disk_delay(id, min_ms, max_ms): the node's disk latency (a slow disk). */
+static int l_disk_delay(lua_State *L)
+{
+    struct cluster *c = check_cluster(L);
+    raft_id id = check_node(L, c, 2);
+    uint64_t lo = ms_to_us(L, 3, luaL_checknumber(L, 3));
+    uint64_t hi = ms_to_us(L, 4, luaL_checknumber(L, 4));
+    luaL_argcheck(L, lo <= hi, 4, "min_ms > max_ms");
+    return push_result(L, c, sim_disk_delay(c->s, id, lo, hi));
+}
+
+/* c:hold_disk(id): no persist request of the node completes until c:release_disk(). */
+static int l_hold_disk(lua_State *L)
+{
+    struct cluster *c = check_cluster(L);
+    return push_result(L, c, sim_disk_hold(c->s, check_node(L, c, 2), true));
+}
+
+/* c:release_disk(id [, n]) -> released: with n, the n oldest held completions happen (at
+ * the next steps) and the disk stays held; without, the hold ends and all of them do. */
+static int l_release_disk(lua_State *L)
+{
+    struct cluster *c = check_cluster(L);
+    raft_id id = check_node(L, c, 2);
+    uint32_t before, held;
+    sim_disk_pending(c->s, id, &before, &held);
+    int rv;
+    uint32_t released = held;
+    if (lua_isnoneornil(L, 3)) {
+        rv = sim_disk_hold(c->s, id, false);
+    } else {
+        lua_Integer n = luaL_checkinteger(L, 3);
+        luaL_argcheck(L, n >= 0 && n <= UINT32_MAX, 3, "count out of range");
+        rv = sim_disk_release(c->s, id, (uint32_t)n, &released);
+    }
+    if (rv != 0) {
+        return push_error(L, c, rv);
+    }
+    lua_pushinteger(L, (lua_Integer)released);
+    return 1;
+}
+
+/* c:disk_pending(id) -> writes in flight, completions due but held. */
+static int l_disk_pending(lua_State *L)
+{
+    struct cluster *c = check_cluster(L);
+    uint32_t writes, held;
+    sim_disk_pending(c->s, check_node(L, c, 2), &writes, &held);
+    lua_pushinteger(L, (lua_Integer)writes);
+    lua_pushinteger(L, (lua_Integer)held);
+    return 2;
+}
+
 static double opt_field(lua_State *L, int t, const char *key, double def)
 {
     lua_getfield(L, t, key); /* value */
@@ -797,6 +855,7 @@ static void push_stats(lua_State *L, const struct sim_stats *st)
     STAT(restarts);
     STAT(reads_served);
     STAT(reads_failed);
+    STAT(persisted_after_truncation);
 #undef STAT
 }
 
@@ -849,6 +908,7 @@ static void add_stats(struct sim_stats *sum, const struct sim_stats *st)
     sum->restarts += st->restarts;
     sum->reads_served += st->reads_served;
     sum->reads_failed += st->reads_failed;
+    sum->persisted_after_truncation += st->persisted_after_truncation;
 }
 
 /*
@@ -957,6 +1017,10 @@ static const luaL_Reg cluster_methods[] = {
     {"resume", l_resume},
     {"clock_rate", l_clock_rate},
     {"faults", l_faults},
+    {"disk_delay", l_disk_delay},
+    {"hold_disk", l_hold_disk},
+    {"release_disk", l_release_disk},
+    {"disk_pending", l_disk_pending},
     {"trace", l_trace},
     {"failure", l_failure},
     {"stats", l_stats},
