@@ -53,6 +53,26 @@ enum {
     child_exit_orphan = 5, /* the node was gone before the child could tie itself to it */
 };
 
+const char *fsm_worker_child_exit_text(int exit_status)
+{
+    switch (exit_status) {
+        case child_exit_ok:
+            return "the snapshot was written";
+        case child_exit_file:
+            return "the temporary snapshot file could not be created";
+        case child_exit_script:
+            return "M.snapshot raised an error";
+        case child_exit_write:
+            return "writing the snapshot file failed";
+        case child_exit_commit:
+            return "the snapshot file could not be completed (trailer, fsync or rename)";
+        case child_exit_orphan:
+            return "the node was gone before the child could tie itself to it";
+        default:
+            return "not a status of the snapshot child";
+    }
+}
+
 /* Closes every descriptor above stderr, reading /proc/self/fd: for kernels before 5.9,
  * which have no close_range. Returns -1 when /proc is not mounted. */
 static int close_listed_fds(void)

@@ -64,6 +64,12 @@ int fsm_worker_start(struct fsm_worker *w,
                      fsm_worker_done_cb done,
                      void *arg);
 
+/*
+ * What the snapshot child's exit status means (each failure has its own, see worker.c):
+ * a phrase for the log, e.g. "M.snapshot raised an error".
+ */
+const char *fsm_worker_child_exit_text(int exit_status);
+
 /* Queues a job (loop thread). The worker owns it until done hands it back. */
 void fsm_worker_submit(struct fsm_worker *w, struct fsm_job *job);
 

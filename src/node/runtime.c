@@ -135,21 +135,6 @@ static void io_reply(void *arg, struct server_request *req, const void *resp, si
     server_reply(req, resp, len);
 }
 
-/* The file name snapfile gives the snapshot at (index, term), without guessing its
- * format: begin a writer for it and abort at once. */
-static int snap_name(const char *dir, raft_index index, raft_term term, char *out, size_t size)
-{
-    struct snapfile_writer w;
-    char msg[256];
-    int rv = snapfile_begin(&w, dir, index, term, msg, sizeof msg);
-    if (rv != 0) {
-        return rv;
-    }
-    snprintf(out, size, "%s", w.path);
-    snapfile_abort(&w);
-    return 0;
-}
-
 static int io_snapshot_install(void *arg,
                                const char *incoming,
                                raft_index index,
@@ -158,8 +143,8 @@ static int io_snapshot_install(void *arg,
                                size_t path_size)
 {
     struct runtime *rt = arg;
-    if (snap_name(rt->c->data_dir, index, term, path, path_size) != 0) {
-        return -EINVAL;
+    if (snapfile_path(rt->c->data_dir, index, term, path, path_size) != 0) {
+        return -ENAMETOOLONG;
     }
     int fd = open(incoming, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
@@ -208,6 +193,28 @@ static void io_fatal(void *arg, const char *msg)
 /* ------------------------------------------------------------------------------------ */
 /* Callbacks of the layers. */
 
+/* Logs why the snapshot child that ended with wait status st failed, if it did: each exit
+ * status names one failure (fsm/worker.c, child_exit_*). Returns true if it succeeded. */
+static bool child_succeeded(struct runtime *rt, int st)
+{
+    if (WIFEXITED(st) && WEXITSTATUS(st) == 0) {
+        return true;
+    }
+    if (WIFEXITED(st)) {
+        node_log(rt->n,
+                 "snapshot at index %" PRIu64
+                 " failed: the child exited with status %d: %s (see its message above)",
+                 rt->snap_index, WEXITSTATUS(st), fsm_worker_child_exit_text(WEXITSTATUS(st)));
+    } else if (WIFSIGNALED(st)) {
+        node_log(rt->n,
+                 "snapshot at index %" PRIu64 " failed: the child was killed by signal %d (%s)",
+                 rt->snap_index, WTERMSIG(st), strsignal(WTERMSIG(st)));
+    } else {
+        node_log(rt->n, "snapshot at index %" PRIu64 " failed: wait status %d", rt->snap_index, st);
+    }
+    return false;
+}
+
 static void try_reap(struct runtime *rt)
 {
     if (rt->snap_pid <= 0) {
@@ -219,14 +226,12 @@ static void try_reap(struct runtime *rt)
     }
     rt->snap_pid = 0;
     char path[node_snap_path_bytes_max];
-    int status = WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
+    int status = child_succeeded(rt, st) ? 0 : -1;
     if (status == 0 &&
-        snap_name(rt->c->data_dir, rt->snap_index, rt->snap_term, path, sizeof path) != 0) {
+        snapfile_path(rt->c->data_dir, rt->snap_index, rt->snap_term, path, sizeof path) != 0) {
+        node_log(rt->n, "snapshot at index %" PRIu64 ": its path does not fit %zu bytes",
+                 rt->snap_index, sizeof path);
         status = -1;
-    }
-    if (status != 0) {
-        node_log(rt->n, "snapshot at index %" PRIu64 " failed (see the child's message above)",
-                 rt->snap_index);
     }
     node_snapshot_written(rt->n, rt->snap_index, rt->snap_term, status == 0 ? path : NULL, status);
 }
@@ -444,11 +449,29 @@ static int load_entry_cb(void *arg, raft_index index, const struct raft_entry *e
     return 0;
 }
 
+/*
+ * Temporaries a crash left (a snapshot being written or received) are garbage: remove
+ * them before anything writes a new one (snapfile.h, snapfile_cleanup). Nothing else
+ * runs in the directory yet; a failure to remove one is logged, not fatal.
+ */
+static void remove_temporaries(struct runtime *rt)
+{
+    int rv = snapfile_cleanup(rt->c->data_dir);
+    if (rv > 0) {
+        node_log(rt->n, "removed %d temporary snapshot file(s) a crash left in %s", rv,
+                 rt->c->data_dir);
+    } else if (rv < 0) {
+        node_log(rt->n, "cannot remove every temporary snapshot file in %s: %s", rt->c->data_dir,
+                 strerror(errno));
+    }
+}
+
 /* The store, the configuration, the newest valid snapshot and the log after it. */
 static int load_and_boot(struct runtime *rt, uint64_t *cluster_hash)
 {
     const struct node_config *c = rt->c;
     char msg[node_errmsg_bytes];
+    remove_temporaries(rt);
     struct store_options so = {.dir = c->data_dir, .map_bytes = c->map_bytes};
     if (store_open(&rt->store, &rt->loop, &so, msg, sizeof msg) != 0) {
         FAIL("cannot open the store in %s: %s", c->data_dir, msg);
