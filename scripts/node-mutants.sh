@@ -13,7 +13,7 @@ run_args=()
 
 # name | file | sed expression that breaks the rule
 mutants=(
-  "write-answered-before-applied|src/node/apply.c|s/e->want_reply = writes_pending_has(n, i);/e->want_reply = false; writes_resolve(n, i, ce->term, \"+OK\\\\r\\\\n\", 5);/"
+  "write-answered-before-applied|src/node/writes.c|s/pending_add(n, first + i, entries\[i\].term, \&w->props\[i\].o);/pending_add(n, first + i, entries[i].term, \&w->props[i].o); origin_reply_text(n, \&w->props[i].o, \"+OK\\\\r\\\\n\"); pending_find(n, first + i)->answered = true;/"
   "read-before-index-applied|src/node/reads.c|s/if (!b->confirmed || b->index > n->applied_sent) {/if (!b->confirmed) {/"
   "client-answered-twice|src/node/apply.c|s/node_reply(n, q->tag, q->reply.data, q->reply.len);/node_reply(n, q->tag, q->reply.data, q->reply.len); node_reply(n, q->tag, q->reply.data, q->reply.len);/"
   "unknown-outcome-dropped-on-leadership-loss|src/node/node.c|s/writes_fail_all(n, node_unknown_reply);/writes_fail_all(n, \"+OK\\\\r\\\\n\");/"

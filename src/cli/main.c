@@ -44,6 +44,8 @@ static const char usage_text[] =
     "  --snapshot-trailing N    log entries kept behind a snapshot, so that a briefly\n"
     "                           lagging follower catches up from the log [1000]\n"
     "  --map-size BYTES         LMDB map size; suffixes K, M, G accepted [1G]\n"
+    "  --write-timeout-ms MS    a write not applied within MS gets -TIMEOUT: its outcome\n"
+    "                           is unknown [20000]\n"
     "  -h, --help               this text\n"
     "\n"
     "Built-in commands: PING, RAFT.INFO, RAFT.SNAPSHOT; every other command goes to\n"
@@ -114,6 +116,7 @@ enum {
     opt_snapshot_trailing,
     opt_snapshot_bytes,
     opt_map_size,
+    opt_write_timeout_ms,
 };
 
 static int node_main(int argc, char **argv)
@@ -131,6 +134,7 @@ static int node_main(int argc, char **argv)
         {"snapshot-trailing", required_argument, NULL, opt_snapshot_trailing},
         {"snapshot-bytes", required_argument, NULL, opt_snapshot_bytes},
         {"map-size", required_argument, NULL, opt_map_size},
+        {"write-timeout-ms", required_argument, NULL, opt_write_timeout_ms},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -142,6 +146,7 @@ static int node_main(int argc, char **argv)
         .snapshot_trailing = 1000,
         .snapshot_bytes = 256ull << 20,
         .map_bytes = 1ull << 30,
+        .write_timeout_ms = 20000,
     };
     const char *listen = NULL, *raft = NULL;
     uint64_t v;
@@ -206,6 +211,12 @@ static int node_main(int argc, char **argv)
                 } else if (parse_size(optarg, &c.snapshot_bytes) != 0) {
                     return usage_error("--snapshot-bytes: '%s' is not a size", optarg);
                 }
+                break;
+            case opt_write_timeout_ms:
+                if (parse_u64(optarg, 100, 3600000, &v) != 0) {
+                    return usage_error("--write-timeout-ms: '%s' is not in 100..3600000", optarg);
+                }
+                c.write_timeout_ms = (uint32_t)v;
                 break;
             case opt_map_size:
                 if (parse_size(optarg, &c.map_bytes) != 0 || c.map_bytes < (1u << 20)) {

@@ -9,6 +9,7 @@
 
 #include "command.h"
 #include "raft/raft.h"
+#include "util/assert.h"
 
 struct fsm_job *fsm_job_new(enum fsm_job_type type)
 {
@@ -71,6 +72,11 @@ static void append_raw(struct fsm_reply *r, const char *s, size_t n)
  * on every replica (the bytes are the same everywhere), so replicas cannot diverge. */
 void fsm_job_apply_entry(struct fsm *f, struct fsm_job_entry *e)
 {
+    if (e->want_reply && e->reply_headroom > 0 && e->reply.len == 0) {
+        static const char zeros[64];
+        lr_assert(e->reply_headroom <= sizeof zeros);
+        append_raw(&e->reply, zeros, e->reply_headroom);
+    }
     if (e->type != RAFT_ENTRY_NORMAL) {
         return;
     }

@@ -31,6 +31,8 @@ struct fsm_job_entry
     uint64_t term;
     uint32_t type; /* enum raft_entry_type: only NORMAL entries reach the script */
     bool want_reply;
+    uint32_t reply_headroom; /* in: bytes left free before the reply (at most 64), so the
+                                node can send it in a frame without copying it */
     uint32_t len;
     void *payload;
     struct fsm_reply reply; /* out: the script's reply when want_reply */

@@ -33,6 +33,7 @@ void apply_dispatch(struct node *n, raft_index commit)
         e->type = ce->type;
         e->len = ce->len;
         e->want_reply = writes_pending_has(n, i);
+        e->reply_headroom = node_reply_headroom;
         if (ce->len > 0) {
             e->payload = malloc(ce->len);
             lr_assert(e->payload != NULL);
@@ -50,7 +51,7 @@ static void applied(struct node *n, struct fsm_job *job)
         struct fsm_job_entry *e = &job->entries[i];
         n->applied = e->index;
         if (e->want_reply) {
-            writes_resolve(n, e->index, e->term, e->reply.data, e->reply.len);
+            writes_resolve(n, e->index, e->term, &e->reply);
         }
     }
 }

@@ -232,7 +232,10 @@ void node_persisted(struct node *n, void *ctx, int status)
         return;
     }
     n->dur.done = done.seq;
-    if (done.has_token && !n->stopping) {
+    if (n->stopping) {
+        return; /* the store drains its queue after the peers are gone: nothing to send */
+    }
+    if (done.has_token) {
         struct raft_event ev = {.type = RAFT_EVENT_PERSISTED};
         ev.persisted = done.token;
         node_step(n, &ev);

@@ -37,12 +37,19 @@ struct server_request; /* a client command awaiting its answer (opaque to the no
 
 /* Named limits of the node, units last. */
 enum {
-    node_forward_timeout_ms = 25000,     /* a forwarded write without an answer: unknown */
-    node_write_timeout_ms = 20000,       /* a leader's pending write not applied: unknown */
+    /* A follower waits this much longer than the leader's write deadline
+     * (--write-timeout-ms) for a forwarded write's answer, so that the leader's own
+     * -TIMEOUT usually comes first. */
+    node_forward_grace_ms = 5000,
     node_read_timeout_ms = 10000,        /* a read that cannot be served in time: retry */
     node_snapshot_backoff_ms_min = 1000, /* after a failed snapshot */
     node_snapshot_backoff_ms_max = 60000,
     node_errmsg_bytes = 512,
+    /* Free bytes in front of a node frame's body (TRANSPORT_FRAME_HEADROOM, checked in
+     * writes.c), and in front of a reply for a forwarded write: the frame header and
+     * the forward id, so a reply of megabytes goes out without a copy. */
+    node_frame_headroom = 16,
+    node_reply_headroom = node_frame_headroom + 8,
     node_info_bytes_max = 4096,
     node_snap_path_bytes_max = 512,
     /* A command's argv blob above this is refused before it is proposed: it must fit a
@@ -61,7 +68,10 @@ struct node_io
     int (*persist)(void *arg, const struct store_write *w, void *ctx);
     void (*send)(void *arg, const struct raft_message *m);
     void (*send_snapshot)(void *arg, const struct raft_message *m, const char *path);
-    int (*send_frame)(void *arg, raft_id to, uint8_t type, const void *body, size_t len);
+    /* Sends a node frame (peer/transport.h) built in place: frame->data starts with
+     * node_frame_headroom free bytes, the body follows. Takes the buffer whatever the
+     * result. Returns 0, or an error if it cannot be sent (no connection). */
+    int (*send_frame)(void *arg, raft_id to, uint8_t type, struct buf *frame);
     /* Queues a job for the fsm thread; node_fsm_done(n, job) follows, in order. A
      * SNAPSHOT job ends with node_snapshot_written() once its file is complete. */
     void (*fsm_submit)(void *arg, struct fsm_job *job);
@@ -249,7 +259,9 @@ void node_send_message(struct node *n, struct raft_message *m);
 void writes_take(struct node *n, const void *argv_blob, size_t len, const struct origin *o);
 void writes_propose(struct node *n);
 bool writes_pending_has(struct node *n, raft_index index);
-void writes_resolve(struct node *n, raft_index upto, raft_term term, const void *r, size_t len);
+/* reply: the script's reply for the entry at upto, after node_reply_headroom free bytes
+ * (its buffer may be taken), or NULL. */
+void writes_resolve(struct node *n, raft_index upto, raft_term term, struct fsm_reply *reply);
 void writes_fail_all(struct node *n, const char *resp);
 void writes_forward(struct node *n,
                     struct server_request *req,

@@ -42,6 +42,7 @@ struct node_config
     uint64_t snapshot_bytes;    /* log payload bytes in memory that trigger one; 0: never */
     uint64_t snapshot_trailing; /* entries kept in the log behind a snapshot */
     uint64_t map_bytes;
+    uint32_t write_timeout_ms; /* a write not applied by then gets -TIMEOUT (unknown) */
 };
 
 /*

@@ -117,10 +117,10 @@ static void io_send_snapshot(void *arg, const struct raft_message *m, const char
     transport_send_snapshot(rt->tr, m, path);
 }
 
-static int io_send_frame(void *arg, raft_id to, uint8_t type, const void *body, size_t len)
+static int io_send_frame(void *arg, raft_id to, uint8_t type, struct buf *frame)
 {
     struct runtime *rt = arg;
-    return transport_send_frame(rt->tr, to, type, body, len);
+    return transport_send_frame_buf(rt->tr, to, type, frame);
 }
 
 static void io_fsm_submit(void *arg, struct fsm_job *job)

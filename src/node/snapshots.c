@@ -171,7 +171,7 @@ void snapshots_install(struct node *n, const struct raft_update *u)
     n->snap.incoming_used = true;
     snprintf(n->snap.path, sizeof n->snap.path, "%s", path);
     cache_reset(&n->cache, index + 1);
-    writes_resolve(n, index, 0, NULL, 0);
+    writes_resolve(n, index, 0, NULL);
     n->snap.index = index;
     n->snap.term = term;
     /* The restore is queued behind every apply already handed over, so the state it

@@ -46,6 +46,19 @@ static const char shutdown_unknown_reply[] =
 static const char store_failed_reply[] =
     "-ERR this node's store failed (see its log); writes are refused\r\n";
 
+_Static_assert(node_frame_headroom == TRANSPORT_FRAME_HEADROOM, "node frames' headroom");
+
+/* A frame for the transport: node_frame_headroom free bytes, then the forward id. */
+static void frame_begin(struct buf *b, uint64_t id, size_t body_len)
+{
+    static const uint8_t zeros[node_frame_headroom];
+    buf_init(b);
+    int rv = buf_reserve(b, node_frame_headroom + 8 + body_len);
+    rv = rv ? rv : buf_append(b, zeros, sizeof zeros);
+    rv = rv ? rv : buf_put_u64(b, id);
+    lr_assert(rv == 0);
+}
+
 void origin_reply(struct node *n, const struct origin *o, const void *resp, size_t len)
 {
     if (o->req != NULL) {
@@ -53,11 +66,24 @@ void origin_reply(struct node *n, const struct origin *o, const void *resp, size
         return;
     }
     struct buf b;
-    buf_init(&b);
-    if (buf_put_u64(&b, o->fwd_id) == 0 && buf_append(&b, resp, len) == 0) {
-        n->io->send_frame(n->io->arg, o->peer, TRANSPORT_FRAME_FORWARD_REPLY, b.data, b.len);
+    frame_begin(&b, o->fwd_id, len);
+    lr_assert(buf_append(&b, resp, len) == 0);
+    n->io->send_frame(n->io->arg, o->peer, TRANSPORT_FRAME_FORWARD_REPLY, &b);
+}
+
+/* The script's reply to a forwarded write goes out in its own buffer: a reply of tens of
+ * megabytes copied on the loop thread would delay heartbeats. */
+static void origin_reply_script(struct node *n, const struct origin *o, struct fsm_reply *r)
+{
+    lr_assert(r->len >= node_reply_headroom);
+    if (o->req != NULL) {
+        node_reply(n, o->req, r->data + node_reply_headroom, r->len - node_reply_headroom);
+        return;
     }
-    buf_free(&b);
+    be_put_u64((uint8_t *)r->data + node_frame_headroom, o->fwd_id);
+    struct buf b = {.data = (uint8_t *)r->data, .len = r->len, .cap = r->cap};
+    *r = (struct fsm_reply){0};
+    n->io->send_frame(n->io->arg, o->peer, TRANSPORT_FRAME_FORWARD_REPLY, &b);
 }
 
 static void origin_reply_text(struct node *n, const struct origin *o, const char *resp)
@@ -85,7 +111,7 @@ static void pending_add(struct node *n, raft_index index, raft_term term, const 
         p[i] = p[i - 1];
         i--;
     }
-    p[i] = (struct pending){index, term, *o, node_now(n) + node_write_timeout_ms, false};
+    p[i] = (struct pending){index, term, *o, node_now(n) + n->c->write_timeout_ms, false};
     w->pend_n++;
 }
 
@@ -114,7 +140,7 @@ bool writes_pending_has(struct node *n, raft_index index)
 /* Resolves every pending write at index <= upto: the one whose (index, term) matches the
  * applied entry gets the script's reply; any other was replaced by another leader's entry,
  * and its client learns that the outcome is unknown. */
-void writes_resolve(struct node *n, raft_index upto, raft_term term, const void *r, size_t len)
+void writes_resolve(struct node *n, raft_index upto, raft_term term, struct fsm_reply *reply)
 {
     struct writes *w = &n->wr;
     while (w->pend_n > 0 && w->pend[w->pend_off].index <= upto) {
@@ -124,8 +150,8 @@ void writes_resolve(struct node *n, raft_index upto, raft_term term, const void 
         if (p.answered) {
             continue;
         }
-        if (p.index == upto && p.term == term && r != NULL) {
-            origin_reply(n, &p.o, r, len);
+        if (p.index == upto && p.term == term && reply != NULL) {
+            origin_reply_script(n, &p.o, reply);
         } else {
             origin_reply_text(n, &p.o, node_unknown_reply);
         }
@@ -227,19 +253,18 @@ void writes_forward(struct node *n,
                     size_t len)
 {
     struct writes *w = &n->wr;
-    struct buf b;
-    buf_init(&b);
     uint64_t id = ++w->fwd_seq;
-    int rv = buf_put_u64(&b, id);
-    rv = rv ? rv : buf_append(&b, blob, len);
-    rv = rv ? rv : n->io->send_frame(n->io->arg, leader, TRANSPORT_FRAME_FORWARD, b.data, b.len);
-    buf_free(&b);
+    struct buf b;
+    frame_begin(&b, id, len);
+    lr_assert(buf_append(&b, blob, len) == 0);
+    int rv = n->io->send_frame(n->io->arg, leader, TRANSPORT_FRAME_FORWARD, &b);
     if (rv != 0) {
         node_reply_text(n, req, "-TRYAGAIN cannot reach the leader; retry\r\n");
         return;
     }
     VEC_RESERVE(w->fwds, w->fwds_n, w->fwds_cap, 1);
-    w->fwds[w->fwds_n++] = (struct forward){id, leader, req, node_now(n) + node_forward_timeout_ms};
+    w->fwds[w->fwds_n++] = (struct forward){
+        id, leader, req, node_now(n) + n->c->write_timeout_ms + node_forward_grace_ms};
 }
 
 /* A write a follower forwarded to this node. */

@@ -90,10 +90,31 @@ static bool link_up(struct world *w, int from, int to)
     return w->cut[from] == w->cut[to] && !ns_chance(w, w->drop_percent);
 }
 
+/* The durable log holds index with the term the node's log gives it now. */
+static bool durable_holds(struct sim_node *s, raft_index index)
+{
+    if (index < s->log_first || index <= s->stored_snap_index) {
+        return true; /* compacted or installed: behind a durable snapshot */
+    }
+    if (index >= s->log_first + s->log_n) {
+        return false;
+    }
+    struct log_cache *c = &s->n->cache;
+    return index < c->first || index > cache_last(c) ||
+           cache_at(c, index)->term == s->log[index - s->log_first].term;
+}
+
 static void io_send(void *arg, const struct raft_message *m)
 {
     struct sim_node *s = arg;
     struct world *w = s->w;
+    /* Raft paper §5.1, Figure 2: a follower answers AppendEntries only once what it vouches
+     * for is on stable storage. */
+    if (m->type == RAFT_MSG_APPEND_RESP && m->append_resp.success &&
+        !durable_holds(s, m->append_resp.index)) {
+        ns_violation(w, "node %d acknowledged index %" PRIu64 " before it was durable", s->idx + 1,
+                     m->append_resp.index);
+    }
     int to = (int)m->to - 1;
     if (to < 0 || to >= w->n_nodes || !link_up(w, s->idx, to)) {
         return;
@@ -132,29 +153,31 @@ static void io_send_snapshot(void *arg, const struct raft_message *m, const char
                                   .p = sm});
 }
 
-static int io_send_frame(void *arg, raft_id to, uint8_t type, const void *body, size_t len)
+static int io_send_frame(void *arg, raft_id to, uint8_t type, struct buf *frame)
 {
     struct sim_node *s = arg;
     struct world *w = s->w;
     int t = (int)to - 1;
+    lr_assert(frame->len >= node_frame_headroom);
+    int rv = 0;
     if (t < 0 || t >= w->n_nodes || !w->nodes[t].up) {
-        return -1; /* no connection */
+        rv = -1;                        /* no connection */
+    } else if (link_up(w, s->idx, t)) { /* else sent, and lost */
+        size_t len = frame->len - node_frame_headroom;
+        void *c = malloc(len + 1);
+        lr_assert(c != NULL);
+        memcpy(c, frame->data + node_frame_headroom, len);
+        ns_schedule(w, (struct event){.time = w->now + ns_rnd(w, 1, sim_net_delay_ms_max),
+                                      .type = EV_FRAME,
+                                      .node = t,
+                                      .inc = w->nodes[t].inc,
+                                      .p = c,
+                                      .len = len,
+                                      .a = (uint64_t)s->idx + 1,
+                                      .b = type});
     }
-    if (!link_up(w, s->idx, t)) {
-        return 0; /* sent, and lost */
-    }
-    void *c = malloc(len + 1);
-    lr_assert(c != NULL);
-    memcpy(c, body, len);
-    ns_schedule(w, (struct event){.time = w->now + ns_rnd(w, 1, sim_net_delay_ms_max),
-                                  .type = EV_FRAME,
-                                  .node = t,
-                                  .inc = w->nodes[t].inc,
-                                  .p = c,
-                                  .len = len,
-                                  .a = (uint64_t)s->idx + 1,
-                                  .b = type});
-    return 0;
+    buf_free(frame);
+    return rv;
 }
 
 static void io_fsm_submit(void *arg, struct fsm_job *job)

@@ -251,7 +251,8 @@ int nodesim_run(const struct nodesim_options *o,
                                       .heartbeat_ticks = 1,
                                       .election_ticks = 10,
                                       .snapshot_entries = snapshot_entries,
-                                      .snapshot_trailing = snapshot_trailing};
+                                      .snapshot_trailing = snapshot_trailing,
+                                      .write_timeout_ms = 20000};
         for (int k = 0; k < w->n_nodes; k++) {
             s->servers[k] = (struct raft_server){(raft_id)k + 1, true};
         }
