@@ -41,7 +41,7 @@ case "$build" in /*) ;; *) build=$root/$build ;; esac
 
 # --- Packages (the same list and steps as scripts/test.sh) ---------------------------
 packages=(build-essential cmake pkg-config lua5.4 liblua5.4-dev libuv1-dev liblmdb-dev
-    redis-tools)
+    libisal-dev libsodium-dev redis-tools)
 if command -v dpkg-query >/dev/null 2>&1; then
     missing=()
     for p in "${packages[@]}"; do

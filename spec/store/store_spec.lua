@@ -121,6 +121,33 @@ describe("store", function()
         assert.are.equal(3, #s.config)
     end)
 
+    -- The script's identity: none on a fresh directory (nor on one made before it was
+    -- recorded), then what was written, across a reopen; a later write replaces it (as a
+    -- script upgrade will, issue 9) and leaves the rest alone; a nameless one is refused,
+    -- since it would not load back.
+    it("records the script's identity and replaces it", function()
+        assert.is_nil(st:load().script)
+        local kv = { name = "kv.lua", hash = string.rep("3f2a", 16), since = 0 }
+        assert.are.same({ 0 }, S.persist(st, { script = kv, hard_state = { term = 2, vote = 1 } }))
+        reopen()
+        local s = st:load()
+        assert.are.same(kv, s.script)
+        assert.are.equal(2, s.term)
+        S.persist(st, { hard_state = { term = 3, vote = 0 } })
+        reopen()
+        assert.are.same(kv, st:load().script)
+        local upgraded = { name = "kv.lua", hash = string.rep("9b1c", 16), since = 41 }
+        assert.are.same({ 0 }, S.persist(st, { script = upgraded }))
+        reopen()
+        s = st:load()
+        assert.are.same(upgraded, s.script)
+        assert.are.equal(3, s.term)
+        local nameless = { name = "", hash = string.rep("00", 32) }
+        local ok, _, code = st:submit({ script = nameless })
+        assert.is_nil(ok)
+        assert.are.equal(store.EINVAL, code)
+    end)
+
     -- Installing a snapshot deletes the whole log and records the snapshot's index and
     -- term; entries written in the same request follow it, and all of it survives a reopen.
     it("installs a snapshot", function()

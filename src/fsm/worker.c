@@ -177,7 +177,7 @@ static int child_write_snapshot(struct fsm_worker *w, const struct fsm_job *job)
 {
     struct snapfile_writer sw;
     char msg[256];
-    int rv = snapfile_begin(&sw, job->path, job->index, job->term, msg, sizeof msg);
+    int rv = snapfile_begin(&sw, job->path, job->index, job->term, &w->script, msg, sizeof msg);
     if (rv != 0) {
         dprintf(2, "snapshot child: cannot create the snapshot file: %s\n", msg);
         return child_exit_file;
@@ -263,12 +263,45 @@ static int restore_read(void *arg, const void **data, size_t *len)
     return 0;
 }
 
-int fsm_worker_restore_file(struct fsm *f, const char *path, char *errmsg, size_t errmsg_size)
+/* Verifies the file whole and reads where its body lies (after the header) into info;
+ * refuses a file that records another script than expect. 0, or an error with errmsg. */
+static int restore_check(const char *path,
+                         const struct script_identity *expect,
+                         struct snapfile_info *info,
+                         char *errmsg,
+                         size_t errmsg_size)
 {
-    uint64_t body;
-    int rv = snapfile_verify(path, &body);
+    int rv = snapfile_verify(path, NULL);
+    if (rv == 0) {
+        rv = snapfile_inspect(path, info);
+    }
     if (rv != 0) {
-        snprintf(errmsg, errmsg_size, "snapshot file %s does not verify (%d)", path, rv);
+        snprintf(errmsg, errmsg_size, "snapshot file %s does not verify: %s", path,
+                 snapfile_strerror(rv));
+        return rv;
+    }
+    if (expect != NULL && info->has_script && !script_identity_same(expect, &info->script)) {
+        char want[SCRIPT_HASH_HEX_BYTES], got[SCRIPT_HASH_HEX_BYTES];
+        script_identity_hex(expect, want);
+        script_identity_hex(&info->script, got);
+        snprintf(errmsg, errmsg_size,
+                 "snapshot file %s is of script %s (content %.16s...), not of %s (content "
+                 "%.16s...): refusing to restore another script's state",
+                 path, info->script.name, got, expect->name, want);
+        return FSM_WORKER_EFOREIGN;
+    }
+    return 0;
+}
+
+int fsm_worker_restore_file(struct fsm *f,
+                            const char *path,
+                            const struct script_identity *expect,
+                            char *errmsg,
+                            size_t errmsg_size)
+{
+    struct snapfile_info info;
+    int rv = restore_check(path, expect, &info, errmsg, errmsg_size);
+    if (rv != 0) {
         return rv;
     }
     struct restore_reader *r = malloc(sizeof *r);
@@ -276,14 +309,17 @@ int fsm_worker_restore_file(struct fsm *f, const char *path, char *errmsg, size_
         snprintf(errmsg, errmsg_size, "out of memory");
         return FSM_ENOMEM;
     }
-    r->fd = open(path, O_RDONLY);
-    if (r->fd < 0) {
+    r->fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (r->fd < 0 || lseek(r->fd, (off_t)info.body_offset, SEEK_SET) < 0) {
         rv = -errno;
-        snprintf(errmsg, errmsg_size, "open %s: %s", path, strerror(errno));
+        snprintf(errmsg, errmsg_size, "open or seek %s: %s", path, strerror(errno));
+        if (r->fd >= 0) {
+            close(r->fd);
+        }
         free(r);
         return rv;
     }
-    r->left = body;
+    r->left = info.body_bytes;
     rv = fsm_restore(f, restore_read, r);
     if (rv != 0) {
         snprintf(errmsg, errmsg_size, "restore from %s: %s: %s", path, fsm_strerror(rv),
@@ -311,8 +347,8 @@ static void run_job(struct fsm_worker *w, struct fsm_job *job)
             run_snapshot(w, job);
             break;
         case FSM_JOB_RESTORE:
-            job->status =
-                fsm_worker_restore_file(w->fsm, job->path, job->errmsg, sizeof job->errmsg);
+            job->status = fsm_worker_restore_file(w->fsm, job->path, &w->script, job->errmsg,
+                                                  sizeof job->errmsg);
             if (job->status == 0) {
                 w->applied_index = job->index;
                 w->applied_term = job->term;
@@ -375,13 +411,16 @@ static void worker_async_cb(uv_async_t *handle)
 int fsm_worker_start(struct fsm_worker *w,
                      uv_loop_t *loop,
                      struct fsm *f,
+                     const struct script_identity *script,
                      uint64_t applied_index,
                      uint64_t applied_term,
                      fsm_worker_done_cb done,
                      void *arg)
 {
+    lr_assert(script != NULL);
     memset(w, 0, sizeof *w);
     w->fsm = f;
+    w->script = *script;
     w->done = done;
     w->arg = arg;
     w->applied_index = applied_index;

@@ -19,11 +19,13 @@
 
 #include "fsm/fsm.h"
 #include "fsm/job.h"
+#include "store/snapfile.h"
 #include "util/buf.h"
 
 enum {
     fsm_worker_path_bytes_max = fsm_job_path_bytes_max,
-    fsm_worker_chunk_bytes = 64 * 1024 /* read size when restoring a snapshot file */
+    fsm_worker_chunk_bytes = 64 * 1024, /* read size when restoring a snapshot file */
+    FSM_WORKER_EFOREIGN = -400,         /* the snapshot file is of another script */
 };
 
 typedef void (*fsm_worker_done_cb)(void *arg, struct fsm_job *job);
@@ -39,6 +41,9 @@ struct fsm_worker
     uv_async_t async;
     fsm_worker_done_cb done;
     void *arg;
+    /* The script f runs: written into every snapshot, checked on every restore. Issue 9
+     * (script upgrades) will change it when an upgrade entry is applied. */
+    struct script_identity script;
     /* Owned by the worker thread once started. */
     uint64_t applied_index;
     uint64_t applied_term;
@@ -46,19 +51,26 @@ struct fsm_worker
 
 /*
  * Restores f from the snapshot file at path, on the calling thread (used at start-up,
- * before the worker runs, and by RESTORE jobs). Errors: SNAPFILE_E* (a bad file), -errno,
- * FSM_E*; errmsg says why.
+ * before the worker runs, and by RESTORE jobs). With expect not NULL, a file that records
+ * another script is refused (FSM_WORKER_EFOREIGN) before f is touched; a file of the
+ * first format, which records none, is restored. Errors: SNAPFILE_E* (a bad file),
+ * FSM_WORKER_EFOREIGN, -errno, FSM_E*; errmsg says why.
  */
-int fsm_worker_restore_file(struct fsm *f, const char *path, char *errmsg, size_t errmsg_size);
+int fsm_worker_restore_file(struct fsm *f,
+                            const char *path,
+                            const struct script_identity *expect,
+                            char *errmsg,
+                            size_t errmsg_size);
 
 /*
- * Starts the thread, which owns f from now on; applied_index/term are where f's state is.
- * done runs on the loop thread for every finished job except STOP, and owns the job.
- * Errors: -errno.
+ * Starts the thread, which owns f from now on; applied_index/term are where f's state is,
+ * script the identity of the script f runs. done runs on the loop thread for every
+ * finished job except STOP, and owns the job. Errors: -errno.
  */
 int fsm_worker_start(struct fsm_worker *w,
                      uv_loop_t *loop,
                      struct fsm *f,
+                     const struct script_identity *script,
                      uint64_t applied_index,
                      uint64_t applied_term,
                      fsm_worker_done_cb done,

@@ -96,6 +96,8 @@ static void reply_info(struct node *n, struct server_request *req)
     put(t, "log_cache_bytes:%" PRIu64 "\r\n", n->cache.bytes);
     put(t, "store_failed:%s\r\n", n->dur.store_failed ? "yes" : "no");
     put(t, "clients:%" PRIu32 "\r\n", n->io->clients(n->io->arg));
+    put(t, "script:%s\r\n", n->script_name);
+    put(t, "script_hash:%s\r\n", n->script_hash);
     for (int i = 0; i < n->n_members; i++) {
         raft_id id = n->members[i].id;
         if (id == n->c->id) {

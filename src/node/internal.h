@@ -210,6 +210,12 @@ struct node
     raft_id leader;
     raft_term term;
     bool stopping;
+
+    /* The script this node runs as the world identified it (runtime.c: its file name and
+     * hash in hex, struct script_identity), for RAFT.INFO; empty where nobody set them
+     * (the simulator). */
+    char script_name[SCRIPT_NAME_BYTES_MAX + 1];
+    char script_hash[SCRIPT_HASH_HEX_BYTES];
 };
 
 /* Small growable arrays. */

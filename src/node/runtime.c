@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sodium.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -34,7 +35,13 @@ enum {
     runtime_client_out_bytes_max = 64 << 20,
     runtime_client_pending_max = 4096,
     runtime_instructions_max = 100000000,
+    runtime_hash_chunk_bytes = 16 * 1024, /* read size when hashing the script */
+    runtime_hash_hex_shown = 16,          /* hex digits of a script's hash in messages */
 };
+
+_Static_assert(SCRIPT_HASH_BYTES >= crypto_generichash_BYTES_MIN &&
+                   SCRIPT_HASH_BYTES <= crypto_generichash_BYTES_MAX,
+               "BLAKE2b makes hashes of the identity's size");
 
 struct runtime
 {
@@ -48,6 +55,7 @@ struct runtime
     struct fsm *fsm;
     struct fsm_worker worker;
     bool worker_started;
+    struct script_identity script; /* of c->script */
 
     uv_timer_t tick;
     uv_prepare_t prepare;
@@ -269,9 +277,54 @@ static void transport_recv_cb(void *arg, struct raft_message *m)
     node_receive(rt->n, m);
 }
 
+/*
+ * Whether a snapshot received from the leader holds the state of this node's script. All
+ * nodes of a cluster run the same script, so another script's snapshot means a node was
+ * started with the wrong one: restoring it would replace this state machine's state with
+ * bytes its M.restore cannot read, or worse, can. Refused loudly; the node goes on, and
+ * the leader keeps offering the snapshot until the misconfiguration is fixed.
+ */
+static bool received_snapshot_ours(struct runtime *rt,
+                                   const struct raft_message *m,
+                                   const char *path)
+{
+    struct snapfile_info info;
+    int rv = snapfile_inspect(path, &info);
+    if (rv != 0) {
+        node_log(rt->n, "refused the snapshot at index %" PRIu64 " from node %" PRIu64 ": %s",
+                 m->snapshot.index, m->from, snapfile_strerror(rv));
+        return false;
+    }
+    if (!info.has_script) {
+        node_log(rt->n,
+                 "the snapshot at index %" PRIu64 " from node %" PRIu64
+                 " records no script (an older luaraft wrote it): installed unchecked",
+                 m->snapshot.index, m->from);
+        return true;
+    }
+    if (script_identity_same(&info.script, &rt->script)) {
+        return true;
+    }
+    char theirs[SCRIPT_HASH_HEX_BYTES], ours[SCRIPT_HASH_HEX_BYTES];
+    script_identity_hex(&info.script, theirs);
+    script_identity_hex(&rt->script, ours);
+    node_log(rt->n,
+             "REFUSED the snapshot at index %" PRIu64 " from node %" PRIu64
+             ": it holds the state of script %s (content %.*s...), but this node runs %s "
+             "(content %.*s...); every node of a cluster must run the same script: restart "
+             "this node with the cluster's script (RAFT.INFO shows each node's script)",
+             m->snapshot.index, m->from, info.script.name, runtime_hash_hex_shown, theirs,
+             rt->script.name, runtime_hash_hex_shown, ours);
+    return false;
+}
+
 static void transport_snapshot_cb(void *arg, struct raft_message *m, const char *path)
 {
     struct runtime *rt = arg;
+    if (!received_snapshot_ours(rt, m, path)) {
+        unlink(path);
+        return;
+    }
     node_receive_snapshot(rt->n, m, path);
     if (!rt->n->snap.incoming_used) {
         unlink(path);
@@ -449,6 +502,126 @@ static int load_entry_cb(void *arg, raft_index index, const struct raft_entry *e
     return 0;
 }
 
+/* ------------------------------------------------------------------------------------ */
+/* The script's identity (issue 7; struct script_identity in store/snapfile.h). */
+
+/* The identity of the script at path: its file name and the BLAKE2b-256 hash of its
+ * content (libsodium's crypto_generichash). Returns 0, or -1 with a message in errmsg. */
+static int identity_of(const char *path, struct script_identity *out, char *errmsg, size_t size)
+{
+    memset(out, 0, sizeof *out);
+    const char *slash = strrchr(path, '/');
+    const char *name = slash != NULL ? slash + 1 : path;
+    size_t len = strlen(name);
+    if (len == 0 || len > SCRIPT_NAME_BYTES_MAX) {
+        snprintf(errmsg, size, "the script's file name is empty or over %d bytes",
+                 SCRIPT_NAME_BYTES_MAX);
+        return -1;
+    }
+    memcpy(out->name, name, len + 1);
+    FILE *f = sodium_init() >= 0 ? fopen(path, "rb") : NULL;
+    if (f == NULL) {
+        snprintf(errmsg, size, "cannot hash %s: %s", path, strerror(errno));
+        return -1;
+    }
+    crypto_generichash_state st;
+    crypto_generichash_init(&st, NULL, 0, SCRIPT_HASH_BYTES);
+    unsigned char buf[runtime_hash_chunk_bytes];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0) {
+        crypto_generichash_update(&st, buf, n);
+    }
+    int failed = ferror(f);
+    fclose(f);
+    if (failed) {
+        snprintf(errmsg, size, "cannot read %s to hash it", path);
+        return -1;
+    }
+    crypto_generichash_final(&st, out->hash, SCRIPT_HASH_BYTES);
+    return 0;
+}
+
+/* "kv.lua (content 3f2a...)" into out: the name and the start of the hash. */
+static const char *identity_text(const struct script_identity *id, char *out, size_t size)
+{
+    char hex[SCRIPT_HASH_HEX_BYTES];
+    script_identity_hex(id, hex);
+    snprintf(out, size, "%s (content %.*s...)", id->name, runtime_hash_hex_shown, hex);
+    return out;
+}
+
+/*
+ * A data directory belongs to the script that made it: its log holds that script's
+ * commands and its snapshots that script's state, and another script would replay them
+ * into a state machine they were never meant for (or fail in M.restore on every node).
+ * These two refuse a store, or a newest snapshot, that records another script, and say
+ * what to do.
+ */
+static int check_store_identity(struct runtime *rt, const struct store_state *st)
+{
+    char mine[SCRIPT_NAME_BYTES_MAX + 64], theirs[SCRIPT_NAME_BYTES_MAX + 64];
+    if (st->has_script && !script_identity_same(&st->script, &rt->script)) {
+        FAIL(
+            "%s was made by script %s, not by %s: start with the script that made it, or "
+            "use a new --data directory",
+            rt->c->data_dir, identity_text(&st->script, theirs, sizeof theirs),
+            identity_text(&rt->script, mine, sizeof mine));
+    }
+    return 0;
+}
+
+static int check_snapshot_identity(struct runtime *rt, const char *snap_path)
+{
+    char mine[SCRIPT_NAME_BYTES_MAX + 64], theirs[SCRIPT_NAME_BYTES_MAX + 64];
+    identity_text(&rt->script, mine, sizeof mine);
+    struct snapfile_info info;
+    int rv = snapfile_inspect(snap_path, &info);
+    if (rv != 0) {
+        FAIL("cannot read the snapshot %s: %s", snap_path, snapfile_strerror(rv));
+    }
+    if (!info.has_script) {
+        node_log(rt->n,
+                 "snapshot %s records no script (an older luaraft wrote it): restored into %s "
+                 "unchecked",
+                 snap_path, mine);
+    } else if (!script_identity_same(&info.script, &rt->script)) {
+        FAIL(
+            "%s holds a snapshot of script %s (%s), not of %s: start with the script that "
+            "made it, or use a new --data directory",
+            rt->c->data_dir, identity_text(&info.script, theirs, sizeof theirs), snap_path, mine);
+    }
+    return 0;
+}
+
+/* The first start (with this build) records the script in the store. Submitted before
+ * anything the node persists, so every later write implies it (requests finish in
+ * order). */
+static int record_identity(struct runtime *rt, const struct store_state *st)
+{
+    if (st->has_script) {
+        return 0;
+    }
+    char mine[SCRIPT_NAME_BYTES_MAX + 64];
+    identity_text(&rt->script, mine, sizeof mine);
+    if (st->has_config || st->term > 0 || st->last_index > 0) {
+        node_log(rt->n, "%s recorded no script (an older luaraft made it): recording %s",
+                 rt->c->data_dir, mine);
+    } else {
+        node_log(rt->n, "recording script %s in %s", mine, rt->c->data_dir);
+    }
+    struct store_write w;
+    memset(&w, 0, sizeof w);
+    w.script = &rt->script;
+    int rv = durability_submit_plain(rt->n, &w);
+    if (rv != 0) {
+        FAIL("cannot record the script in the store: %s", store_strerror(rv));
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* Loading. */
+
 /*
  * Temporaries a crash left (a snapshot being written or received) are garbage: remove
  * them before anything writes a new one (snapfile.h, snapfile_cleanup). Nothing else
@@ -466,23 +639,44 @@ static void remove_temporaries(struct runtime *rt)
     }
 }
 
-/* The store, the configuration, the newest valid snapshot and the log after it. */
+static int open_store(struct runtime *rt, struct store_state *st)
+{
+    const struct node_config *c = rt->c;
+    char msg[node_errmsg_bytes];
+    struct store_options so = {.dir = c->data_dir, .map_bytes = c->map_bytes};
+    if (store_open(&rt->store, &rt->loop, &so, msg, sizeof msg) != 0) {
+        FAIL("cannot open the store in %s: %s", c->data_dir, msg);
+    }
+    if (store_load(rt->store, st, msg, sizeof msg) != 0) {
+        FAIL("cannot load the store in %s: %s", c->data_dir, msg);
+    }
+    return 0;
+}
+
+/* The store, the script's identity, the configuration, the newest valid snapshot and the
+ * log after it. */
 static int load_and_boot(struct runtime *rt, uint64_t *cluster_hash)
 {
     const struct node_config *c = rt->c;
     char msg[node_errmsg_bytes];
     remove_temporaries(rt);
-    struct store_options so = {.dir = c->data_dir, .map_bytes = c->map_bytes};
-    if (store_open(&rt->store, &rt->loop, &so, msg, sizeof msg) != 0) {
-        FAIL("cannot open the store in %s: %s", c->data_dir, msg);
-    }
+    struct node_boot_state b = {0};
+    char snap_path[node_snap_path_bytes_max];
+    bool has_snap = snapfile_latest(c->data_dir, &b.snapshot_index, &b.snapshot_term, snap_path,
+                                    sizeof snap_path) == 0;
+    /* Both before anything is recorded: a refused directory keeps what it had (a fresh
+     * one gets an empty store, which records nothing). */
     struct store_state st;
-    if (store_load(rt->store, &st, msg, sizeof msg) != 0) {
-        FAIL("cannot load the store in %s: %s", c->data_dir, msg);
+    if (open_store(rt, &st) != 0 || check_store_identity(rt, &st) != 0 ||
+        (has_snap && check_snapshot_identity(rt, snap_path) != 0)) {
+        return 1;
     }
+    b.term = st.term;
+    b.vote = st.vote;
     struct raft_server servers[RAFT_SERVERS_MAX];
     unsigned n_servers;
-    if (load_config(rt, &st, servers, &n_servers, cluster_hash) != 0) {
+    if (record_identity(rt, &st) != 0 ||
+        load_config(rt, &st, servers, &n_servers, cluster_hash) != 0) {
         return 1;
     }
     bool member = false;
@@ -492,18 +686,13 @@ static int load_and_boot(struct runtime *rt, uint64_t *cluster_hash)
     if (!member) {
         FAIL("node %" PRIu64 " is not in the cluster configuration", c->id);
     }
-    struct node_boot_state b = {
-        .term = st.term,
-        .vote = st.vote,
-        .stored_snapshot_index = st.snapshot_index,
-        .servers = servers,
-        .n_servers = n_servers,
-        .random_seed = config_hash_text(c->data_dir) ^ (uint64_t)io_wall_ms(rt) ^ c->id,
-    };
-    char snap_path[node_snap_path_bytes_max];
-    if (snapfile_latest(c->data_dir, &b.snapshot_index, &b.snapshot_term, snap_path,
-                        sizeof snap_path) == 0) {
-        if (fsm_worker_restore_file(rt->fsm, snap_path, msg, sizeof msg) != 0) {
+    b.stored_snapshot_index = st.snapshot_index;
+    b.servers = servers;
+    b.n_servers = n_servers;
+    b.random_seed = config_hash_text(c->data_dir) ^ (uint64_t)io_wall_ms(rt) ^ c->id;
+    if (has_snap) {
+        /* Checked above: no identity check again. */
+        if (fsm_worker_restore_file(rt->fsm, snap_path, NULL, msg, sizeof msg) != 0) {
             FAIL("%s", msg);
         }
         b.snapshot_path = snap_path;
@@ -609,11 +798,16 @@ static int start(struct runtime *rt)
     if (fsm_open(&rt->fsm, c->script, &limits, msg, sizeof msg) != 0) {
         FAIL("cannot load %s: %s", c->script, msg);
     }
+    if (identity_of(c->script, &rt->script, msg, sizeof msg) != 0) {
+        FAIL("%s", msg);
+    }
     int rv = uv_loop_init(&rt->loop);
     lr_assert(rv == 0);
     rt->io = io_template;
     rt->io.arg = rt;
     rt->n = node_new(c, &rt->io, rt->fsm);
+    snprintf(rt->n->script_name, sizeof rt->n->script_name, "%s", rt->script.name);
+    script_identity_hex(&rt->script, rt->n->script_hash);
     snprintf(rt->n->client_addr, sizeof rt->n->client_addr,
              strchr(c->listen_host, ':') ? "[%s]:%d" : "%s:%d", c->listen_host, c->listen_port);
     /* Forward and read ids must not repeat across this node's restarts, or a late answer
@@ -625,9 +819,8 @@ static int start(struct runtime *rt)
     if (load_and_boot(rt, &cluster_hash) != 0) {
         return 1;
     }
-    raft_index si = rt->n->snap.index;
-    rv =
-        fsm_worker_start(&rt->worker, &rt->loop, rt->fsm, si, rt->n->snap.term, worker_done_cb, rt);
+    rv = fsm_worker_start(&rt->worker, &rt->loop, rt->fsm, &rt->script, rt->n->snap.index,
+                          rt->n->snap.term, worker_done_cb, rt);
     if (rv != 0) {
         FAIL("cannot start the fsm thread: %s", strerror(-rv));
     }

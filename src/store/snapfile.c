@@ -1,11 +1,23 @@
 /*
  * Snapshot files (see snapfile.h for the contract).
  *
- * File layout: the body as the caller wrote it, then a 20-byte trailer:
- *   magic "LRSNAP01" (8 bytes), body length (u64 big-endian), CRC-32C of the body (u32
- *   big-endian).
+ * File layout, version 2 (all integers big-endian):
+ *   header:  magic "LRSNAP02" (8 bytes), the length n of the record that follows (u32),
+ *            the identity of the script whose state the body is (n bytes, the encoding
+ *            of script_identity_encode: since u64, hash length u8, hash, name length u8,
+ *            name)
+ *   body:    the script's bytes as M.snapshot wrote them
+ *   trailer: magic "LRSNAP02" (8 bytes), the length of header and body (u64), CRC-32C of
+ *            header and body (u32)
+ * Version 1, written before scripts were recorded, had no header and "LRSNAP01" in its
+ * trailer (length and CRC-32C of the body, i.e. of all before the trailer, as now); it is
+ * still read, as a snapshot of no known script. A trailer magic "LRSNAPnn" with nn above
+ * 02 is a newer format: SNAPFILE_EVERSION, so that an older build names the problem
+ * instead of calling the file corrupt.
+ *
  * The trailer sits at the end so the body can be streamed without knowing its length in
- * advance; a torn file has no valid trailer at its end and is rejected.
+ * advance; a torn file has no valid trailer at its end and is rejected. The header's
+ * length field lets a reader find the body without knowing every field of the record.
  *
  * Names (listed in snapfile.h): snap-<index>-<term>.lrs in decimal; the temporary name adds
  * ".tmp". Only names that print back exactly the same are taken as ours, so "snap-01-2.lrs"
@@ -26,7 +38,8 @@
 #include "util/assert.h"
 #include "util/crc32c.h"
 
-#define SNAPFILE_MAGIC "LRSNAP01"
+#define SNAPFILE_MAGIC_PREFIX "LRSNAP" /* then the version in two decimal digits */
+#define SNAPFILE_MAGIC "LRSNAP02"
 #define SNAPFILE_PREFIX "snap-"
 #define SNAPFILE_SUFFIX ".lrs"
 #define SNAPFILE_TMP_SUFFIX ".tmp"
@@ -35,12 +48,94 @@
 #define SNAPFILE_INCOMING_SUFFIX ".part"
 
 enum {
+    SNAPFILE_VERSION = 2,
+    SNAPFILE_VERSION_NO_SCRIPT = 1,
     SNAPFILE_MAGIC_BYTES = 8,
     SNAPFILE_TRAILER_BYTES = SNAPFILE_MAGIC_BYTES + 8 + 4,
+    SNAPFILE_HEADER_FIXED_BYTES = SNAPFILE_MAGIC_BYTES + 4,
+    SNAPFILE_HEADER_BYTES_MAX = SNAPFILE_HEADER_FIXED_BYTES + SCRIPT_IDENTITY_BYTES_MAX,
     SNAPFILE_READ_CHUNK_BYTES = 64 * 1024,
 };
 
 _Static_assert(sizeof(SNAPFILE_MAGIC) - 1 == SNAPFILE_MAGIC_BYTES, "magic is 8 bytes");
+_Static_assert(sizeof(SNAPFILE_MAGIC_PREFIX) - 1 == SNAPFILE_MAGIC_BYTES - 2,
+               "the version takes the magic's last two bytes");
+
+/* ------------------------------------------------------------------------------------ */
+/* Script identities (snapfile.h). */
+
+bool script_identity_same(const struct script_identity *a, const struct script_identity *b)
+{
+    lr_assert(a != NULL && b != NULL);
+    return strcmp(a->name, b->name) == 0 && memcmp(a->hash, b->hash, SCRIPT_HASH_BYTES) == 0;
+}
+
+void script_identity_hex(const struct script_identity *id, char out[SCRIPT_HASH_HEX_BYTES])
+{
+    static const char digits[] = "0123456789abcdef";
+    for (int i = 0; i < SCRIPT_HASH_BYTES; i++) {
+        out[2 * i] = digits[id->hash[i] >> 4];
+        out[2 * i + 1] = digits[id->hash[i] & 0xf];
+    }
+    out[2 * SCRIPT_HASH_BYTES] = '\0';
+}
+
+size_t script_identity_encode(const struct script_identity *id, unsigned char *out)
+{
+    size_t name_len = strnlen(id->name, sizeof id->name);
+    lr_assert(name_len <= SCRIPT_NAME_BYTES_MAX);
+    size_t n = 0;
+    for (int i = 7; i >= 0; i--) {
+        out[n++] = (unsigned char)(id->since >> (8 * i));
+    }
+    out[n++] = SCRIPT_HASH_BYTES;
+    memcpy(out + n, id->hash, SCRIPT_HASH_BYTES);
+    n += SCRIPT_HASH_BYTES;
+    out[n++] = (unsigned char)name_len;
+    memcpy(out + n, id->name, name_len);
+    return n + name_len;
+}
+
+int script_identity_decode(const unsigned char *p, size_t len, struct script_identity *out)
+{
+    memset(out, 0, sizeof *out);
+    if (len < 8 + 1 + SCRIPT_HASH_BYTES + 1 || p[8] != SCRIPT_HASH_BYTES) {
+        return -1;
+    }
+    for (int i = 0; i < 8; i++) {
+        out->since = (out->since << 8) | p[i];
+    }
+    memcpy(out->hash, p + 9, SCRIPT_HASH_BYTES);
+    size_t at = 9 + SCRIPT_HASH_BYTES;
+    size_t name_len = p[at++];
+    if (name_len == 0 || at + name_len != len || memchr(p + at, '\0', name_len) != NULL) {
+        memset(out, 0, sizeof *out);
+        return -1;
+    }
+    memcpy(out->name, p + at, name_len);
+    return 0;
+}
+
+const char *snapfile_strerror(int rv)
+{
+    switch (rv) {
+        case 0:
+            return "success";
+        case SNAPFILE_EIO:
+            return "I/O error on a snapshot file";
+        case SNAPFILE_ECORRUPT:
+            return "the snapshot file is torn or corrupt";
+        case SNAPFILE_ENOENT:
+            return "no such snapshot file";
+        case SNAPFILE_EVERSION:
+            return "the snapshot file has a format newer than this luaraft reads";
+        default:
+            return "unknown snapshot file error";
+    }
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* Writing. */
 
 static void snapfile_errmsg(char *errmsg, size_t errmsg_size, const char *what, const char *path)
 {
@@ -150,14 +245,28 @@ int snapfile_path(const char *dir, raft_index index, raft_term term, char *out, 
     return 0;
 }
 
+/* The header (see the top of this file), through snapfile_write so that the CRC and the
+ * length in the trailer cover it. */
+static int snapfile_write_header(struct snapfile_writer *w, const struct script_identity *script)
+{
+    unsigned char h[SNAPFILE_HEADER_BYTES_MAX];
+    memcpy(h, SNAPFILE_MAGIC, SNAPFILE_MAGIC_BYTES);
+    size_t n = script_identity_encode(script, h + SNAPFILE_HEADER_FIXED_BYTES);
+    for (int i = 0; i < 4; i++) {
+        h[SNAPFILE_MAGIC_BYTES + i] = (unsigned char)(n >> (24 - 8 * i));
+    }
+    return snapfile_write(w, h, SNAPFILE_HEADER_FIXED_BYTES + n);
+}
+
 int snapfile_begin(struct snapfile_writer *w,
                    const char *dir,
                    raft_index index,
                    raft_term term,
+                   const struct script_identity *script,
                    char *errmsg,
                    size_t errmsg_size)
 {
-    lr_assert(w != NULL && dir != NULL);
+    lr_assert(w != NULL && dir != NULL && script != NULL);
     memset(w, 0, sizeof *w);
     w->fd = -1;
     w->index = index;
@@ -184,6 +293,11 @@ int snapfile_begin(struct snapfile_writer *w,
     }
     if (w->fd < 0) {
         snapfile_errmsg(errmsg, errmsg_size, "cannot create", w->tmp_path);
+        return SNAPFILE_EIO;
+    }
+    if (snapfile_write_header(w, script) != 0) {
+        snapfile_errmsg(errmsg, errmsg_size, "cannot write the header of", w->tmp_path);
+        snapfile_abort(w);
         return SNAPFILE_EIO;
     }
     return 0;
@@ -286,6 +400,120 @@ static int snapfile_read_all(int fd, void *buf, size_t len, off_t offset)
     return 0;
 }
 
+/* The version a trailer's magic gives: 1 or 2, SNAPFILE_EVERSION for a newer one, or
+ * SNAPFILE_ECORRUPT when it is no magic of ours. */
+static int snapfile_version_of(const unsigned char *magic)
+{
+    size_t k = sizeof(SNAPFILE_MAGIC_PREFIX) - 1;
+    unsigned char d1 = magic[k];
+    unsigned char d2 = magic[k + 1];
+    if (memcmp(magic, SNAPFILE_MAGIC_PREFIX, k) != 0 || d1 < '0' || d1 > '9' || d2 < '0' ||
+        d2 > '9') {
+        return SNAPFILE_ECORRUPT;
+    }
+    int version = (d1 - '0') * 10 + (d2 - '0');
+    if (version > SNAPFILE_VERSION) {
+        return SNAPFILE_EVERSION;
+    }
+    return version >= SNAPFILE_VERSION_NO_SCRIPT ? version : SNAPFILE_ECORRUPT;
+}
+
+/* The header of a version 2 file whose header and body take covered bytes. */
+static int snapfile_read_header(int fd, uint64_t covered, struct snapfile_info *out)
+{
+    unsigned char h[SNAPFILE_HEADER_BYTES_MAX];
+    size_t want = covered < sizeof h ? (size_t)covered : sizeof h;
+    if (want < SNAPFILE_HEADER_FIXED_BYTES) {
+        return SNAPFILE_ECORRUPT;
+    }
+    int rv = snapfile_read_all(fd, h, want, 0);
+    if (rv != 0) {
+        return rv;
+    }
+    uint64_t n = snapfile_get_be(h + SNAPFILE_MAGIC_BYTES, 4);
+    if (memcmp(h, SNAPFILE_MAGIC, SNAPFILE_MAGIC_BYTES) != 0 ||
+        SNAPFILE_HEADER_FIXED_BYTES + n > want ||
+        script_identity_decode(h + SNAPFILE_HEADER_FIXED_BYTES, (size_t)n, &out->script) != 0) {
+        return SNAPFILE_ECORRUPT;
+    }
+    out->has_script = true;
+    out->body_offset = SNAPFILE_HEADER_FIXED_BYTES + n;
+    out->body_bytes = covered - out->body_offset;
+    return 0;
+}
+
+/* Reads the trailer and the header of the open file fd: *covered gets the length the
+ * trailer covers (all before it), *crc the checksum it records. */
+static int snapfile_inspect_fd(int fd, struct snapfile_info *out, uint64_t *covered, uint32_t *crc)
+{
+    memset(out, 0, sizeof *out);
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        return SNAPFILE_EIO;
+    }
+    if (st.st_size < SNAPFILE_TRAILER_BYTES) {
+        return SNAPFILE_ECORRUPT;
+    }
+    *covered = (uint64_t)st.st_size - SNAPFILE_TRAILER_BYTES;
+    unsigned char trailer[SNAPFILE_TRAILER_BYTES];
+    int rv = snapfile_read_all(fd, trailer, sizeof trailer, (off_t)*covered);
+    if (rv != 0) {
+        return rv;
+    }
+    int version = snapfile_version_of(trailer);
+    if (version < 0) {
+        return version;
+    }
+    if (snapfile_get_be(trailer + SNAPFILE_MAGIC_BYTES, 8) != *covered) {
+        return SNAPFILE_ECORRUPT;
+    }
+    *crc = (uint32_t)snapfile_get_be(trailer + SNAPFILE_MAGIC_BYTES + 8, 4);
+    out->version = version;
+    if (version == SNAPFILE_VERSION_NO_SCRIPT) {
+        out->body_offset = 0;
+        out->body_bytes = *covered;
+        return 0;
+    }
+    return snapfile_read_header(fd, *covered, out);
+}
+
+/* The CRC-32C of the file's first len bytes, read in chunks. */
+static int snapfile_crc_of(int fd, uint64_t len, uint32_t *crc)
+{
+    unsigned char *chunk = malloc(SNAPFILE_READ_CHUNK_BYTES);
+    if (chunk == NULL) {
+        errno = ENOMEM;
+        return SNAPFILE_EIO;
+    }
+    uint32_t c = 0;
+    int rv = 0;
+    for (uint64_t at = 0; at < len && rv == 0;) {
+        size_t n =
+            len - at < SNAPFILE_READ_CHUNK_BYTES ? (size_t)(len - at) : SNAPFILE_READ_CHUNK_BYTES;
+        rv = snapfile_read_all(fd, chunk, n, (off_t)at);
+        c = crc32c(c, chunk, n);
+        at += n;
+    }
+    free(chunk);
+    *crc = c;
+    return rv;
+}
+
+int snapfile_inspect(const char *path, struct snapfile_info *out)
+{
+    lr_assert(path != NULL && out != NULL);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        memset(out, 0, sizeof *out);
+        return errno == ENOENT ? SNAPFILE_ENOENT : SNAPFILE_EIO;
+    }
+    uint64_t covered;
+    uint32_t crc;
+    int rv = snapfile_inspect_fd(fd, out, &covered, &crc);
+    close(fd);
+    return rv;
+}
+
 int snapfile_verify(const char *path, uint64_t *body_bytes)
 {
     lr_assert(path != NULL);
@@ -293,59 +521,24 @@ int snapfile_verify(const char *path, uint64_t *body_bytes)
     if (fd < 0) {
         return errno == ENOENT ? SNAPFILE_ENOENT : SNAPFILE_EIO;
     }
-    int result;
-    unsigned char *chunk = NULL;
-    struct stat st;
-    if (fstat(fd, &st) != 0) {
-        result = SNAPFILE_EIO;
-        goto out;
-    }
-    if (st.st_size < SNAPFILE_TRAILER_BYTES) {
-        result = SNAPFILE_ECORRUPT;
-        goto out;
-    }
-    uint64_t body = (uint64_t)st.st_size - SNAPFILE_TRAILER_BYTES;
-    unsigned char trailer[SNAPFILE_TRAILER_BYTES];
-    result = snapfile_read_all(fd, trailer, sizeof trailer, (off_t)body);
-    if (result != 0) {
-        goto out;
-    }
-    if (memcmp(trailer, SNAPFILE_MAGIC, SNAPFILE_MAGIC_BYTES) != 0 ||
-        snapfile_get_be(trailer + SNAPFILE_MAGIC_BYTES, 8) != body) {
-        result = SNAPFILE_ECORRUPT;
-        goto out;
-    }
-    uint32_t want = (uint32_t)snapfile_get_be(trailer + SNAPFILE_MAGIC_BYTES + 8, 4);
-    chunk = malloc(SNAPFILE_READ_CHUNK_BYTES);
-    if (chunk == NULL) {
-        errno = ENOMEM;
-        result = SNAPFILE_EIO;
-        goto out;
-    }
+    struct snapfile_info info;
+    uint64_t covered = 0;
+    uint32_t want = 0;
     uint32_t crc = 0;
-    for (uint64_t at = 0; at < body;) {
-        size_t n =
-            body - at < SNAPFILE_READ_CHUNK_BYTES ? (size_t)(body - at) : SNAPFILE_READ_CHUNK_BYTES;
-        result = snapfile_read_all(fd, chunk, n, (off_t)at);
-        if (result != 0) {
-            goto out;
-        }
-        crc = crc32c(crc, chunk, n);
-        at += n;
+    int rv = snapfile_inspect_fd(fd, &info, &covered, &want);
+    if (rv == 0) {
+        rv = snapfile_crc_of(fd, covered, &crc);
     }
-    if (crc != want) {
-        result = SNAPFILE_ECORRUPT;
-        goto out;
+    if (rv == 0 && crc != want) {
+        rv = SNAPFILE_ECORRUPT;
     }
-    if (body_bytes != NULL) {
-        *body_bytes = body;
+    if (rv == 0 && body_bytes != NULL) {
+        *body_bytes = info.body_bytes;
     }
-    result = 0;
-
-out:
-    free(chunk);
+    int saved = errno;
     close(fd);
-    return result;
+    errno = saved;
+    return rv;
 }
 
 struct snapfile_candidate

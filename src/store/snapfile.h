@@ -1,8 +1,10 @@
 /*
  * Snapshot files: snap-<index>-<term>.lrs in the data directory, each written to a
  * temporary name, fsynced, renamed, and the directory fsynced, so that a crash leaves
- * either the whole new file or none of it. The file ends in a trailer with the length and
- * a CRC-32C of the body, so a torn or corrupt file is recognised and skipped.
+ * either the whole new file or none of it. The file starts with a header naming the
+ * script whose state it holds (struct script_identity) and ends in a trailer with the
+ * length and a CRC-32C of all before it, so a torn or corrupt file is recognised and
+ * skipped (the layout is at the top of snapfile.c).
  *
  * Names in the data directory, all with <index>, <term>, <peer> and <seq> in plain
  * decimal (what %llu prints: no sign, no leading zero):
@@ -21,6 +23,7 @@
 #ifndef LUARAFT_STORE_SNAPFILE_H
 #define LUARAFT_STORE_SNAPFILE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -28,15 +31,61 @@
 
 enum {
     SNAPFILE_EIO = -300,      /* errno says why; see errmsg */
-    SNAPFILE_ECORRUPT = -301, /* bad trailer or checksum */
+    SNAPFILE_ECORRUPT = -301, /* bad header, trailer or checksum */
     SNAPFILE_ENOENT = -302,   /* no valid snapshot file */
+    SNAPFILE_EVERSION = -303, /* a format newer than this build reads */
 };
+
+/*
+ * A script's identity (issue 7): the file name it was started with, without its
+ * directory, and the BLAKE2b-256 hash of its content. The data directory records it
+ * (store.h, the "script" meta record) and every snapshot file carries the identity of
+ * the script whose state it holds, so that a node started with another script, or sent
+ * another script's snapshot, refuses instead of replaying foreign state into it.
+ *
+ * It is defined here, with its encoding, because the snapshot format carries it; the
+ * store records the same encoding.
+ *
+ * since: the log index from which this script runs, 0 for the script the data directory
+ * was made with. Replicated script upgrades (issue 9) change the script at a log index:
+ * the upgrade then records the new identity with since = that index (one store_write of
+ * the same record, and the snapshots after it carry it), so an upgrade is an update of
+ * this record, not a new layout. Two identities are the same script when name and hash
+ * match; since says only from when.
+ */
+enum {
+    SCRIPT_NAME_BYTES_MAX = 255, /* a file name (NAME_MAX), NUL not included */
+    SCRIPT_HASH_BYTES = 32,      /* BLAKE2b-256 */
+    SCRIPT_HASH_HEX_BYTES = 2 * SCRIPT_HASH_BYTES + 1,
+    /* since u64, hash length u8 and hash, name length u8 and name */
+    SCRIPT_IDENTITY_BYTES_MAX = 8 + 1 + SCRIPT_HASH_BYTES + 1 + SCRIPT_NAME_BYTES_MAX,
+};
+
+struct script_identity
+{
+    raft_index since;
+    char name[SCRIPT_NAME_BYTES_MAX + 1];
+    unsigned char hash[SCRIPT_HASH_BYTES];
+};
+
+/* True when a and b name the same script: the same name and the same hash. */
+bool script_identity_same(const struct script_identity *a, const struct script_identity *b);
+
+/* The hash in lower-case hex, NUL-terminated. */
+void script_identity_hex(const struct script_identity *id, char out[SCRIPT_HASH_HEX_BYTES]);
+
+/* Encodes id (big-endian, as laid out above) into out, which holds at least
+ * SCRIPT_IDENTITY_BYTES_MAX bytes; returns the length. */
+size_t script_identity_encode(const struct script_identity *id, unsigned char *out);
+
+/* Decodes exactly len bytes of that encoding. Returns 0, or -1 when they are not one. */
+int script_identity_decode(const unsigned char *p, size_t len, struct script_identity *out);
 
 struct snapfile_writer
 {
     int fd;
     uint32_t crc;
-    uint64_t bytes;
+    uint64_t bytes; /* written so far, the header included */
     raft_index index;
     raft_term term;
     char tmp_path[512];
@@ -44,11 +93,15 @@ struct snapfile_writer
     char dir[512];
 };
 
-/* Starts writing the snapshot at (index, term) in dir, under a temporary name. */
+/*
+ * Starts writing the snapshot at (index, term) in dir, under a temporary name, with the
+ * header that records script (the identity of the script whose state follows).
+ */
 int snapfile_begin(struct snapfile_writer *w,
                    const char *dir,
                    raft_index index,
                    raft_term term,
+                   const struct script_identity *script,
                    char *errmsg,
                    size_t errmsg_size);
 int snapfile_write(struct snapfile_writer *w, const void *data, size_t len);
@@ -99,7 +152,31 @@ void snapfile_prune(const char *dir, raft_index index);
  */
 int snapfile_cleanup(const char *dir);
 
-/* Verifies a whole file's trailer and checksum; *body_bytes gets the body length. */
+/*
+ * Verifies a whole file's header, trailer and checksum; *body_bytes gets the length of
+ * the body (the script's bytes, after the header). Reads the whole file: not for the
+ * loop thread. Errors: SNAPFILE_ENOENT, SNAPFILE_EIO, SNAPFILE_ECORRUPT, SNAPFILE_EVERSION.
+ */
 int snapfile_verify(const char *path, uint64_t *body_bytes);
+
+/* What a snapshot file's header and trailer say. */
+struct snapfile_info
+{
+    int version;     /* 1: written before scripts were recorded (no identity); 2 */
+    bool has_script; /* version 2 */
+    struct script_identity script;
+    uint64_t body_offset; /* where the script's bytes start */
+    uint64_t body_bytes;
+};
+
+/*
+ * Reads a file's header and trailer, not its body: a few hundred bytes, so the loop
+ * thread may call it, but it checks no checksum (snapfile_verify does). Errors as
+ * snapfile_verify's.
+ */
+int snapfile_inspect(const char *path, struct snapfile_info *out);
+
+/* A sentence for a SNAPFILE_E* code. */
+const char *snapfile_strerror(int rv);
 
 #endif

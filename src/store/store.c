@@ -7,7 +7,10 @@
  *   meta: key = a name; value = a version byte, then big-endian fields:
  *         "hard_state" = term u64, vote u64;
  *         "config"     = count u8, then per server id u64, voter u8;
- *         "snapshot"   = index u64, term u64.
+ *         "snapshot"   = index u64, term u64;
+ *         "script"     = the script's identity (script_identity_encode, snapfile.c).
+ *         A record a build does not know is left alone; a data directory made before the
+ *         "script" record existed simply has none (store_state.has_script false).
  *
  * Durability. The environment is opened with LMDB's default flags (no MDB_NOSYNC, no
  * MDB_NOMETASYNC, no MDB_WRITEMAP, no MDB_MAPASYNC), so a successful mdb_txn_commit has
@@ -48,6 +51,7 @@ enum {
     STORE_HARD_STATE_BYTES = 1 + 8 + 8,
     STORE_SNAPSHOT_BYTES = 1 + 8 + 8,
     STORE_CONFIG_BYTES_MAX = 1 + 1 + RAFT_SERVERS_MAX * 9,
+    STORE_SCRIPT_BYTES_MAX = 1 + SCRIPT_IDENTITY_BYTES_MAX,
 };
 
 _Static_assert(RAFT_SERVERS_MAX <= 255, "the config record counts servers in one byte");
@@ -58,7 +62,8 @@ struct store_req
     struct store_req *next;
     struct store_write w;
     struct raft_server servers[RAFT_SERVERS_MAX];
-    struct raft_entry *entries; /* w.n entries; payloads follow in the same block */
+    struct script_identity script; /* w.script points here when set */
+    struct raft_entry *entries;    /* w.n entries; payloads follow in the same block */
     store_done_cb done;
     void *arg;
     int status;
@@ -344,6 +349,15 @@ static int store_apply(struct store *s, MDB_txn *txn, const struct store_req *r)
             len += 9;
         }
         rv = store_put_meta(txn, s->meta_dbi, "config", buf, len);
+        if (rv != 0) {
+            return rv;
+        }
+    }
+    if (r->w.script != NULL) {
+        unsigned char buf[STORE_SCRIPT_BYTES_MAX];
+        buf[0] = STORE_META_VERSION;
+        size_t len = 1 + script_identity_encode(r->w.script, buf + 1);
+        rv = store_put_meta(txn, s->meta_dbi, "script", buf, len);
         if (rv != 0) {
             return rv;
         }
@@ -697,6 +711,26 @@ static int store_get_meta(MDB_txn *txn,
     return 0;
 }
 
+static int store_load_script(struct store *s,
+                             MDB_txn *txn,
+                             struct store_state *out,
+                             char *errmsg,
+                             size_t errmsg_size)
+{
+    MDB_val v;
+    int rv = store_get_meta(txn, s->meta_dbi, "script", &v, errmsg, errmsg_size);
+    if (rv != 0 || v.mv_size == 0) {
+        return rv; /* an error, or none recorded */
+    }
+    if (script_identity_decode((const unsigned char *)v.mv_data + 1, v.mv_size - 1, &out->script) !=
+        0) {
+        snprintf(errmsg, errmsg_size, "store: the script record is malformed");
+        return STORE_ECORRUPT;
+    }
+    out->has_script = true;
+    return 0;
+}
+
 static int store_load_meta(struct store *s,
                            MDB_txn *txn,
                            struct store_state *out,
@@ -733,6 +767,11 @@ static int store_load_meta(struct store *s,
             out->servers[i].id = store_get_u64(p + 2 + i * 9);
             out->servers[i].voter = p[2 + i * 9 + 8] != 0;
         }
+    }
+
+    rv = store_load_script(s, txn, out, errmsg, errmsg_size);
+    if (rv != 0) {
+        return rv;
     }
 
     rv = store_get_meta(txn, s->meta_dbi, "snapshot", &v, errmsg, errmsg_size);
@@ -908,6 +947,11 @@ int store_submit(struct store *s, const struct store_write *w, store_done_cb don
     if ((w->snapshot || w->snapshot_taken) && (w->snapshot_index == 0 || w->snapshot_term == 0)) {
         return STORE_EINVAL;
     }
+    if (w->script != NULL &&
+        (w->script->name[0] == '\0' ||
+         strnlen(w->script->name, sizeof w->script->name) > SCRIPT_NAME_BYTES_MAX)) {
+        return STORE_EINVAL; /* it would not load back (script_identity_decode) */
+    }
 
     /* One block: the request, its entries, their payloads. */
     size_t n = w->entries ? w->n : 0;
@@ -928,6 +972,10 @@ int store_submit(struct store *s, const struct store_write *w, store_done_cb don
     r->w.e = NULL;
     if (w->config && w->n_servers > 0) {
         memcpy(r->servers, w->servers, w->n_servers * sizeof w->servers[0]);
+    }
+    if (w->script != NULL) {
+        r->script = *w->script;
+        r->w.script = &r->script;
     }
     r->entries = (struct raft_entry *)(r + 1);
     unsigned char *payload = (unsigned char *)(r->entries + n);

@@ -1,7 +1,8 @@
 /*
  * The node's durable state in LMDB: log entries keyed by big-endian index, the hard state
- * (term, vote), the configuration, and the metadata of the newest snapshot (the snapshot
- * bytes themselves live in files, see snapfile.h).
+ * (term, vote), the configuration, the identity of the script the data directory belongs
+ * to (struct script_identity, snapfile.h), and the metadata of the newest snapshot (the
+ * snapshot bytes themselves live in files, see snapfile.h).
  *
  * Writes run on a thread of the store's own, one LMDB write transaction per batch of
  * requests and one fsync for the batch (group commit), in submission order; the loop
@@ -23,6 +24,7 @@
 #include <uv.h>
 
 #include "raft/raft.h"
+#include "store/snapfile.h"
 
 enum {
     STORE_EIO = -200,      /* LMDB or the file system failed; see errmsg / the log */
@@ -51,13 +53,17 @@ struct store_state
     bool has_config; /* false on a fresh data directory */
     struct raft_server servers[RAFT_SERVERS_MAX];
     unsigned n_servers;
+    /* false on a fresh data directory, and on one made before scripts were recorded */
+    bool has_script;
+    struct script_identity script;
     raft_index first_index; /* entries first_index..last_index are stored */
     raft_index last_index;  /* first_index > last_index: none */
 };
 
 /*
  * One persist request: the parts present are made durable in this order, atomically
- * (one transaction): hard state; configuration; snapshot install (delete every entry,
+ * (one transaction): hard state; configuration; script identity (replacing the one
+ * recorded); snapshot install (delete every entry,
  * record the snapshot's index and term) or, with snapshot_taken instead, a snapshot taken
  * here (record its index and term, keep the log); entries (delete every entry at index >= first,
  * write n entries from first on); compaction (delete entries at index <= compact_to).
@@ -72,6 +78,8 @@ struct store_write
     bool config;
     const struct raft_server *servers;
     unsigned n_servers;
+
+    const struct script_identity *script; /* NULL: the recorded one stays */
 
     bool snapshot;       /* install: the log is dropped */
     bool snapshot_taken; /* taken locally: the log stays (compact it with compact_to) */

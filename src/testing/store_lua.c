@@ -7,9 +7,11 @@
  *
  *   store.open(dir, {map_bytes =}) -> st | nil, message, code
  *   st:load() -> {term =, vote =, snapshot_index =, snapshot_term =, has_config =,
- *                 config = {{id =, voter =}, ...}, first_index =, last_index =}
+ *                 config = {{id =, voter =}, ...}, first_index =, last_index =,
+ *                 script = {name =, hash =, since =} or nil}
  *                | nil, message, code
  *   st:submit{hard_state = {term =, vote =}, config = {{id =, voter =}, ...},
+ *             script = {name =, hash =, since =},
  *             snapshot = {index =, term =}, entries = {first =, {term =, type =, data =}, ...},
  *             compact_to =} -> true (queued) | nil, message, code
  *   st:run() -> {status, ...}: runs the loop until every queued request's callback ran;
@@ -18,9 +20,12 @@
  *   st:stats() -> {requests =, batches =, txns =}
  *   st:close() (also __gc and __close): finishes the queue, closes LMDB and the loop
  *
- *   store.snapfile_write(dir, index, term, data) -> path | nil, message
+ *   store.snapfile_write(dir, index, term, data [, script]) -> path | nil, message
+ *       script = {name =, hash =, since =}; by default {name = "spec.lua", hash = 64 zeros}
  *   store.snapfile_latest(dir) -> index, term, path | nil, code
  *   store.snapfile_verify(path) -> body_bytes | nil, code
+ *   store.snapfile_inspect(path) -> {version =, script = {...} or nil, body_offset =,
+ *                                    body_bytes =} | nil, code
  *   store.snapfile_prune(dir, index)
  *   store.snapfile_path(dir, index, term) -> path | nil, message, code
  *   store.snapfile_cleanup(dir) -> removed | nil, message, code
@@ -28,11 +33,14 @@
  *   store.OK, store.EIO, store.EFULL, store.ENOMEM, store.ECORRUPT, store.ECLOSED,
  *   store.EINVAL, store.SNAPFILE_EIO, store.SNAPFILE_ECORRUPT, store.SNAPFILE_ENOENT
  *
+ * A script's hash is 64 hex digits in Lua (SCRIPT_HASH_BYTES bytes in C).
+ *
  * Never use a store object in a forked child (see store.c).
  */
 #include <errno.h>
 #include <lauxlib.h>
 #include <lua.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <uv.h>
@@ -127,6 +135,48 @@ static lua_Integer field_integer(lua_State *L, int t, const char *name)
     return v;
 }
 
+/* {name =, hash = hex, since =} at index t into id; raises a Lua error when malformed. */
+static void check_identity(lua_State *L, int t, struct script_identity *id)
+{
+    luaL_checktype(L, t, LUA_TTABLE);
+    memset(id, 0, sizeof *id);
+    lua_getfield(L, t, "name"); /* name */
+    size_t len;
+    const char *name = luaL_checklstring(L, -1, &len);
+    if (len > SCRIPT_NAME_BYTES_MAX) {
+        luaL_error(L, "script name over %d bytes", SCRIPT_NAME_BYTES_MAX);
+    }
+    memcpy(id->name, name, len + 1);
+    lua_pop(L, 1);              /* */
+    lua_getfield(L, t, "hash"); /* hash */
+    const char *hex = luaL_checklstring(L, -1, &len);
+    if (len != 2 * SCRIPT_HASH_BYTES) {
+        luaL_error(L, "script hash must be %d hex digits", 2 * SCRIPT_HASH_BYTES);
+    }
+    for (int i = 0; i < SCRIPT_HASH_BYTES; i++) {
+        unsigned v;
+        if (sscanf(hex + 2 * i, "%2x", &v) != 1) {
+            luaL_error(L, "script hash must be hex");
+        }
+        id->hash[i] = (unsigned char)v;
+    }
+    lua_pop(L, 1); /* */
+    id->since = (raft_index)field_integer(L, t, "since");
+}
+
+static void push_identity(lua_State *L, const struct script_identity *id)
+{
+    char hex[SCRIPT_HASH_HEX_BYTES];
+    script_identity_hex(id, hex);
+    lua_createtable(L, 0, 3);
+    lua_pushstring(L, id->name);
+    lua_setfield(L, -2, "name");
+    lua_pushstring(L, hex);
+    lua_setfield(L, -2, "hash");
+    lua_pushinteger(L, (lua_Integer)id->since);
+    lua_setfield(L, -2, "since");
+}
+
 static int store_lua_open(lua_State *L)
 {
     const char *dir = luaL_checkstring(L, 1);
@@ -190,6 +240,10 @@ static int store_lua_load(lua_State *L)
     lua_setfield(L, -2, "first_index");
     lua_pushinteger(L, (lua_Integer)st.last_index);
     lua_setfield(L, -2, "last_index");
+    if (st.has_script) {
+        push_identity(L, &st.script);
+        lua_setfield(L, -2, "script");
+    }
     return 1;
 }
 
@@ -224,6 +278,13 @@ static int store_lua_submit(lua_State *L)
             servers[i].voter = lua_toboolean(L, -1);
             lua_pop(L, 2); /* cfg */
         }
+    }
+    lua_pop(L, 1); /* */
+
+    struct script_identity script;
+    if (lua_getfield(L, 2, "script") == LUA_TTABLE) { /* script */
+        check_identity(L, -1, &script);
+        w.script = &script;
     }
     lua_pop(L, 1); /* */
 
@@ -345,9 +406,14 @@ static int store_lua_snapfile_write(lua_State *L)
     lua_Integer term = luaL_checkinteger(L, 3);
     size_t len;
     const char *data = luaL_checklstring(L, 4, &len);
+    struct script_identity script = {.name = "spec.lua"};
+    if (!lua_isnoneornil(L, 5)) {
+        check_identity(L, 5, &script);
+    }
     struct snapfile_writer w;
     char errmsg[512] = "";
-    int rv = snapfile_begin(&w, dir, (raft_index)index, (raft_term)term, errmsg, sizeof errmsg);
+    int rv =
+        snapfile_begin(&w, dir, (raft_index)index, (raft_term)term, &script, errmsg, sizeof errmsg);
     if (rv != 0) {
         return push_error(L, errmsg, rv);
     }
@@ -398,6 +464,30 @@ static int store_lua_snapfile_verify(lua_State *L)
         return 2;
     }
     lua_pushinteger(L, (lua_Integer)body);
+    return 1;
+}
+
+static int store_lua_snapfile_inspect(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    struct snapfile_info info;
+    int rv = snapfile_inspect(path, &info);
+    if (rv != 0) {
+        lua_pushnil(L);
+        lua_pushinteger(L, rv);
+        return 2;
+    }
+    lua_createtable(L, 0, 4);
+    lua_pushinteger(L, info.version);
+    lua_setfield(L, -2, "version");
+    if (info.has_script) {
+        push_identity(L, &info.script);
+        lua_setfield(L, -2, "script");
+    }
+    lua_pushinteger(L, (lua_Integer)info.body_offset);
+    lua_setfield(L, -2, "body_offset");
+    lua_pushinteger(L, (lua_Integer)info.body_bytes);
+    lua_setfield(L, -2, "body_bytes");
     return 1;
 }
 
@@ -461,6 +551,7 @@ static const luaL_Reg module_funcs[] = {
     {"snapfile_write", store_lua_snapfile_write},
     {"snapfile_latest", store_lua_snapfile_latest},
     {"snapfile_verify", store_lua_snapfile_verify},
+    {"snapfile_inspect", store_lua_snapfile_inspect},
     {"snapfile_prune", store_lua_snapfile_prune},
     {"snapfile_path", store_lua_snapfile_path},
     {"snapfile_cleanup", store_lua_snapfile_cleanup},
@@ -494,6 +585,7 @@ int luaopen_luaraft_store(lua_State *L)
         {"SNAPFILE_EIO", SNAPFILE_EIO},
         {"SNAPFILE_ECORRUPT", SNAPFILE_ECORRUPT},
         {"SNAPFILE_ENOENT", SNAPFILE_ENOENT},
+        {"SNAPFILE_EVERSION", SNAPFILE_EVERSION},
     };
     for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {
         lua_pushinteger(L, codes[i].value); /* module, v */
