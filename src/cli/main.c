@@ -213,8 +213,8 @@ static int node_main(int argc, char **argv)
                 }
                 break;
             case opt_write_timeout_ms:
-                if (parse_u64(optarg, 100, 3600000, &v) != 0) {
-                    return usage_error("--write-timeout-ms: '%s' is not in 100..3600000", optarg);
+                if (parse_u64(optarg, 10, 3600000, &v) != 0) {
+                    return usage_error("--write-timeout-ms: '%s' is not in 10..3600000", optarg);
                 }
                 c.write_timeout_ms = (uint32_t)v;
                 break;
