@@ -1,17 +1,25 @@
 -- A node's start-up and stop as real processes (issue 7): the temporaries a crash left
 -- in the data directory are removed at start-up (src/node/runtime.c, remove_temporaries;
--- the names are in src/store/snapfile.h), and a failed snapshot child is reported with
--- what its exit status or signal means (try_reap; the statuses are fsm/worker.c's
--- child_exit_*).
+-- the names are in src/store/snapfile.h); a failed snapshot child is reported with what
+-- its exit status or signal means (try_reap; the statuses are fsm/worker.c's
+-- child_exit_*); and a node stopped while its fsm thread runs a read answers that read
+-- with its result (stop and fsm_worker_stop drain the fsm thread first: "shutdown drops
+-- finished query results without answering").
 --
--- What it catches: leftovers kept (they were never removed: issue 7), files that are not
+-- What it catches: leftovers kept (they were never removed), files that are not
 -- temporaries removed with them, a start-up that says nothing about what it removed; a
--- failed snapshot logged without its cause.
+-- failed snapshot logged without its cause; a stop that frees the results the fsm
+-- thread finished while the loop waited for it (the client's connection was closed
+-- unanswered), or answers them with the node's "going away" error instead.
 --
 -- What it cannot catch: the exit statuses no script can provoke on purpose (a file that
 -- cannot be created, a failed fsync or rename, an orphaned child); a leftover that a
 -- live second process on the same directory is still writing (snapfile_cleanup's
--- contract forbids that setup, and nothing enforces it).
+-- contract forbids that setup, and nothing enforces it); a read that ends in the instant
+-- between the SIGTERM and the drain (its result goes the normal way; the spec checks
+-- that the reply came after the SIGTERM, so such a run fails loudly instead of passing
+-- by luck); reads that the drain's last applies make servable (they run in
+-- fsm_worker_stop too, but no outside timing reaches that window on purpose).
 local S = dofile(debug.getinfo(1, "S").source:sub(2):match("^(.*)/") .. "/support.lua")
 
 -- Writes a small script to a temporary file and returns its path.
@@ -101,4 +109,81 @@ return M
                     1, true)
             end)
         end)
+end)
+
+-- SLOW n spins n rounds that each build a 128 KiB string (about half a millisecond, and
+-- a handful of instructions, far below the instruction budget), then answers with the
+-- value: a read that keeps the fsm thread busy for seconds.
+local SCRIPT = [==[
+local M = { reads = { SLOW = true, GET = true } }
+local value = ""
+function M.apply(cmd)
+    if cmd[1]:upper() == "SET" and #cmd == 2 then
+        value = cmd[2]
+        return { ok = "OK" }
+    end
+    error("usage: SET v | GET | SLOW n")
+end
+function M.query(cmd)
+    if cmd[1]:upper() == "SLOW" then
+        for _ = 1, math.tointeger(tonumber(cmd[2])) do
+            local _ = string.rep("x", 1 << 17)
+        end
+        return "slow " .. value
+    end
+    return value
+end
+function M.snapshot(w) w:write(value) end
+function M.restore(r) value = r:read() or "" end
+return M
+]==]
+local ROUNDS = 6000
+
+describe("a node stopping", function()
+    local c, script
+
+    after_each(function()
+        if c then
+            c:stop()
+            c = nil
+        end
+        if script then
+            os.remove(script)
+            script = nil
+        end
+    end)
+
+    it("answers a read the fsm thread is running when SIGTERM arrives with its result", function()
+        script = script_file(SCRIPT)
+        c = S.cluster({ n = 1, script = script })
+        c:start(1)
+        c:wait_leader(10)
+        assert.equal("OK", c:rc(1, "SET", "v1"))
+
+        -- The slow read in the background; its reply and the time it came go to a file.
+        local out = c.dir .. "/slow.out"
+        os.execute("(timeout 60 redis-cli -p " .. c:client_port(1) .. " SLOW " .. ROUNDS
+            .. " >" .. S.quote(out) .. " 2>&1; date +%s.%N >>" .. S.quote(out) .. ") &")
+        -- The fsm thread is busy with it once a quick read queued behind it gets no answer.
+        S.wait(10, "the slow read running", function()
+            return S.sh("timeout 0.5 redis-cli -p " .. c:client_port(1) .. " GET 2>&1") == ""
+        end)
+        local killed_at = S.now()
+        os.execute("kill -TERM " .. c.pids[1])
+        S.wait(60, "the node stopping", function()
+            return not c:alive(1)
+        end)
+        c.pids[1] = nil
+
+        local text = S.wait(10, "the slow read's client ending", function()
+            local t = S.read_file(out)
+            return t:find("^.*\n%d+%.%d+\n$") and t
+        end)
+        local reply, answered_at = text:match("^(.*)\n(%d+%.%d+)\n$")
+        assert.equal("slow v1", reply, "the node's log:\n" .. S.read_file(c:log(1)))
+        assert.is_true(tonumber(answered_at) > killed_at,
+            "the read was answered before the SIGTERM: make SLOW take longer than "
+                .. ROUNDS .. " rounds")
+        assert.truthy(S.read_file(c:log(1)):find("stopped", 1, true))
+    end)
 end)

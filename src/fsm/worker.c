@@ -359,6 +359,31 @@ static void run_job(struct fsm_worker *w, struct fsm_job *job)
     }
 }
 
+/* A FIFO of jobs (the caller holds the mutex, or is the only thread left). */
+static void queue_push(struct fsm_job **head, struct fsm_job **tail, struct fsm_job *job)
+{
+    job->next = NULL;
+    if (*tail != NULL) {
+        (*tail)->next = job;
+    } else {
+        *head = job;
+    }
+    *tail = job;
+}
+
+static struct fsm_job *queue_pop(struct fsm_job **head, struct fsm_job **tail)
+{
+    struct fsm_job *job = *head;
+    if (job != NULL) {
+        *head = job->next;
+        if (*head == NULL) {
+            *tail = NULL;
+        }
+        job->next = NULL;
+    }
+    return job;
+}
+
 static void *worker_main(void *arg)
 {
     struct fsm_worker *w = arg;
@@ -367,14 +392,9 @@ static void *worker_main(void *arg)
         while (w->in_head == NULL) {
             pthread_cond_wait(&w->cond, &w->mutex);
         }
-        struct fsm_job *job = w->in_head;
-        w->in_head = job->next;
-        if (w->in_head == NULL) {
-            w->in_tail = NULL;
-        }
+        struct fsm_job *job = queue_pop(&w->in_head, &w->in_tail);
         pthread_mutex_unlock(&w->mutex);
 
-        job->next = NULL;
         if (job->type == FSM_JOB_STOP) {
             fsm_job_free(job);
             return NULL;
@@ -382,12 +402,7 @@ static void *worker_main(void *arg)
         run_job(w, job);
 
         pthread_mutex_lock(&w->mutex);
-        if (w->out_tail != NULL) {
-            w->out_tail->next = job;
-        } else {
-            w->out_head = job;
-        }
-        w->out_tail = job;
+        queue_push(&w->out_head, &w->out_tail, job);
         pthread_mutex_unlock(&w->mutex);
         uv_async_send(&w->async);
     }
@@ -443,16 +458,24 @@ int fsm_worker_start(struct fsm_worker *w,
 void fsm_worker_submit(struct fsm_worker *w, struct fsm_job *job)
 {
     lr_assert(job != NULL);
-    job->next = NULL;
+    lr_assert(w->fsm != NULL); /* not after fsm_worker_stop */
     pthread_mutex_lock(&w->mutex);
-    if (w->in_tail != NULL) {
-        w->in_tail->next = job;
-    } else {
-        w->in_head = job;
-    }
-    w->in_tail = job;
+    queue_push(&w->in_head, &w->in_tail, job);
     pthread_cond_signal(&w->cond);
     pthread_mutex_unlock(&w->mutex);
+}
+
+/* A job submitted once the thread was gone (fsm_worker_stop): run here, except that no
+ * snapshot child is forked any more, since the node is going away. */
+static void run_late_job(struct fsm_worker *w, struct fsm_job *job)
+{
+    if (job->type == FSM_JOB_SNAPSHOT) {
+        job->status = -ECANCELED;
+        job->pid = 0;
+        snprintf(job->errmsg, sizeof job->errmsg, "the node is stopping");
+        return;
+    }
+    run_job(w, job);
 }
 
 void fsm_worker_stop(struct fsm_worker *w)
@@ -461,14 +484,25 @@ void fsm_worker_stop(struct fsm_worker *w)
     lr_assert(stop != NULL);
     fsm_worker_submit(w, stop);
     pthread_join(w->thread, NULL);
-    /* Results that were never delivered are dropped: the loop is going away. */
-    struct fsm_job *job = w->out_head;
-    while (job != NULL) {
-        struct fsm_job *next = job->next;
-        fsm_job_free(job);
-        job = next;
+    /* Only this thread is left to touch the queues and f. Finished results go to done
+     * first, in order; what done submits meanwhile runs after them, in order too. */
+    for (;;) {
+        struct fsm_job *job = queue_pop(&w->out_head, &w->out_tail);
+        if (job != NULL) {
+            w->done(w->arg, job);
+            continue;
+        }
+        job = queue_pop(&w->in_head, &w->in_tail);
+        if (job == NULL) {
+            break;
+        }
+        if (job->type == FSM_JOB_STOP) {
+            fsm_job_free(job);
+            continue;
+        }
+        run_late_job(w, job);
+        queue_push(&w->out_head, &w->out_tail, job);
     }
-    w->out_head = w->out_tail = NULL;
     fsm_close(w->fsm);
     w->fsm = NULL;
     uv_close((uv_handle_t *)&w->async, NULL);

@@ -85,8 +85,15 @@ const char *fsm_worker_child_exit_text(int exit_status);
 /* Queues a job (loop thread). The worker owns it until done hands it back. */
 void fsm_worker_submit(struct fsm_worker *w, struct fsm_job *job);
 
-/* Finishes the queued jobs, joins the thread, closes f and the async handle (loop thread;
- * the handle is closed with uv_close, so run the loop once more afterwards). */
+/*
+ * Finishes the queued jobs, joins the thread, and hands every finished job that was not
+ * delivered yet to done, in order, so that their clients are answered (issue 7: shutdown
+ * dropped finished query results). Jobs that done submits meanwhile (a read that the last
+ * apply made servable) run here too, on the calling thread, which owns f once the thread
+ * is gone; a snapshot job among them is not started (status -ECANCELED). Then closes f
+ * and the async handle (loop thread; the handle is closed with uv_close, so run the loop
+ * once more afterwards). Submitting after fsm_worker_stop returned is a bug.
+ */
 void fsm_worker_stop(struct fsm_worker *w);
 
 #endif

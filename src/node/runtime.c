@@ -369,6 +369,15 @@ static void closed_cb(void *arg)
     }
 }
 
+static void kill_snapshot_child(struct runtime *rt)
+{
+    if (rt->snap_pid > 0) {
+        kill(rt->snap_pid, SIGKILL);
+        waitpid(rt->snap_pid, NULL, 0);
+        rt->snap_pid = 0;
+    }
+}
+
 static void stop(struct runtime *rt)
 {
     if (rt->stopping) {
@@ -378,17 +387,15 @@ static void stop(struct runtime *rt)
     node_log(rt->n, "stopping");
     uv_timer_stop(&rt->tick);
     uv_prepare_stop(&rt->prepare);
-    if (rt->snap_pid > 0) {
-        kill(rt->snap_pid, SIGKILL);
-        waitpid(rt->snap_pid, NULL, 0);
-        rt->snap_pid = 0;
-    }
+    kill_snapshot_child(rt);
     /* Drain the fsm thread first: its finished jobs answer their clients. Then the node
-     * answers everyone still waiting. */
+     * answers everyone still waiting. A snapshot job still queued forks a child during
+     * the drain: that one goes too. */
     if (rt->worker_started) {
         fsm_worker_stop(&rt->worker);
         rt->worker_started = false;
     }
+    kill_snapshot_child(rt);
     node_stop(rt->n);
     rt->closing = 3;
     server_close(rt->srv, closed_cb, rt);
