@@ -44,6 +44,8 @@ static const char usage_text[] =
     "  --snapshot-trailing N    log entries kept behind a snapshot, so that a briefly\n"
     "                           lagging follower catches up from the log [1000]\n"
     "  --map-size BYTES         LMDB map size; suffixes K, M, G accepted [1G]\n"
+    "  --log-cache-bytes BYTES  log payloads kept in memory for followers; older ones are\n"
+    "                           read from the store; suffixes K, M, G; 0: keep all [64M]\n"
     "  --write-timeout-ms MS    a write not applied within MS gets -TIMEOUT: its outcome\n"
     "                           is unknown [20000]\n"
     "  -h, --help               this text\n"
@@ -117,6 +119,7 @@ enum {
     opt_snapshot_bytes,
     opt_map_size,
     opt_write_timeout_ms,
+    opt_log_cache_bytes,
 };
 
 static int node_main(int argc, char **argv)
@@ -135,6 +138,7 @@ static int node_main(int argc, char **argv)
         {"snapshot-bytes", required_argument, NULL, opt_snapshot_bytes},
         {"map-size", required_argument, NULL, opt_map_size},
         {"write-timeout-ms", required_argument, NULL, opt_write_timeout_ms},
+        {"log-cache-bytes", required_argument, NULL, opt_log_cache_bytes},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -147,6 +151,7 @@ static int node_main(int argc, char **argv)
         .snapshot_bytes = 256ull << 20,
         .map_bytes = 1ull << 30,
         .write_timeout_ms = 20000,
+        .log_cache_bytes = 64ull << 20,
     };
     const char *listen = NULL, *raft = NULL;
     uint64_t v;
@@ -210,6 +215,13 @@ static int node_main(int argc, char **argv)
                     c.snapshot_bytes = 0;
                 } else if (parse_size(optarg, &c.snapshot_bytes) != 0) {
                     return usage_error("--snapshot-bytes: '%s' is not a size", optarg);
+                }
+                break;
+            case opt_log_cache_bytes:
+                if (strcmp(optarg, "0") == 0) {
+                    c.log_cache_bytes = 0;
+                } else if (parse_size(optarg, &c.log_cache_bytes) != 0) {
+                    return usage_error("--log-cache-bytes: '%s' is not a size", optarg);
                 }
                 break;
             case opt_write_timeout_ms:

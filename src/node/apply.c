@@ -42,6 +42,7 @@ void apply_dispatch(struct node *n, raft_index commit)
     }
     n->applied_sent = commit;
     n->io->fsm_submit(n->io->arg, job);
+    node_cache_trim(n);
     snapshots_maybe_start(n);
 }
 

@@ -152,6 +152,7 @@ int node_boot(struct node *n, const struct node_boot_state *state, char *errmsg,
     n->role = raft_role_of(n->raft);
     n->applied_sent = si;
     n->applied = si;
+    n->dur.durable = n->cache.n > 0 ? cache_last(&n->cache) : si; /* all of it was loaded */
     node_log(n,
              "loaded state: vote %" PRIu64 ", snapshot at index %" PRIu64 " (term %" PRIu64
              "), log %" PRIu64 "..%" PRIu64 ", %d members",

@@ -94,6 +94,7 @@ static void reply_info(struct node *n, struct server_request *req)
     put(t, "last_log_index:%" PRIu64 "\r\n", raft_last_index(n->raft));
     put(t, "snapshot_index:%" PRIu64 "\r\n", n->snap.index);
     put(t, "log_cache_bytes:%" PRIu64 "\r\n", n->cache.bytes);
+    put(t, "log_bytes:%" PRIu64 "\r\n", n->cache.log_bytes);
     put(t, "store_failed:%s\r\n", n->dur.store_failed ? "yes" : "no");
     put(t, "clients:%" PRIu32 "\r\n", n->io->clients(n->io->arg));
     put(t, "script:%s\r\n", n->script_name);

@@ -30,6 +30,8 @@ struct persist_ctx
     struct raft_persist_token token;
     bool has_token;
     uint64_t seq;
+    bool log; /* it writes the log: durable_last is its last index */
+    raft_index durable_last;
 };
 
 static const char store_failed_pending_reply[] =
@@ -48,13 +50,22 @@ void node_send_message(struct node *n, struct raft_message *m)
     }
     struct raft_entry stack[64];
     struct raft_entry *entries = NULL;
+    struct buf scratch; /* payloads read back from the store for a lagging follower */
+    buf_init(&scratch);
     if (m->type == RAFT_MSG_APPEND && m->append.n_entries > 0) {
         uint32_t k = m->append.n_entries;
         entries = k <= 64 ? stack : malloc(k * sizeof *entries);
         lr_assert(entries != NULL);
-        for (uint32_t i = 0; i < k; i++) {
-            struct cache_entry *ce = cache_at(&n->cache, m->append.prev_index + 1 + i);
-            entries[i] = (struct raft_entry){ce->term, ce->type, ce->len, ce->buf};
+        int rv = cache_entries(n, m->append.prev_index + 1, k, entries, &scratch);
+        if (rv != 0) {
+            /* The follower asks again; a store that cannot be read is the operator's to
+             * see in the store's own log line. */
+            node_log(n, "cannot read entries for node %" PRIu64 ": %s", m->to, store_strerror(rv));
+            if (entries != stack) {
+                free(entries);
+            }
+            buf_free(&scratch);
+            return;
         }
         m->append.entries = entries;
     }
@@ -65,6 +76,7 @@ void node_send_message(struct node *n, struct raft_message *m)
             free(entries);
         }
     }
+    buf_free(&scratch);
 }
 
 static void hold(struct durability *d, const struct raft_message *m, uint64_t seq)
@@ -110,6 +122,15 @@ static int submit(struct node *n, const struct store_write *w, const struct raft
 {
     struct persist_ctx *pc = calloc(1, sizeof *pc);
     lr_assert(pc != NULL);
+    /* A write of entries replaces everything after first, an install everything: once
+     * durable, the log is durable exactly up to its last index. */
+    if (w->entries) {
+        pc->log = true;
+        pc->durable_last = w->first + w->n - 1;
+    } else if (w->snapshot) {
+        pc->log = true;
+        pc->durable_last = w->snapshot_index;
+    }
     pc->has_token = u != NULL;
     if (u != NULL) {
         pc->token = u->persist;
@@ -232,6 +253,10 @@ void node_persisted(struct node *n, void *ctx, int status)
         return;
     }
     n->dur.done = done.seq;
+    if (done.log) {
+        n->dur.durable = done.durable_last;
+        node_cache_trim(n);
+    }
     if (n->stopping) {
         return; /* the store drains its queue after the peers are gone: nothing to send */
     }

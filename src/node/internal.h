@@ -72,6 +72,13 @@ struct node_io
      * node_frame_headroom free bytes, the body follows. Takes the buffer whatever the
      * result. Returns 0, or an error if it cannot be sent (no connection). */
     int (*send_frame)(void *arg, raft_id to, uint8_t type, struct buf *frame);
+    /* Calls fn for each durable entry first..last, whose buf lives during the call.
+     * Returns 0, fn's result if not 0, or a store error. */
+    int (*read_entries)(void *arg,
+                        raft_index first,
+                        raft_index last,
+                        int (*fn)(void *fnarg, raft_index index, const struct raft_entry *e),
+                        void *fnarg);
     /* Queues a job for the fsm thread; node_fsm_done(n, job) follows, in order. A
      * SNAPSHOT job ends with node_snapshot_written() once its file is complete. */
     void (*fsm_submit)(void *arg, struct fsm_job *job);
@@ -112,19 +119,24 @@ struct cache_entry
     void *buf;
 };
 
-/* Entries first..first+n-1 live at e[off..off+n). */
+/* Entries first..first+n-1 live at e[off..off+n). The payloads of a prefix of them, up to
+ * evicted, are in the store only (buf NULL): the cache holds at most --log-cache-bytes of
+ * payloads, and lets go only of entries that are durable here and handed to the fsm. */
 struct log_cache
 {
     struct cache_entry *e;
     size_t off, n, cap;
     raft_index first;
-    uint64_t bytes; /* payload bytes held */
+    raft_index evicted; /* payloads of entries first..evicted are in the store only */
+    uint64_t bytes;     /* payload bytes held in memory */
+    uint64_t log_bytes; /* payload bytes of every entry, held or not (snapshot trigger) */
 };
 
 struct held;
 struct durability
 {
     uint64_t submitted, done; /* persist requests, in order */
+    raft_index durable;       /* the log is durable here up to this index */
     struct held *held;
     size_t held_off, held_n, held_cap;
     bool store_failed;
@@ -252,6 +264,17 @@ void cache_reset(struct log_cache *c, raft_index first);
 void cache_append(struct log_cache *c, raft_index index, const struct raft_entry *e);
 void cache_compact(struct log_cache *c, raft_index to);
 void cache_free(struct log_cache *c);
+/* Lets go of the oldest payloads while more than bytes_max are held, up to index upto. */
+void cache_evict(struct log_cache *c, uint64_t bytes_max, raft_index upto);
+/* Fills in e[0..k) with entries first..first+k-1, reading evicted payloads from the store
+ * into *scratch (the caller frees it with buf_free). Returns 0 or a store error. */
+int cache_entries(struct node *n,
+                  raft_index first,
+                  uint32_t k,
+                  struct raft_entry *e,
+                  struct buf *scratch);
+/* Evicts what may go now (after a persist completes or applies are dispatched). */
+void node_cache_trim(struct node *n);
 
 /* durability.c */
 void durability_persist(struct node *n, const struct raft_update *u);

@@ -43,6 +43,7 @@ struct node_config
     uint64_t snapshot_trailing; /* entries kept in the log behind a snapshot */
     uint64_t map_bytes;
     uint32_t write_timeout_ms; /* a write not applied by then gets -TIMEOUT (unknown) */
+    uint64_t log_cache_bytes;  /* log payload bytes kept in memory; older ones are read */
 };
 
 /*

@@ -131,6 +131,16 @@ static int io_send_frame(void *arg, raft_id to, uint8_t type, struct buf *frame)
     return transport_send_frame_buf(rt->tr, to, type, frame);
 }
 
+static int io_read_entries(void *arg,
+                           raft_index first,
+                           raft_index last,
+                           int (*fn)(void *fnarg, raft_index index, const struct raft_entry *e),
+                           void *fnarg)
+{
+    struct runtime *rt = arg;
+    return store_read(rt->store, first, last, fn, fnarg);
+}
+
 static void io_fsm_submit(void *arg, struct fsm_job *job)
 {
     struct runtime *rt = arg;
@@ -428,6 +438,7 @@ static const struct node_io io_template = {
     .send = io_send,
     .send_snapshot = io_send_snapshot,
     .send_frame = io_send_frame,
+    .read_entries = io_read_entries,
     .fsm_submit = io_fsm_submit,
     .reply = io_reply,
     .snapshot_install = io_snapshot_install,

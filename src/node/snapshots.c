@@ -40,9 +40,9 @@ static bool due(struct node *n)
     if (c->snapshot_entries > 0 && since >= c->snapshot_entries) {
         return true;
     }
-    /* The log cache holds the entries since the last compaction (and the trailing ones
-     * kept behind it): bound it in bytes too. */
-    return c->snapshot_bytes > 0 && n->cache.bytes >= c->snapshot_bytes;
+    /* The log since the last compaction (and the trailing entries kept behind it): bound
+     * it in bytes too, in memory or not. */
+    return c->snapshot_bytes > 0 && n->cache.log_bytes >= c->snapshot_bytes;
 }
 
 void snapshots_maybe_start(struct node *n)

@@ -82,6 +82,7 @@ int main(int argc, char **argv)
         sum.elections += st.elections;
         sum.snapshots += st.snapshots;
         sum.installs += st.installs;
+        sum.entries_read += st.entries_read;
     }
     lr_assert_context(NULL);
     double cpu = (double)(clock() - t0) / CLOCKS_PER_SEC;
@@ -89,10 +90,10 @@ int main(int argc, char **argv)
            " events, ops %" PRIu64 " (%" PRIu64 " answered, %" PRIu64 " refused, %" PRIu64
            " unknown), %" PRIu64 " crashes, %" PRIu64 " disk failures, %" PRIu64
            " partitions, %" PRIu64 " lost connections, %" PRIu64 " leader changes, %" PRIu64
-           " snapshots, %" PRIu64 " installed\n",
+           " snapshots, %" PRIu64 " installed, %" PRIu64 " entries sent from the store\n",
            count, steps, o.nodes, cpu, sum.events, sum.ops, sum.ops_ok, sum.ops_refused,
            sum.ops_unknown, sum.crashes, sum.disk_failures, sum.partitions, sum.lost_connections,
-           sum.elections, sum.snapshots, sum.installs);
+           sum.elections, sum.snapshots, sum.installs, sum.entries_read);
     printf("%" PRIu64 " passed, %" PRIu64 " failed\n", count - failures, failures);
     return failures == 0 ? 0 : 1;
 }

@@ -180,6 +180,29 @@ static int io_send_frame(void *arg, raft_id to, uint8_t type, struct buf *frame)
     return rv;
 }
 
+/* Reads the durable store, as the real one reads LMDB. */
+static int io_read_entries(void *arg,
+                           raft_index first,
+                           raft_index last,
+                           int (*fn)(void *fnarg, raft_index index, const struct raft_entry *e),
+                           void *fnarg)
+{
+    struct sim_node *s = arg;
+    s->w->st->entries_read += last - first + 1;
+    for (raft_index i = first; i <= last; i++) {
+        if (i < s->log_first || i >= s->log_first + s->log_n) {
+            ns_violation(s->w, "node %d reads entry %" PRIu64 ", which its store does not hold",
+                         s->idx + 1, i);
+            return STORE_ECORRUPT;
+        }
+        int rv = fn(fnarg, i, &s->log[i - s->log_first]);
+        if (rv != 0) {
+            return rv;
+        }
+    }
+    return 0;
+}
+
 static void io_fsm_submit(void *arg, struct fsm_job *job)
 {
     struct sim_node *s = arg;
@@ -298,6 +321,7 @@ const struct node_io ns_io = {
     .send = io_send,
     .send_snapshot = io_send_snapshot,
     .send_frame = io_send_frame,
+    .read_entries = io_read_entries,
     .fsm_submit = io_fsm_submit,
     .reply = io_reply,
     .snapshot_install = io_snapshot_install,

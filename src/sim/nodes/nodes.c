@@ -88,6 +88,7 @@ int ns_node_start(struct sim_node *s)
         return -1;
     }
     s->inc++;
+    s->disk_free_at = s->fsm_free_at = w->now; /* before boot, which may persist already */
     s->io = ns_io;
     s->io.arg = s;
     s->n = node_new(&s->cfg, &s->io, s->fsm);
@@ -117,7 +118,6 @@ int ns_node_start(struct sim_node *s)
         return -1;
     }
     s->up = true;
-    s->disk_free_at = s->fsm_free_at = w->now;
     ns_schedule(w,
                 (struct event){
                     .time = w->now + sim_tick_ms, .type = EV_TICK, .node = s->idx, .inc = s->inc});

@@ -239,6 +239,9 @@ int nodesim_run(const struct nodesim_options *o,
      * entries kept behind them, so that followers catch up from the log or a snapshot. */
     uint64_t snapshot_entries = ns_rnd(w, 0, 2) == 0 ? 0 : ns_rnd(w, 10, 60);
     uint64_t snapshot_trailing = ns_rnd(w, 0, 1) == 0 ? 0 : ns_rnd(w, 1, 20);
+    /* Half the runs keep every payload in memory, half a few hundred bytes of them, so
+     * lagging followers are served from the store. */
+    uint64_t log_cache_bytes = ns_rnd(w, 0, 1) == 0 ? 0 : ns_rnd(w, 1, 400);
     for (int i = 0; i < w->n_nodes; i++) {
         struct sim_node *s = &w->nodes[i];
         s->w = w;
@@ -252,7 +255,8 @@ int nodesim_run(const struct nodesim_options *o,
                                       .election_ticks = 10,
                                       .snapshot_entries = snapshot_entries,
                                       .snapshot_trailing = snapshot_trailing,
-                                      .write_timeout_ms = 20000};
+                                      .write_timeout_ms = 20000,
+                                      .log_cache_bytes = log_cache_bytes};
         for (int k = 0; k < w->n_nodes; k++) {
             s->servers[k] = (struct raft_server){(raft_id)k + 1, true};
         }

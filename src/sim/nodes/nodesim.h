@@ -20,6 +20,7 @@ struct nodesim_stats
     uint64_t crashes, disk_failures, partitions, lost_connections;
     uint64_t elections; /* leader changes seen */
     uint64_t snapshots, installs;
+    uint64_t entries_read; /* payloads sent from the store, not the log cache */
 };
 
 struct nodesim_options
