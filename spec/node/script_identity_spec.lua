@@ -160,6 +160,11 @@ describe("the script's identity", function()
             .. ", but this node runs " .. named(COUNTER), 1, true), line)
         assert.truthy(line:find("restart this node with the cluster's script", 1, true), line)
         assert.is_nil(log:find("snapshot installed", 1, true))
+        -- The leader offers the snapshot again several times a second: refused each time,
+        -- logged once per interval (runtime_refused_log_ms, 10 s).
+        os.execute("sleep 2")
+        log = S.read_file(c:log(3))
+        assert.equal(1, select(2, log:gsub("REFUSED the snapshot", "")), log)
 
         assert.is_true(c:alive(3))
         local info = c:info(3)

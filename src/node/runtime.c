@@ -37,6 +37,9 @@ enum {
     runtime_instructions_max = 100000000,
     runtime_hash_chunk_bytes = 16 * 1024, /* read size when hashing the script */
     runtime_hash_hex_shown = 16,          /* hex digits of a script's hash in messages */
+    /* A leader offers a refused snapshot again and again (several times a second): one
+     * line per refusal would flood the log, so at most one per this interval. */
+    runtime_refused_log_ms = 10000,
 };
 
 _Static_assert(SCRIPT_HASH_BYTES >= crypto_generichash_BYTES_MIN &&
@@ -56,6 +59,8 @@ struct runtime
     struct fsm_worker worker;
     bool worker_started;
     struct script_identity script; /* of c->script */
+    uint64_t refused_logged_ms;    /* when a refused snapshot was last logged */
+    uint64_t refused_unlogged;     /* refusals since then */
 
     uv_timer_t tick;
     uv_prepare_t prepare;
@@ -315,6 +320,11 @@ static bool received_snapshot_ours(struct runtime *rt,
     if (script_identity_same(&info.script, &rt->script)) {
         return true;
     }
+    uint64_t now = uv_now(&rt->loop);
+    if (rt->refused_logged_ms != 0 && now - rt->refused_logged_ms < runtime_refused_log_ms) {
+        rt->refused_unlogged++;
+        return false;
+    }
     char theirs[SCRIPT_HASH_HEX_BYTES], ours[SCRIPT_HASH_HEX_BYTES];
     script_identity_hex(&info.script, theirs);
     script_identity_hex(&rt->script, ours);
@@ -322,9 +332,12 @@ static bool received_snapshot_ours(struct runtime *rt,
              "REFUSED the snapshot at index %" PRIu64 " from node %" PRIu64
              ": it holds the state of script %s (content %.*s...), but this node runs %s "
              "(content %.*s...); every node of a cluster must run the same script: restart "
-             "this node with the cluster's script (RAFT.INFO shows each node's script)",
+             "this node with the cluster's script (RAFT.INFO shows each node's script); "
+             "%" PRIu64 " more refused since the last such line",
              m->snapshot.index, m->from, info.script.name, runtime_hash_hex_shown, theirs,
-             rt->script.name, runtime_hash_hex_shown, ours);
+             rt->script.name, runtime_hash_hex_shown, ours, rt->refused_unlogged);
+    rt->refused_logged_ms = now != 0 ? now : 1;
+    rt->refused_unlogged = 0;
     return false;
 }
 
