@@ -1,5 +1,6 @@
 /*
- * Shared between fsm.c, sandbox.c and reply.c; not part of the fsm's interface.
+ * Shared between the fsm's files (fsm*.c, sandbox*.c, encode.c, decode.c, reply.c); not
+ * part of the fsm's interface.
  */
 #ifndef LUARAFT_FSM_INTERNAL_H
 #define LUARAFT_FSM_INTERNAL_H
@@ -62,6 +63,38 @@ struct fsm
     size_t reads_count;                /* entries in reads */
     char last_error[fsm_error_bytes_max];
 };
+
+/* The error replies of a call that ran out of budget (fsm.c). fsm_take_error knows them
+ * by address: their traceback is only a hint in parentheses. */
+extern const char fsm_budget_text[];
+extern const char fsm_memory_text[];
+
+/*
+ * The message handler of every lua_pcall: keeps the traceback in the registry for
+ * fsm_take_error and returns the error reply's text (fsm.c).
+ */
+int fsm_msghandler(lua_State *L);
+
+/* Copies the traceback of the last error (or text) into f->last_error and clears it. */
+void fsm_take_error(struct fsm *f, const char *text);
+
+/* What is wrong with the module: "" while it keeps the contract. */
+struct fsm_contract
+{
+    char why[fsm_error_bytes_max];
+    size_t len;
+};
+
+/*
+ * Checks the module table at idx against the contract (fsm_contract.c), loading M.reads
+ * into f; returns false with c->why saying what is missing and what it must be.
+ * [-0, +0, e]
+ */
+bool fsm_check_module(lua_State *L, struct fsm *f, int idx, struct fsm_contract *c);
+
+/* Creates the w/r userdata and its metatable, anchored by f->stream_ref (fsm_snapshot.c).
+ * [-0, +0, m] */
+void fsm_stream_install(lua_State *L, struct fsm *f);
 
 /* The fsm that owns L (it is the allocator's userdata). */
 struct fsm *fsm_from_state(lua_State *L);
