@@ -1,0 +1,175 @@
+/*
+ * The store's writer thread (see store.h for the contract).
+ *
+ * Group commit. The loop thread queues requests; the writer thread takes every request
+ * queued at that moment and applies them in one write transaction, so one fsync covers
+ * the batch. Completions go back to the loop through a uv_async_t, in submission order.
+ *
+ * Map full. MDB_MAP_FULL makes the transaction unusable, so it is aborted; the requests
+ * before the one that did not fit are redone in a fresh transaction, the one that did not
+ * fit fails with STORE_EFULL, and the ones after it are tried again in a fresh transaction.
+ * Reads keep working throughout.
+ *
+ * Sticky failure. Once a request fails, every later one fails with the same status
+ * (struct store's failed_status, store_internal.h).
+ */
+#include <lmdb.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "store/store_internal.h"
+#include "util/assert.h"
+
+int store_write_fail(const char *what, int rv)
+{
+    lr_assert(rv != 0);
+    if (rv == MDB_MAP_FULL || rv == MDB_TXN_FULL) {
+        return STORE_EFULL;
+    }
+    fprintf(stderr, "store: %s: %s\n", what, mdb_strerror(rv));
+    return STORE_EIO;
+}
+
+static void store_set_status(struct store_req *start, struct store_req *stop, int status)
+{
+    for (struct store_req *r = start; r != stop; r = r->next) {
+        r->status = status;
+    }
+}
+
+static unsigned store_count(struct store_req *start, struct store_req *stop)
+{
+    unsigned n = 0;
+    for (struct store_req *r = start; r != stop; r = r->next) {
+        n++;
+    }
+    return n;
+}
+
+static void store_log_full(const struct store *s, unsigned n_requests)
+{
+    fprintf(stderr,
+            "store: the LMDB map (%llu bytes) is full: %u request(s) failed with "
+            "STORE_EFULL; raise --map-size or take a snapshot (reads keep working)\n",
+            (unsigned long long)s->map_bytes, n_requests);
+}
+
+/*
+ * Runs the requests [start, stop) in as few write transactions as possible: all of them in
+ * one, unless one fails; then that transaction is aborted, the requests before the failed
+ * one are redone in a fresh transaction (recursively), and the failed one and every later
+ * one get its error (see failed_status). Sets every request's status. Counts commits in
+ * *n_txns.
+ */
+static void store_run_range(struct store *s,
+                            struct store_req *start,
+                            struct store_req *stop,
+                            uint64_t *n_txns)
+{
+    while (start != stop) {
+        if (s->failed_status != 0) {
+            store_set_status(start, stop, s->failed_status);
+            return;
+        }
+        MDB_txn *txn;
+        int rv = mdb_txn_begin(s->env, NULL, 0, &txn);
+        if (rv != 0) {
+            int status = store_write_fail("mdb_txn_begin (write)", rv);
+            if (status == STORE_EFULL) {
+                store_log_full(s, store_count(start, stop));
+            }
+            s->failed_status = status;
+            store_set_status(start, stop, status);
+            return;
+        }
+        struct store_req *failed = NULL;
+        int failed_rv = 0;
+        for (struct store_req *r = start; r != stop; r = r->next) {
+            failed_rv = store_apply_request(s, txn, r);
+            if (failed_rv != 0) {
+                failed = r;
+                break;
+            }
+        }
+        if (failed == NULL) {
+            rv = mdb_txn_commit(txn); /* frees txn, also on failure */
+            int status = 0;
+            if (rv != 0) {
+                status = store_write_fail("mdb_txn_commit", rv);
+                if (status == STORE_EFULL) {
+                    store_log_full(s, store_count(start, stop));
+                }
+                s->failed_status = status;
+            } else {
+                (*n_txns)++;
+            }
+            store_set_status(start, stop, status);
+            return;
+        }
+        mdb_txn_abort(txn);
+        if (failed_rv == STORE_EFULL) {
+            store_log_full(s, 1);
+        }
+        if (failed != start) {
+            store_run_range(s, start, failed, n_txns);
+        }
+        if (s->failed_status == 0) {
+            s->failed_status = failed_rv;
+        }
+        store_set_status(failed, stop, s->failed_status);
+        return;
+    }
+}
+
+void *store_writer_main(void *arg)
+{
+    struct store *s = arg;
+    for (;;) {
+        lr_assert(pthread_mutex_lock(&s->mutex) == 0);
+        while (s->pending_head == NULL && !s->stopping) {
+            lr_assert(pthread_cond_wait(&s->cond, &s->mutex) == 0);
+        }
+        struct store_req *batch = s->pending_head;
+        struct store_req *batch_tail = s->pending_tail;
+        s->pending_head = NULL;
+        s->pending_tail = NULL;
+        lr_assert(pthread_mutex_unlock(&s->mutex) == 0);
+        if (batch == NULL) {
+            break; /* stopping, and the queue is drained */
+        }
+
+        uint64_t n_txns = 0;
+        store_run_range(s, batch, NULL, &n_txns);
+
+        lr_assert(pthread_mutex_lock(&s->mutex) == 0);
+        s->stats.txns += n_txns;
+        s->stats.batches++;
+        s->stats.requests += store_count(batch, NULL);
+        if (s->done_tail != NULL) {
+            s->done_tail->next = batch;
+        } else {
+            s->done_head = batch;
+        }
+        s->done_tail = batch_tail;
+        lr_assert(pthread_mutex_unlock(&s->mutex) == 0);
+        lr_assert(uv_async_send(&s->async) == 0);
+    }
+    return NULL;
+}
+
+/* Runs the callbacks of every finished request, in submission order. */
+void store_run_done(struct store *s)
+{
+    lr_assert(pthread_mutex_lock(&s->mutex) == 0);
+    struct store_req *r = s->done_head;
+    s->done_head = NULL;
+    s->done_tail = NULL;
+    lr_assert(pthread_mutex_unlock(&s->mutex) == 0);
+    while (r != NULL) {
+        struct store_req *next = r->next;
+        r->done(r->arg, r->status);
+        free(r);
+        r = next;
+    }
+}
