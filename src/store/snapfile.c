@@ -19,13 +19,11 @@
  * advance; a torn file has no valid trailer at its end and is rejected. The header's
  * length field lets a reader find the body without knowing every field of the record.
  *
- * Names (listed in snapfile.h): snap-<index>-<term>.lrs in decimal; the temporary name adds
- * ".tmp". Only names that print back exactly the same are taken as ours, so "snap-01-2.lrs"
- * is ignored, and snapfile_cleanup never removes a file it does not know.
+ * File names, and finding the newest, pruning and cleaning up in a directory, are in
+ * snapfile_dir.c; the identity record's encoding in script_identity.c.
  */
 #include "store/snapfile.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdbool.h>
@@ -35,17 +33,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "store/snapfile_internal.h"
 #include "util/assert.h"
 #include "util/crc32c.h"
 
 #define SNAPFILE_MAGIC_PREFIX "LRSNAP" /* then the version in two decimal digits */
 #define SNAPFILE_MAGIC "LRSNAP02"
-#define SNAPFILE_PREFIX "snap-"
-#define SNAPFILE_SUFFIX ".lrs"
-#define SNAPFILE_TMP_SUFFIX ".tmp"
-/* The transport's name for a snapshot being received (src/peer/transport.c, conn_chunk). */
-#define SNAPFILE_INCOMING_PREFIX "incoming-"
-#define SNAPFILE_INCOMING_SUFFIX ".part"
 
 enum {
     SNAPFILE_VERSION = 2,
@@ -60,61 +53,6 @@ enum {
 _Static_assert(sizeof(SNAPFILE_MAGIC) - 1 == SNAPFILE_MAGIC_BYTES, "magic is 8 bytes");
 _Static_assert(sizeof(SNAPFILE_MAGIC_PREFIX) - 1 == SNAPFILE_MAGIC_BYTES - 2,
                "the version takes the magic's last two bytes");
-
-/* ------------------------------------------------------------------------------------ */
-/* Script identities (snapfile.h). */
-
-bool script_identity_same(const struct script_identity *a, const struct script_identity *b)
-{
-    lr_assert(a != NULL && b != NULL);
-    return strcmp(a->name, b->name) == 0 && memcmp(a->hash, b->hash, SCRIPT_HASH_BYTES) == 0;
-}
-
-void script_identity_hex(const struct script_identity *id, char out[SCRIPT_HASH_HEX_BYTES])
-{
-    static const char digits[] = "0123456789abcdef";
-    for (int i = 0; i < SCRIPT_HASH_BYTES; i++) {
-        out[2 * i] = digits[id->hash[i] >> 4];
-        out[2 * i + 1] = digits[id->hash[i] & 0xf];
-    }
-    out[2 * SCRIPT_HASH_BYTES] = '\0';
-}
-
-size_t script_identity_encode(const struct script_identity *id, unsigned char *out)
-{
-    size_t name_len = strnlen(id->name, sizeof id->name);
-    lr_assert(name_len <= SCRIPT_NAME_BYTES_MAX);
-    size_t n = 0;
-    for (int i = 7; i >= 0; i--) {
-        out[n++] = (unsigned char)(id->since >> (8 * i));
-    }
-    out[n++] = SCRIPT_HASH_BYTES;
-    memcpy(out + n, id->hash, SCRIPT_HASH_BYTES);
-    n += SCRIPT_HASH_BYTES;
-    out[n++] = (unsigned char)name_len;
-    memcpy(out + n, id->name, name_len);
-    return n + name_len;
-}
-
-int script_identity_decode(const unsigned char *p, size_t len, struct script_identity *out)
-{
-    memset(out, 0, sizeof *out);
-    if (len < 8 + 1 + SCRIPT_HASH_BYTES + 1 || p[8] != SCRIPT_HASH_BYTES) {
-        return -1;
-    }
-    for (int i = 0; i < 8; i++) {
-        out->since = (out->since << 8) | p[i];
-    }
-    memcpy(out->hash, p + 9, SCRIPT_HASH_BYTES);
-    size_t at = 9 + SCRIPT_HASH_BYTES;
-    size_t name_len = p[at++];
-    if (name_len == 0 || at + name_len != len || memchr(p + at, '\0', name_len) != NULL) {
-        memset(out, 0, sizeof *out);
-        return -1;
-    }
-    memcpy(out->name, p + at, name_len);
-    return 0;
-}
 
 const char *snapfile_strerror(int rv)
 {
@@ -173,76 +111,6 @@ static int snapfile_fsync_dir(const char *dir)
     close(fd);
     errno = saved;
     return rv == 0 ? 0 : SNAPFILE_EIO;
-}
-
-/*
- * Parses a decimal number at *p as %llu prints it (no sign, no leading zero, no overflow)
- * and moves *p past it; false if there is none.
- */
-static bool snapfile_parse_u64(const char **p, uint64_t *v)
-{
-    const char *s = *p;
-    if (*s < '0' || *s > '9' || (s[0] == '0' && s[1] >= '0' && s[1] <= '9')) {
-        return false;
-    }
-    uint64_t x = 0;
-    for (; *s >= '0' && *s <= '9'; s++) {
-        unsigned d = (unsigned)(*s - '0');
-        if (x > (UINT64_MAX - d) / 10) {
-            return false;
-        }
-        x = x * 10 + d;
-    }
-    *v = x;
-    *p = s;
-    return true;
-}
-
-/* Parses "<prefix><a>-<b><suffix>" exactly; false for any other name. */
-static bool snapfile_parse_pair(const char *name,
-                                const char *prefix,
-                                const char *suffix,
-                                uint64_t *a,
-                                uint64_t *b)
-{
-    size_t n = strlen(prefix);
-    if (strncmp(name, prefix, n) != 0) {
-        return false;
-    }
-    const char *p = name + n;
-    if (!snapfile_parse_u64(&p, a) || *p != '-') {
-        return false;
-    }
-    p++;
-    return snapfile_parse_u64(&p, b) && strcmp(p, suffix) == 0;
-}
-
-/* Parses "snap-<index>-<term>.lrs"; false for any other name. */
-static bool snapfile_parse_name(const char *name, raft_index *index, raft_term *term)
-{
-    return snapfile_parse_pair(name, SNAPFILE_PREFIX, SNAPFILE_SUFFIX, index, term);
-}
-
-/* True for the names of temporaries: a snapshot being written, or one being received. */
-static bool snapfile_is_temporary(const char *name)
-{
-    uint64_t a, b;
-    return snapfile_parse_pair(name, SNAPFILE_PREFIX, SNAPFILE_SUFFIX SNAPFILE_TMP_SUFFIX, &a,
-                               &b) ||
-           snapfile_parse_pair(name, SNAPFILE_INCOMING_PREFIX, SNAPFILE_INCOMING_SUFFIX, &a, &b);
-}
-
-int snapfile_path(const char *dir, raft_index index, raft_term term, char *out, size_t size)
-{
-    lr_assert(dir != NULL && out != NULL && size > 0);
-    int n = snprintf(out, size, "%s/" SNAPFILE_PREFIX "%llu-%llu" SNAPFILE_SUFFIX, dir,
-                     (unsigned long long)index, (unsigned long long)term);
-    if (n < 0 || (size_t)n >= size) {
-        out[0] = '\0';
-        errno = ENAMETOOLONG;
-        return SNAPFILE_EIO;
-    }
-    return 0;
 }
 
 /* The header (see the top of this file), through snapfile_write so that the CRC and the
@@ -539,162 +407,4 @@ int snapfile_verify(const char *path, uint64_t *body_bytes)
     close(fd);
     errno = saved;
     return rv;
-}
-
-struct snapfile_candidate
-{
-    raft_index index;
-    raft_term term;
-};
-
-static int snapfile_candidate_cmp(const void *a, const void *b)
-{
-    const struct snapfile_candidate *x = a;
-    const struct snapfile_candidate *y = b;
-    /* Newest first. */
-    if (x->index != y->index) {
-        return x->index < y->index ? 1 : -1;
-    }
-    if (x->term != y->term) {
-        return x->term < y->term ? 1 : -1;
-    }
-    return 0;
-}
-
-int snapfile_latest(const char *dir,
-                    raft_index *index,
-                    raft_term *term,
-                    char *path,
-                    size_t path_size)
-{
-    lr_assert(dir != NULL && index != NULL && term != NULL && path != NULL);
-    DIR *d = opendir(dir);
-    if (d == NULL) {
-        return errno == ENOENT ? SNAPFILE_ENOENT : SNAPFILE_EIO;
-    }
-    struct snapfile_candidate *c = NULL;
-    size_t n = 0;
-    size_t cap = 0;
-    int result = SNAPFILE_ENOENT;
-    struct dirent *de;
-    for (;;) {
-        errno = 0;
-        de = readdir(d);
-        if (de == NULL) {
-            if (errno != 0) {
-                result = SNAPFILE_EIO;
-                goto out;
-            }
-            break;
-        }
-        struct snapfile_candidate one;
-        if (!snapfile_parse_name(de->d_name, &one.index, &one.term)) {
-            continue;
-        }
-        if (n == cap) {
-            size_t new_cap = cap == 0 ? 8 : cap * 2;
-            struct snapfile_candidate *grown = realloc(c, new_cap * sizeof *c);
-            if (grown == NULL) {
-                errno = ENOMEM;
-                result = SNAPFILE_EIO;
-                goto out;
-            }
-            c = grown;
-            cap = new_cap;
-        }
-        c[n++] = one;
-    }
-    if (n > 0) {
-        qsort(c, n, sizeof *c, snapfile_candidate_cmp);
-    }
-    for (size_t i = 0; i < n; i++) {
-        /* A name too long for path must not make an older snapshot the latest. */
-        if (snapfile_path(dir, c[i].index, c[i].term, path, path_size) != 0) {
-            result = SNAPFILE_EIO;
-            break;
-        }
-        if (snapfile_verify(path, NULL) != 0) {
-            path[0] = '\0';
-            continue; /* torn or corrupt: fall back to the one before */
-        }
-        *index = c[i].index;
-        *term = c[i].term;
-        result = 0;
-        break;
-    }
-
-out:
-    free(c);
-    closedir(d);
-    return result;
-}
-
-/* Removes dir/name; 0 if it is gone (also when someone else removed it first). */
-static int snapfile_unlink_in(const char *dir, const char *name)
-{
-    char p[1024];
-    int n = snprintf(p, sizeof p, "%s/%s", dir, name);
-    if (n < 0 || (size_t)n >= sizeof p) {
-        errno = ENAMETOOLONG;
-        return SNAPFILE_EIO;
-    }
-    return unlink(p) == 0 || errno == ENOENT ? 0 : SNAPFILE_EIO;
-}
-
-/*
- * Neither prune nor cleanup fsyncs the directory: an unlink a crash undoes leaves only a
- * file the next prune or start-up removes again, never a snapshot that looks valid but
- * is not.
- */
-void snapfile_prune(const char *dir, raft_index index)
-{
-    lr_assert(dir != NULL);
-    DIR *d = opendir(dir);
-    if (d == NULL) {
-        return;
-    }
-    struct dirent *de;
-    while ((de = readdir(d)) != NULL) {
-        raft_index i;
-        raft_term t;
-        if (snapfile_parse_name(de->d_name, &i, &t) && i < index) {
-            (void)snapfile_unlink_in(dir, de->d_name); /* kept until the next prune */
-        }
-    }
-    closedir(d);
-}
-
-int snapfile_cleanup(const char *dir)
-{
-    lr_assert(dir != NULL);
-    DIR *d = opendir(dir);
-    if (d == NULL) {
-        return errno == ENOENT ? 0 : SNAPFILE_EIO;
-    }
-    int removed = 0;
-    int result = 0;
-    int saved = 0;
-    for (;;) {
-        errno = 0;
-        struct dirent *de = readdir(d);
-        if (de == NULL) {
-            if (errno != 0 && result == 0) {
-                result = SNAPFILE_EIO;
-                saved = errno;
-            }
-            break;
-        }
-        if (!snapfile_is_temporary(de->d_name)) {
-            continue;
-        }
-        if (snapfile_unlink_in(dir, de->d_name) == 0) {
-            removed++;
-        } else if (result == 0) {
-            result = SNAPFILE_EIO; /* go on: remove what can be removed */
-            saved = errno;
-        }
-    }
-    closedir(d);
-    errno = saved;
-    return result != 0 ? result : removed;
 }

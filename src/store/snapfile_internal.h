@@ -1,0 +1,21 @@
+/*
+ * What the snapshot file code shares between its files: the names of the files in a
+ * snapshot directory. snapfile.c writes and reads one file; snapfile_dir.c names files
+ * and finds, prunes and cleans them up in a directory; script_identity.c encodes the
+ * identity the header records.
+ *
+ * Names (listed in snapfile.h): snap-<index>-<term>.lrs in decimal; the temporary name adds
+ * ".tmp". Only names that print back exactly the same are taken as ours, so "snap-01-2.lrs"
+ * is ignored, and snapfile_cleanup never removes a file it does not know.
+ */
+#ifndef LUARAFT_STORE_SNAPFILE_INTERNAL_H
+#define LUARAFT_STORE_SNAPFILE_INTERNAL_H
+
+#define SNAPFILE_PREFIX "snap-"
+#define SNAPFILE_SUFFIX ".lrs"
+#define SNAPFILE_TMP_SUFFIX ".tmp"
+/* The transport's name for a snapshot being received (src/peer/transport.c, conn_chunk). */
+#define SNAPFILE_INCOMING_PREFIX "incoming-"
+#define SNAPFILE_INCOMING_SUFFIX ".part"
+
+#endif
