@@ -152,6 +152,14 @@ void sandbox_push_sorted_keys(lua_State *L, int t);
 /* Charges n instructions to the running budget; raises once it is spent. [-0, +0, v] */
 void sandbox_charge(lua_State *L, uint64_t n);
 
+/* Charges the size of the string at idx, one instruction per 64 bytes; nothing for
+ * another type. [-0, +0, v] */
+void sandbox_charge_string(lua_State *L, int idx);
+
+/* pairs(t) and next(t, k) in sort_key order (sandbox_order.c), for sandbox_open. */
+int sandbox_pairs(lua_State *L);
+int sandbox_next(lua_State *L);
+
 /*
  * Encodes the value at idx as one RESP2 reply appended to out. Raises a Lua error for a
  * value that cannot be encoded (a function, nesting too deep); returns FSM_ENOMEM if out
