@@ -1,0 +1,159 @@
+/* struct node_io on the real world (see runtime.h). */
+#include "node/runtime.h"
+
+struct persist_req
+{
+    struct runtime *rt;
+    void *ctx;
+};
+
+/* struct node_io on the real world. */
+
+static uint64_t io_now_ms(void *arg)
+{
+    struct runtime *rt = arg;
+    return uv_now(&rt->loop);
+}
+
+/* ------------------------------------------------------------------------------------ */
+
+static int64_t io_wall_ms(void *arg)
+{
+    (void)arg;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void persist_done_cb(void *arg, int status)
+{
+    struct persist_req pr = *(struct persist_req *)arg;
+    free(arg);
+    node_persisted(pr.rt->n, pr.ctx, status);
+}
+
+static int io_persist(void *arg, const struct store_write *w, void *ctx)
+{
+    struct runtime *rt = arg;
+    struct persist_req *pr = malloc(sizeof *pr);
+    lr_assert(pr != NULL);
+    *pr = (struct persist_req){rt, ctx};
+    int rv = store_submit(rt->store, w, persist_done_cb, pr);
+    if (rv != 0) {
+        free(pr);
+    }
+    return rv;
+}
+
+static void io_send(void *arg, const struct raft_message *m)
+{
+    struct runtime *rt = arg;
+    transport_send(rt->tr, m);
+}
+
+static void io_send_snapshot(void *arg, const struct raft_message *m, const char *path)
+{
+    struct runtime *rt = arg;
+    transport_send_snapshot(rt->tr, m, path);
+}
+
+static int io_send_frame(void *arg, raft_id to, uint8_t type, struct buf *frame)
+{
+    struct runtime *rt = arg;
+    return transport_send_frame_buf(rt->tr, to, type, frame);
+}
+
+static int io_read_entries(void *arg,
+                           raft_index first,
+                           raft_index last,
+                           int (*fn)(void *fnarg, raft_index index, const struct raft_entry *e),
+                           void *fnarg)
+{
+    struct runtime *rt = arg;
+    return store_read(rt->store, first, last, fn, fnarg);
+}
+
+static void io_fsm_submit(void *arg, struct fsm_job *job)
+{
+    struct runtime *rt = arg;
+    fsm_worker_submit(&rt->worker, job);
+}
+
+static void io_reply(void *arg, struct server_request *req, const void *resp, size_t len)
+{
+    (void)arg;
+    server_reply(req, resp, len);
+}
+
+static int io_snapshot_install(void *arg,
+                               const char *incoming,
+                               raft_index index,
+                               raft_term term,
+                               char *path,
+                               size_t path_size)
+{
+    struct runtime *rt = arg;
+    if (snapfile_path(rt->c->data_dir, index, term, path, path_size) != 0) {
+        return -ENAMETOOLONG;
+    }
+    int fd = open(incoming, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        return -errno;
+    }
+    int rv = fsync(fd) == 0 ? 0 : -errno;
+    close(fd);
+    if (rv == 0 && rename(incoming, path) != 0) {
+        rv = -errno;
+    }
+    return rv != 0 ? rv : config_fsync_dir(rt->c->data_dir);
+}
+
+static void io_snapshot_prune(void *arg, raft_index index)
+{
+    struct runtime *rt = arg;
+    snapfile_prune(rt->c->data_dir, index);
+}
+
+static const char *io_peer_client_addr(void *arg, raft_id id)
+{
+    struct runtime *rt = arg;
+    return transport_client_addr(rt->tr, id);
+}
+
+static bool io_peer_connected(void *arg, raft_id id)
+{
+    struct runtime *rt = arg;
+    return transport_connected(rt->tr, id);
+}
+
+static uint32_t io_clients(void *arg)
+{
+    struct runtime *rt = arg;
+    return rt->srv != NULL ? server_clients(rt->srv) : 0;
+}
+
+static void io_fatal(void *arg, const char *msg)
+{
+    (void)arg;
+    (void)msg; /* the node logged it */
+    fflush(stderr);
+    _exit(1);
+}
+
+const struct node_io runtime_io = {
+    .now_ms = io_now_ms,
+    .wall_ms = io_wall_ms,
+    .persist = io_persist,
+    .send = io_send,
+    .send_snapshot = io_send_snapshot,
+    .send_frame = io_send_frame,
+    .read_entries = io_read_entries,
+    .fsm_submit = io_fsm_submit,
+    .reply = io_reply,
+    .snapshot_install = io_snapshot_install,
+    .snapshot_prune = io_snapshot_prune,
+    .peer_client_addr = io_peer_client_addr,
+    .peer_connected = io_peer_connected,
+    .clients = io_clients,
+    .fatal = io_fatal,
+};
