@@ -21,7 +21,7 @@ luaraft_lua_module(sim SOURCES ${SIM_LUA_SOURCES} LINK luaraft_simlib)
 luaraft_lua_module(codec SOURCES ${T}/codec_lua.c ${T}/msg_lua.c LINK luaraft_codec)
 luaraft_lua_module(fsm SOURCES ${T}/fsm_lua.c LINK luaraft_fsm)
 luaraft_lua_module(store SOURCES ${T}/store_lua.c LINK luaraft_store)
-luaraft_lua_module(transport SOURCES ${T}/transport_lua.c ${T}/msg_lua.c LINK luaraft_peer)
+luaraft_lua_module(transport SOURCES ${T}/transport_lua.c ${T}/transport_lua_wire.c ${T}/msg_lua.c LINK luaraft_peer)
 
 # server_test: the client port with a toy node behind it (PING, ECHO, SLOW, COUNT), which
 # spec/server/ drives with redis-cli.
@@ -41,5 +41,8 @@ target_link_libraries(node_sim PRIVATE luaraft_node_rooms luaraft_store luaraft_
 add_test(NAME node_sim
     COMMAND node_sim --script ${PROJECT_SOURCE_DIR}/examples/kv.lua
     WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
-set_tests_properties(node_sim PROPERTIES LABELS sim
+add_test(NAME node_sim_5
+    COMMAND node_sim --nodes 5 --seeds 100 --script ${PROJECT_SOURCE_DIR}/examples/kv.lua
+    WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
+set_tests_properties(node_sim node_sim_5 PROPERTIES LABELS sim
     ENVIRONMENT "ASAN_OPTIONS=detect_leaks=0")
