@@ -1,13 +1,20 @@
 /*
  * The simulator's private state, shared by its files:
  *
- *   sim.c        the cluster, event queue, stepping a core and carrying out its update,
- *                client operations, crash/restart/pause
- *   sim_disk.c   logs, durable and volatile state, persist requests
- *   sim_net.c    links, loss, duplication, delays, sending and delivering messages
- *   sim_check.c  the safety checker
- *   sim_trace.c  the trace ring
- *   sim_random.c random runs
+ *   sim.c          the cluster: creating, booting a node from its durable state, destroying
+ *   sim_loop.c     the event queue, tick chains, events held while paused, sim_step()
+ *   sim_step.c     stepping a core and carrying out its update
+ *   sim_node.c     node accessors and lookups
+ *   sim_ops.c      proposals, transfers, injected messages, campaigns
+ *   sim_read.c     ReadIndex requests and their results
+ *   sim_snapshot.c snapshots a node takes of itself
+ *   sim_fault.c    crash, wipe, restart, pause/resume, clock rates, healing everything
+ *   sim_abort.c    the trace printed when a core assertion aborts
+ *   sim_disk.c     logs, durable and volatile state, persist requests
+ *   sim_net.c      links, loss, duplication, delays, sending and delivering messages
+ *   sim_check.c    the safety checker
+ *   sim_trace.c    the trace ring
+ *   sim_random.c   random runs
  */
 #ifndef LUARAFT_SIM_INTERNAL_H
 #define LUARAFT_SIM_INTERNAL_H
@@ -278,15 +285,40 @@ struct sim
 };
 
 /* sim.c */
+uint64_t sim_rand_range(struct sim *s, uint64_t lo, uint64_t hi);
+uint64_t sim_value_of(const struct raft_entry *e);
+int sim_node_boot(struct sim *s, struct sim_node *n);
+
+/* sim_loop.c */
 void sim_schedule(struct sim *s,
                   uint64_t time_us,
                   uint8_t kind,
                   uint8_t node,
                   uint32_t gen,
                   struct sim_msg *msg);
-uint64_t sim_rand_range(struct sim *s, uint64_t lo, uint64_t hi);
+void sim_tick_start(struct sim *s, struct sim_node *n);
+void sim_held_free(struct sim_node *n);
+
+/* sim_step.c */
 void sim_step_node(struct sim *s, struct sim_node *n, struct raft_event *ev, int *rv);
-uint64_t sim_value_of(const struct raft_entry *e);
+
+/* sim_node.c */
+int sim_node_lookup(struct sim *s, raft_id id, struct sim_node **out);
+int sim_node_usable(struct sim *s, raft_id id, struct sim_node **out);
+
+/* sim_read.c */
+void sim_reads_result(struct sim *s, struct sim_node *n, const struct raft_update *u);
+void sim_reads_serve(struct sim *s, struct sim_node *n);
+void sim_reads_fail_node(struct sim *s, raft_id id);
+
+/* sim_snapshot.c */
+int sim_snapshot_take(struct sim *s, struct sim_node *n);
+void sim_snapshot_maybe(struct sim *s, struct sim_node *n);
+
+/* sim_abort.c */
+void sim_abort_install(void);
+void sim_abort_watch(struct sim *s);
+void sim_abort_forget(const struct sim *s);
 
 /* sim_disk.c */
 void sim_log_init(struct sim_log *l);
