@@ -7,6 +7,8 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -105,167 +107,184 @@ static int parse_size(const char *text, uint64_t *out)
     return 0;
 }
 
-enum {
-    opt_id = 256,
-    opt_data,
-    opt_listen,
-    opt_raft,
-    opt_cluster,
-    opt_tick_ms,
-    opt_heartbeat_ticks,
-    opt_election_ticks,
-    opt_snapshot_entries,
-    opt_snapshot_trailing,
-    opt_snapshot_bytes,
-    opt_map_size,
-    opt_write_timeout_ms,
-    opt_log_cache_bytes,
+/* What the flags fill in: the node_config, and the two addresses it holds parsed. */
+struct node_args
+{
+    struct node_config c;
+    const char *listen;
+    const char *raft;
 };
 
-static int node_main(int argc, char **argv)
+enum flag_kind {
+    flag_text,    /* the argument as given */
+    flag_integer, /* an integer in min..max */
+    flag_size,    /* a size with suffixes K, M, G, at least min; with min 0, "0" too */
+};
+
+/* One flag of `luaraft node`: where its argument goes and what it must be. */
+struct node_flag
 {
-    static const struct option options[] = {
-        {"id", required_argument, NULL, opt_id},
-        {"data", required_argument, NULL, opt_data},
-        {"listen", required_argument, NULL, opt_listen},
-        {"raft", required_argument, NULL, opt_raft},
-        {"cluster", required_argument, NULL, opt_cluster},
-        {"tick-ms", required_argument, NULL, opt_tick_ms},
-        {"heartbeat-ticks", required_argument, NULL, opt_heartbeat_ticks},
-        {"election-ticks", required_argument, NULL, opt_election_ticks},
-        {"snapshot-entries", required_argument, NULL, opt_snapshot_entries},
-        {"snapshot-trailing", required_argument, NULL, opt_snapshot_trailing},
-        {"snapshot-bytes", required_argument, NULL, opt_snapshot_bytes},
-        {"map-size", required_argument, NULL, opt_map_size},
-        {"write-timeout-ms", required_argument, NULL, opt_write_timeout_ms},
-        {"log-cache-bytes", required_argument, NULL, opt_log_cache_bytes},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
-    struct node_config c = {
-        .tick_ms = 10,
-        .heartbeat_ticks = 1,
-        .election_ticks = 10,
-        .snapshot_entries = 100000,
-        .snapshot_trailing = 1000,
-        .snapshot_bytes = 256ull << 20,
-        .map_bytes = 1ull << 30,
-        .write_timeout_ms = 20000,
-        .log_cache_bytes = 64ull << 20,
-    };
-    const char *listen = NULL, *raft = NULL;
-    uint64_t v;
+    const char *name; /* without "--" */
+    enum flag_kind kind;
+    size_t offset; /* of the field in struct node_args */
+    size_t width;  /* of that field: sizeof (const char *), 4 or 8 */
+    uint64_t min;
+    uint64_t max;
+    const char *error; /* the usage error after "--name: 'ARG' " */
+};
+
+/* offset and width of a field of struct node_args, as node_flag holds them. */
+#define FIELD(member) offsetof(struct node_args, member), sizeof(((struct node_args *)0)->member)
+
+/* In the order of usage_text; getopt_long sees them in this order too. */
+static const struct node_flag node_flags[] = {
+    {"id", flag_integer, FIELD(c.id), 1, UINT32_MAX, "is not a positive integer"},
+    {"data", flag_text, FIELD(c.data_dir), 0, 0, NULL},
+    {"listen", flag_text, FIELD(listen), 0, 0, NULL},
+    {"raft", flag_text, FIELD(raft), 0, 0, NULL},
+    {"cluster", flag_text, FIELD(c.cluster), 0, 0, NULL},
+    {"tick-ms", flag_integer, FIELD(c.tick_ms), 1, 60000, "is not in 1..60000"},
+    {"heartbeat-ticks", flag_integer, FIELD(c.heartbeat_ticks), 1, 1u << 20,
+     "is not a positive integer"},
+    {"election-ticks", flag_integer, FIELD(c.election_ticks), 2, 1u << 20, "is not in 2..1048576"},
+    {"snapshot-entries", flag_integer, FIELD(c.snapshot_entries), 0, UINT32_MAX,
+     "is not an integer"},
+    {"snapshot-trailing", flag_integer, FIELD(c.snapshot_trailing), 0, UINT32_MAX,
+     "is not an integer"},
+    {"snapshot-bytes", flag_size, FIELD(c.snapshot_bytes), 0, 0, "is not a size"},
+    {"map-size", flag_size, FIELD(c.map_bytes), 1u << 20, 0, "is not a size of 1M or more"},
+    {"write-timeout-ms", flag_integer, FIELD(c.write_timeout_ms), 10, 3600000,
+     "is not in 10..3600000"},
+    {"log-cache-bytes", flag_size, FIELD(c.log_cache_bytes), 0, 0, "is not a size"},
+};
+
+enum {
+    node_flags_count = sizeof node_flags / sizeof node_flags[0],
+    flag_first = 256, /* getopt_long's val for node_flags[i]: flag_first + i */
+};
+
+/* Stores v, or the text, in the field of f. */
+static void store_flag(const struct node_flag *f, struct node_args *a, const char *text, uint64_t v)
+{
+    char *field = (char *)a + f->offset;
+    if (f->kind == flag_text) {
+        memcpy(field, &text, sizeof text);
+    } else if (f->width == sizeof(uint32_t)) {
+        uint32_t narrow = (uint32_t)v; /* the flag's max fits */
+        memcpy(field, &narrow, sizeof narrow);
+    } else {
+        memcpy(field, &v, sizeof v);
+    }
+}
+
+/* Reads the argument of flag f into a: -1 to go on, or the usage error's exit code. */
+static int parse_flag(const struct node_flag *f, const char *arg, struct node_args *a)
+{
+    uint64_t v = 0;
+    bool ok = true;
+    if (f->kind == flag_integer) {
+        ok = parse_u64(arg, f->min, f->max, &v) == 0;
+    } else if (f->kind == flag_size && !(f->min == 0 && strcmp(arg, "0") == 0)) {
+        ok = parse_size(arg, &v) == 0 && v >= f->min;
+    }
+    if (!ok) {
+        return usage_error("--%s: '%s' %s", f->name, arg, f->error);
+    }
+    store_flag(f, a, arg, v);
+    return -1;
+}
+
+/* getopt_long's table for node_flags, and --help. */
+static void make_options(struct option *options)
+{
+    for (int i = 0; i < node_flags_count; i++) {
+        options[i] = (struct option){node_flags[i].name, required_argument, NULL, flag_first + i};
+    }
+    options[node_flags_count] = (struct option){"help", no_argument, NULL, 'h'};
+    options[node_flags_count + 1] = (struct option){NULL, 0, NULL, 0};
+}
+
+/* Reads the flags and SCRIPT.lua into a: -1 to go on, or the exit code (0 after --help,
+ * 2 for bad usage). */
+static int parse_node_args(int argc, char **argv, struct node_args *a)
+{
+    struct option options[node_flags_count + 2];
+    make_options(options);
     int opt;
     opterr = 0;
     while ((opt = getopt_long(argc, argv, "h", options, NULL)) != -1) {
-        switch (opt) {
-            case 'h':
-                fputs(usage_text, stdout);
-                exit(0);
-            case opt_id:
-                if (parse_u64(optarg, 1, UINT32_MAX, &v) != 0) {
-                    return usage_error("--id: '%s' is not a positive integer", optarg);
-                }
-                c.id = v;
-                break;
-            case opt_data:
-                c.data_dir = optarg;
-                break;
-            case opt_listen:
-                listen = optarg;
-                break;
-            case opt_raft:
-                raft = optarg;
-                break;
-            case opt_cluster:
-                c.cluster = optarg;
-                break;
-            case opt_tick_ms:
-                if (parse_u64(optarg, 1, 60000, &v) != 0) {
-                    return usage_error("--tick-ms: '%s' is not in 1..60000", optarg);
-                }
-                c.tick_ms = (uint32_t)v;
-                break;
-            case opt_heartbeat_ticks:
-                if (parse_u64(optarg, 1, 1u << 20, &v) != 0) {
-                    return usage_error("--heartbeat-ticks: '%s' is not a positive integer", optarg);
-                }
-                c.heartbeat_ticks = (uint32_t)v;
-                break;
-            case opt_election_ticks:
-                if (parse_u64(optarg, 2, 1u << 20, &v) != 0) {
-                    return usage_error("--election-ticks: '%s' is not in 2..1048576", optarg);
-                }
-                c.election_ticks = (uint32_t)v;
-                break;
-            case opt_snapshot_entries:
-                if (parse_u64(optarg, 0, UINT32_MAX, &v) != 0) {
-                    return usage_error("--snapshot-entries: '%s' is not an integer", optarg);
-                }
-                c.snapshot_entries = v;
-                break;
-            case opt_snapshot_trailing:
-                if (parse_u64(optarg, 0, UINT32_MAX, &v) != 0) {
-                    return usage_error("--snapshot-trailing: '%s' is not an integer", optarg);
-                }
-                c.snapshot_trailing = v;
-                break;
-            case opt_snapshot_bytes:
-                if (strcmp(optarg, "0") == 0) {
-                    c.snapshot_bytes = 0;
-                } else if (parse_size(optarg, &c.snapshot_bytes) != 0) {
-                    return usage_error("--snapshot-bytes: '%s' is not a size", optarg);
-                }
-                break;
-            case opt_log_cache_bytes:
-                if (strcmp(optarg, "0") == 0) {
-                    c.log_cache_bytes = 0;
-                } else if (parse_size(optarg, &c.log_cache_bytes) != 0) {
-                    return usage_error("--log-cache-bytes: '%s' is not a size", optarg);
-                }
-                break;
-            case opt_write_timeout_ms:
-                if (parse_u64(optarg, 10, 3600000, &v) != 0) {
-                    return usage_error("--write-timeout-ms: '%s' is not in 10..3600000", optarg);
-                }
-                c.write_timeout_ms = (uint32_t)v;
-                break;
-            case opt_map_size:
-                if (parse_size(optarg, &c.map_bytes) != 0 || c.map_bytes < (1u << 20)) {
-                    return usage_error("--map-size: '%s' is not a size of 1M or more", optarg);
-                }
-                break;
-            default:
-                return usage_error("unknown or incomplete option '%s'", argv[optind - 1]);
+        if (opt == 'h') {
+            fputs(usage_text, stdout);
+            return 0;
+        }
+        if (opt < flag_first || opt >= flag_first + node_flags_count) {
+            return usage_error("unknown or incomplete option '%s'", argv[optind - 1]);
+        }
+        int rv = parse_flag(&node_flags[opt - flag_first], optarg, a);
+        if (rv >= 0) {
+            return rv;
         }
     }
     if (optind != argc - 1) {
         return usage_error("%s", optind >= argc ? "missing SCRIPT.lua" : "more than one script");
     }
-    c.script = argv[optind];
-    if (c.id == 0 || c.data_dir == NULL || listen == NULL || raft == NULL) {
+    a->c.script = argv[optind];
+    return -1;
+}
+
+/*
+ * What no single flag shows, and the addresses parsed into the config: -1 to go on, or
+ * the usage error's exit code. --cluster is only checked here; the node parses it again.
+ */
+static int check_node_args(struct node_args *a)
+{
+    struct node_config *c = &a->c;
+    if (c->id == 0 || c->data_dir == NULL || a->listen == NULL || a->raft == NULL) {
         return usage_error("%s", "--id, --data, --listen and --raft are required");
     }
-    if (c.heartbeat_ticks >= c.election_ticks) {
+    if (c->heartbeat_ticks >= c->election_ticks) {
         return usage_error("%s", "--heartbeat-ticks must be below --election-ticks");
     }
-    if (strlen(c.data_dir) >= node_path_bytes_max) {
-        return usage_error("--data: '%s' is too long", c.data_dir);
+    if (strlen(c->data_dir) >= node_path_bytes_max) {
+        return usage_error("--data: '%s' is too long", c->data_dir);
     }
-    if (node_parse_addr(listen, c.listen_host, sizeof c.listen_host, &c.listen_port) != 0) {
-        return usage_error("--listen: '%s' is not HOST:PORT", listen);
+    if (node_parse_addr(a->listen, c->listen_host, sizeof c->listen_host, &c->listen_port) != 0) {
+        return usage_error("--listen: '%s' is not HOST:PORT", a->listen);
     }
-    if (node_parse_addr(raft, c.raft_host, sizeof c.raft_host, &c.raft_port) != 0) {
-        return usage_error("--raft: '%s' is not HOST:PORT", raft);
+    if (node_parse_addr(a->raft, c->raft_host, sizeof c->raft_host, &c->raft_port) != 0) {
+        return usage_error("--raft: '%s' is not HOST:PORT", a->raft);
     }
-    if (c.cluster != NULL) {
+    if (c->cluster != NULL) {
         struct node_member members[RAFT_SERVERS_MAX];
         char msg[256];
-        if (node_parse_cluster(c.cluster, members, msg, sizeof msg) < 0) {
+        if (node_parse_cluster(c->cluster, members, msg, sizeof msg) < 0) {
             return usage_error("--cluster: %s", msg);
         }
     }
-    return node_run(&c);
+    return -1;
+}
+
+static int node_main(int argc, char **argv)
+{
+    struct node_args a = {
+        .c =
+            {
+                .tick_ms = 10,
+                .heartbeat_ticks = 1,
+                .election_ticks = 10,
+                .snapshot_entries = 100000,
+                .snapshot_trailing = 1000,
+                .snapshot_bytes = 256ull << 20,
+                .map_bytes = 1ull << 30,
+                .write_timeout_ms = 20000,
+                .log_cache_bytes = 64ull << 20,
+            },
+    };
+    int rv = parse_node_args(argc, argv, &a);
+    if (rv < 0) {
+        rv = check_node_args(&a);
+    }
+    return rv >= 0 ? rv : node_run(&a.c);
 }
 
 static const char main_usage_text[] =
