@@ -300,6 +300,7 @@ void writes_forward(struct node *n,
 void writes_frame(struct node *n, raft_id from, uint8_t type, const void *body, size_t len);
 void writes_expire(struct node *n);
 void writes_stop(struct node *n);
+void writes_free(struct node *n); /* without answering anyone: the node is gone */
 void origin_reply(struct node *n, const struct origin *o, const void *resp, size_t len);
 
 /* reads.c */
@@ -309,6 +310,7 @@ void reads_results(struct node *n, const struct raft_update *u);
 void reads_dispatch(struct node *n);
 void reads_expire(struct node *n);
 void reads_stop(struct node *n);
+void reads_free(struct node *n);
 
 /* apply.c */
 void apply_dispatch(struct node *n, raft_index commit);
@@ -319,6 +321,7 @@ void snapshots_request(struct node *n, struct server_request *req);
 void snapshots_install(struct node *n, const struct raft_update *u);
 void snapshots_restored(struct node *n, const struct fsm_job *job);
 void snapshots_stop(struct node *n);
+void snapshots_free(struct node *n);
 
 /* commands.c */
 void commands_route(struct node *n,
@@ -376,6 +379,7 @@ void node_snapshot_written(struct node *n,
                            int status);
 /* Answers every waiting client (the node is going away) and stops stepping the core. */
 void node_stop(struct node *n);
+/* Frees everything; whoever still waits is never answered (a crash, in a simulator). */
 void node_free(struct node *n);
 
 #endif

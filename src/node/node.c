@@ -216,5 +216,8 @@ void node_free(struct node *n)
     raft_free(n->raft);
     cache_free(&n->cache);
     durability_free(n);
+    writes_free(n);
+    reads_free(n);
+    snapshots_free(n);
     free(n);
 }

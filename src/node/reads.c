@@ -138,3 +138,23 @@ void reads_stop(struct node *n)
         free(b);
     }
 }
+
+static void batch_discard(struct read_batch *b)
+{
+    for (size_t k = 0; k < b->n; k++) {
+        free(b->items[k].blob);
+    }
+    free(b->items);
+}
+
+void reads_free(struct node *n)
+{
+    batch_discard(&n->rd.turn);
+    while (n->rd.waiting != NULL) {
+        struct read_batch *b = n->rd.waiting;
+        n->rd.waiting = b->next;
+        batch_discard(b);
+        free(b);
+    }
+    memset(&n->rd, 0, sizeof n->rd);
+}

@@ -207,3 +207,10 @@ void snapshots_stop(struct node *n)
     n->snap.waiters = NULL;
     n->snap.waiters_cap = 0;
 }
+
+void snapshots_free(struct node *n)
+{
+    free(n->snap.waiters);
+    n->snap.waiters = NULL;
+    n->snap.waiters_n = n->snap.waiters_cap = 0;
+}

@@ -348,3 +348,15 @@ void writes_stop(struct node *n)
     w->props_cap = w->pend_cap = w->fwds_cap = 0;
     w->pend_off = w->pend_n = 0;
 }
+
+void writes_free(struct node *n)
+{
+    struct writes *w = &n->wr;
+    for (size_t i = 0; i < w->props_n; i++) {
+        buf_free(&w->props[i].payload);
+    }
+    free(w->props);
+    free(w->pend);
+    free(w->fwds);
+    memset(w, 0, sizeof *w);
+}
