@@ -108,13 +108,15 @@ struct raft
 };
 
 /* raft.c: shared helpers. */
-struct raft_message *raft_msg_new(struct raft *r, int type, raft_id to);
-void raft_read_done(struct raft *r, uint64_t id, int status, raft_index index);
 struct progress *raft_progress(struct raft *r, raft_id id);
 raft_term raft_term_of(const struct raft *r, raft_index i);
 raft_term raft_last_term(const struct raft *r);
 unsigned raft_voters(const struct raft *r);
 bool raft_self_is_voter(const struct raft *r);
+
+/* update.c: what a step adds to its update. */
+struct raft_message *raft_msg_new(struct raft *r, int type, raft_id to);
+void raft_read_done(struct raft *r, uint64_t id, int status, raft_index index);
 void raft_persist_entries(struct raft *r, raft_index first, const struct raft_entry *e, uint32_t n);
 
 /* role.c: transitions (Figure 4). */
