@@ -173,27 +173,15 @@ static void format_msg(const struct sim_trace_rec *r, char *buf, size_t size, si
     }
 }
 
-static void format_body(const struct sim_trace_rec *r, char *buf, size_t size, size_t *pos)
+/* What a core did: roles, durable writes, commits, snapshots. */
+static void format_core(const struct sim_trace_rec *r, char *buf, size_t size, size_t *pos)
 {
     const uint64_t *a = r->a;
     switch (r->kind) {
-        case SIM_TR_RECV:
-        case SIM_TR_DROP:
-            format_msg(r, buf, size, pos);
-            break;
         case SIM_TR_ROLE:
             put(buf, size, pos, "becomes %s term %" PRIu64, raft_role_name(r->sub), a[0]);
             if (a[1] != 0 && r->sub != RAFT_LEADER) {
                 put(buf, size, pos, " leader n%" PRIu64, a[1]);
-            }
-            break;
-        case SIM_TR_PROPOSE:
-            if ((int64_t)a[2] == 0) {
-                put(buf, size, pos, "propose %" PRIu64 " at %" PRIu64 " value %" PRIu64, a[1], a[0],
-                    a[3]);
-            } else {
-                put(buf, size, pos, "propose %" PRIu64 " refused: %s", a[1],
-                    sim_strerror((int)(int64_t)a[2]));
             }
             break;
         case SIM_TR_PERSISTED:
@@ -213,6 +201,21 @@ static void format_body(const struct sim_trace_rec *r, char *buf, size_t size, s
             put(buf, size, pos, "installs snapshot %" PRIu64 "/%" PRIu64 " from n%u", a[0], a[1],
                 r->peer);
             break;
+        case SIM_TR_DISCARD:
+            put(buf, size, pos,
+                "discards durable entries %" PRIu64 "..%" PRIu64 " that do not follow its snapshot",
+                a[0], a[1]);
+            break;
+        default:
+            break;
+    }
+}
+
+/* Faults of a node and its disk. */
+static void format_node_fault(const struct sim_trace_rec *r, char *buf, size_t size, size_t *pos)
+{
+    const uint64_t *a = r->a;
+    switch (r->kind) {
         case SIM_TR_CRASH:
             put(buf, size, pos, "CRASH (%" PRIu64 " writes lost)", a[0]);
             break;
@@ -240,6 +243,19 @@ static void format_body(const struct sim_trace_rec *r, char *buf, size_t size, s
         case SIM_TR_RESUME:
             put(buf, size, pos, "RESUME (%" PRIu64 " events held)", a[0]);
             break;
+        case SIM_TR_RATE:
+            put(buf, size, pos, "CLOCK rate %" PRIu64 "/1000", a[0]);
+            break;
+        default:
+            break;
+    }
+}
+
+/* Faults of the network. */
+static void format_net_fault(const struct sim_trace_rec *r, char *buf, size_t size, size_t *pos)
+{
+    const uint64_t *a = r->a;
+    switch (r->kind) {
         case SIM_TR_LINK:
             if (r->sub == 2) {
                 put(buf, size, pos, "ISOLATE");
@@ -261,8 +277,24 @@ static void format_body(const struct sim_trace_rec *r, char *buf, size_t size, s
                 "NET loss %" PRIu64 "ppm dup %" PRIu64 "ppm delay %" PRIu64 "-%" PRIu64 "us", a[0],
                 a[1], a[2], a[3]);
             break;
-        case SIM_TR_RATE:
-            put(buf, size, pos, "CLOCK rate %" PRIu64 "/1000", a[0]);
+        default:
+            break;
+    }
+}
+
+/* What a spec asked of a node, and the answers. */
+static void format_request(const struct sim_trace_rec *r, char *buf, size_t size, size_t *pos)
+{
+    const uint64_t *a = r->a;
+    switch (r->kind) {
+        case SIM_TR_PROPOSE:
+            if ((int64_t)a[2] == 0) {
+                put(buf, size, pos, "propose %" PRIu64 " at %" PRIu64 " value %" PRIu64, a[1], a[0],
+                    a[3]);
+            } else {
+                put(buf, size, pos, "propose %" PRIu64 " refused: %s", a[1],
+                    sim_strerror((int)(int64_t)a[2]));
+            }
             break;
         case SIM_TR_READ:
             put(buf, size, pos, "read_index id %" PRIu64 " (committed anywhere: %" PRIu64 ")", a[0],
@@ -286,12 +318,49 @@ static void format_body(const struct sim_trace_rec *r, char *buf, size_t size, s
             put(buf, size, pos, "injected %s from n%u term %" PRIu64, raft_msg_name(r->sub),
                 r->peer, a[0]);
             break;
+        default:
+            break;
+    }
+}
+
+/* The text after the time and the node, by the group the event's kind is in. */
+static void format_body(const struct sim_trace_rec *r, char *buf, size_t size, size_t *pos)
+{
+    switch (r->kind) {
+        case SIM_TR_RECV:
+        case SIM_TR_DROP:
+            format_msg(r, buf, size, pos);
+            break;
+        case SIM_TR_ROLE:
+        case SIM_TR_PERSISTED:
+        case SIM_TR_COMMIT:
+        case SIM_TR_SNAP_TAKEN:
+        case SIM_TR_SNAP_INSTALL:
         case SIM_TR_DISCARD:
-            put(buf, size, pos,
-                "discards durable entries %" PRIu64 "..%" PRIu64
-                " that do not follow its "
-                "snapshot",
-                a[0], a[1]);
+            format_core(r, buf, size, pos);
+            break;
+        case SIM_TR_CRASH:
+        case SIM_TR_RESTART:
+        case SIM_TR_WIPE:
+        case SIM_TR_DISK:
+        case SIM_TR_PAUSE:
+        case SIM_TR_RESUME:
+        case SIM_TR_RATE:
+            format_node_fault(r, buf, size, pos);
+            break;
+        case SIM_TR_LINK:
+        case SIM_TR_PARTITION:
+        case SIM_TR_HEAL:
+        case SIM_TR_NET:
+            format_net_fault(r, buf, size, pos);
+            break;
+        case SIM_TR_PROPOSE:
+        case SIM_TR_READ:
+        case SIM_TR_READ_DONE:
+        case SIM_TR_TRANSFER:
+        case SIM_TR_CAMPAIGN:
+        case SIM_TR_INJECT:
+            format_request(r, buf, size, pos);
             break;
         default:
             put(buf, size, pos, "? kind %u", r->kind);
