@@ -24,12 +24,8 @@
  *   transport.raw_send(port, bytes) sends bytes on a plain connection, then closes it.
  *   transport.loop_handles() -> handles still open on the module's loop (after running
  *       pending close callbacks), besides its own run timer.
- *   transport.wire_encode{type = "HANDSHAKE" | "CHUNK" | "HAVE" | "NODE", ...} -> frame
- *       bytes, and transport.wire_decode(bytes [, limits]) -> table, frame_bytes | nil,
- *       message: the frames of wire.h that luaraft.codec does not know (HANDSHAKE: node_id,
- *       cluster_id, client_addr, bulk; CHUNK: index, snapshot_term, offset, last, data;
- *       HAVE: index, snapshot_term; NODE: frame_type, body); wire_decode takes raft
- *       messages too.
+ *   transport.wire_encode{...}, transport.wire_decode(bytes [, limits]): frames by hand,
+ *       in transport_lua_wire.c.
  *
  * Callbacks push their events straight into Lua tables, so they need a lua_State: every
  * function that may run them (the run functions, send functions) sets current_L first.
@@ -487,124 +483,6 @@ static int lt_raw_send(lua_State *L)
     return 0;
 }
 
-/* ---- the frames of wire.h that luaraft.codec does not know, for spec/codec ---- */
-
-static int lt_wire_encode(lua_State *L)
-{
-    luaL_checktype(L, 1, LUA_TTABLE);
-    lua_settop(L, 1);           /* f */
-    lua_getfield(L, 1, "type"); /* f, type */
-    const char *type = luaL_checkstring(L, -1);
-    struct buf b;
-    buf_init(&b);
-    int rv = 0;
-    if (strcmp(type, "HANDSHAKE") == 0) {
-        struct wire_handshake hs = {.node_id = msg_lua_get_u64(L, 1, "node_id", 0)};
-        size_t n = 0, a = 0;
-        hs.cluster_id = opt_string(L, 1, "cluster_id", NULL); /* f, type, id */
-        hs.client_addr = opt_string(L, 1, "client_addr", ""); /* f, type, id, addr */
-        luaL_argcheck(L, hs.cluster_id != NULL, 1, "cluster_id");
-        n = strlen(hs.cluster_id);
-        a = strlen(hs.client_addr);
-        luaL_argcheck(L, n >= 1 && n <= WIRE_CLUSTER_ID_BYTES_MAX, 1, "cluster_id length");
-        luaL_argcheck(L, a <= WIRE_CLIENT_ADDR_BYTES_MAX, 1, "client_addr length");
-        hs.cluster_id_len = (uint16_t)n;
-        hs.client_addr_len = (uint16_t)a;
-        hs.bulk = msg_lua_get_bool(L, 1, "bulk");
-        rv = wire_encode_handshake_addr(&b, &hs);
-    } else if (strcmp(type, "CHUNK") == 0) {
-        struct wire_chunk c = {
-            .index = msg_lua_get_u64(L, 1, "index", 0),
-            .term = msg_lua_get_u64(L, 1, "snapshot_term", 0),
-            .offset = msg_lua_get_u64(L, 1, "offset", 0),
-            .last = msg_lua_get_bool(L, 1, "last"),
-        };
-        lua_getfield(L, 1, "data"); /* f, type, data */
-        size_t n = 0;
-        c.data = (const uint8_t *)luaL_checklstring(L, -1, &n);
-        luaL_argcheck(L, n <= UINT32_MAX - WIRE_CHUNK_HEADER_BYTES, 1, "data too long");
-        c.len = (uint32_t)n;
-        rv = wire_encode_chunk(&b, &c);
-    } else if (strcmp(type, "HAVE") == 0) {
-        struct wire_have h = {
-            .index = msg_lua_get_u64(L, 1, "index", 0),
-            .term = msg_lua_get_u64(L, 1, "snapshot_term", 0),
-        };
-        rv = wire_encode_have(&b, &h);
-    } else if (strcmp(type, "NODE") == 0) {
-        lua_Integer ft = (lua_Integer)msg_lua_get_u64(L, 1, "frame_type", 0);
-        luaL_argcheck(L, ft >= WIRE_NODE_FRAME_MIN && ft <= 255, 1, "frame_type");
-        lua_getfield(L, 1, "body"); /* f, type, body */
-        size_t n = 0;
-        const char *body = luaL_checklstring(L, -1, &n);
-        rv = wire_encode_node_frame(&b, (uint8_t)ft, body, n);
-    } else {
-        return luaL_error(L, "luaraft.transport: wire_encode knows HANDSHAKE, CHUNK, HAVE, NODE");
-    }
-    if (rv != 0) {
-        buf_free(&b);
-        return luaL_error(L, "luaraft.transport: %s", wire_strerror(rv));
-    }
-    lua_pushlstring(L, (const char *)b.data, b.len); /* ..., bytes */
-    buf_free(&b);
-    return 1;
-}
-
-/* Decodes a frame of any type: -> table, frame_bytes | nil, "incomplete" or error. */
-static int lt_wire_decode(lua_State *L)
-{
-    size_t n = 0;
-    const uint8_t *p = (const uint8_t *)luaL_checklstring(L, 1, &n);
-    struct wire_limits l;
-    wire_limits_default(&l);
-    if (!lua_isnoneornil(L, 2)) {
-        l.chunk_bytes_max = (uint32_t)msg_lua_get_u64(L, 2, "chunk_bytes_max", l.chunk_bytes_max);
-        l.frame_bytes_max = (uint32_t)msg_lua_get_u64(L, 2, "frame_bytes_max", l.frame_bytes_max);
-    }
-    struct wire_frame f;
-    int64_t rv = wire_decode(p, n, &l, &f);
-    if (rv <= 0) {
-        lua_pushnil(L);                                                     /* nil */
-        lua_pushstring(L, rv == 0 ? "incomplete" : wire_strerror((int)rv)); /* nil, msg */
-        return 2;
-    }
-    lua_createtable(L, 0, 8); /* t */
-    if (f.type == WIRE_HANDSHAKE) {
-        set_str(L, "type", "HANDSHAKE");
-        set_int(L, "node_id", f.handshake.node_id);
-        lua_pushlstring(L, f.handshake.cluster_id, f.handshake.cluster_id_len); /* t, id */
-        lua_setfield(L, -2, "cluster_id");                                      /* t */
-        lua_pushlstring(L, f.handshake.client_addr != NULL ? f.handshake.client_addr : "",
-                        f.handshake.client_addr_len); /* t, addr */
-        lua_setfield(L, -2, "client_addr");           /* t */
-        set_bool(L, "bulk", f.handshake.bulk);
-    } else if (f.type == WIRE_SNAPSHOT_HAVE) {
-        set_str(L, "type", "HAVE");
-        set_int(L, "index", f.have.index);
-        set_int(L, "snapshot_term", f.have.term);
-    } else if (f.type == WIRE_SNAPSHOT_CHUNK) {
-        set_str(L, "type", "CHUNK");
-        set_int(L, "index", f.chunk.index);
-        set_int(L, "snapshot_term", f.chunk.term);
-        set_int(L, "offset", f.chunk.offset);
-        set_bool(L, "last", f.chunk.last);
-        lua_pushlstring(L, f.chunk.data != NULL ? (const char *)f.chunk.data : "",
-                        f.chunk.len); /* t, data */
-        lua_setfield(L, -2, "data");  /* t */
-    } else if (f.type >= WIRE_NODE_FRAME_MIN) {
-        set_str(L, "type", "NODE");
-        set_int(L, "frame_type", f.type);
-        lua_pushlstring(L, f.node.body != NULL ? (const char *)f.node.body : "",
-                        f.node.len); /* t, body */
-        lua_setfield(L, -2, "body"); /* t */
-    } else {
-        set_message(L, &f.msg); /* may raise on memory: the entry array would leak */
-    }
-    wire_frame_free(&f);
-    lua_pushinteger(L, rv); /* t, frame_bytes */
-    return 2;
-}
-
 static void count_handle(uv_handle_t *h, void *arg)
 {
     if (h != (uv_handle_t *)&run_timer) {
@@ -648,8 +526,6 @@ static const luaL_Reg module_funcs[] = {
     {"start", lt_start},
     {"raw_send", lt_raw_send},
     {"loop_handles", lt_loop_handles},
-    {"wire_encode", lt_wire_encode},
-    {"wire_decode", lt_wire_decode},
     {NULL, NULL},
 };
 
@@ -668,6 +544,8 @@ static int module_gc(lua_State *L)
 }
 
 int luaopen_luaraft_transport(lua_State *L);
+/* transport_lua_wire.c: adds wire_encode and wire_decode to the module table on top. */
+void transport_lua_open_wire(lua_State *L);
 
 int luaopen_luaraft_transport(lua_State *L)
 {
@@ -683,6 +561,7 @@ int luaopen_luaraft_transport(lua_State *L)
     lua_setmetatable(L, -2);         /* sentinel */
     luaL_ref(L, LUA_REGISTRYINDEX);  /* */
     luaL_newlib(L, module_funcs);    /* module */
+    transport_lua_open_wire(L);
     lua_pushinteger(L, TRANSPORT_ELISTEN);
     lua_setfield(L, -2, "ELISTEN");
     lua_pushinteger(L, WIRE_NODE_FRAME_MIN);
