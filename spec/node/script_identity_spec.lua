@@ -172,7 +172,10 @@ describe("the script's identity", function()
         assert.equal("0", info.snapshot_index)
         assert.equal("0", info.applied_index)
         assert.same({}, files(c.dir .. "/n3", "%.lrs"))
-        assert.same({}, files(c.dir .. "/n3", "%.part$"))
+        -- The leader keeps offering its snapshot, so one may be arriving right now; the
+        -- refused ones must not pile up.
+        local parts = files(c.dir .. "/n3", "%.part$")
+        assert.is_true(#parts <= 1, table.concat(parts, " "))
         assert.equal("OK", c:rc(leader, "SET", "after", "1")) -- the cluster goes on
     end)
 end)
