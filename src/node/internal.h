@@ -13,8 +13,9 @@
  *   commands.c    routing of client commands, the built-in commands
  *   boot.c        the core and the log cache from loaded state
  *   config.c      --cluster and the stored cluster file
- *   runtime.c     the real world: libuv loop, LMDB store, peer transport, fsm thread,
- *                 client port, signals (src/sim/ drives the same rooms with a simulated one)
+ *   runtime*.c    the real world: libuv loop, LMDB store, peer transport, fsm thread,
+ *                 client port, signals (runtime.h); src/sim/nodes/ drives the same rooms
+ *                 with a simulated one
  *
  * The rooms never step the core themselves: they report what happened to node_step() as
  * an event, so the split closes no circle. Everything they need from the world goes
