@@ -13,7 +13,7 @@
  *   snap-<index>-<term>.lrs.tmp   a snapshot being written (snapfile_begin)
  *   incoming-<peer>-<seq>.part    a snapshot being received from node <peer>, <seq>
  *                                 counting the transport's receptions since it started
- *                                 (src/peer/transport.c, conn_chunk)
+ *                                 (src/peer/snapshot_recv.c, snap_recv_begin)
  * The last two are temporaries: a crash may leave them behind, and snapfile_cleanup
  * removes them.
  *
