@@ -14,8 +14,8 @@
 #define SNAPFILE_PREFIX "snap-"
 #define SNAPFILE_SUFFIX ".lrs"
 #define SNAPFILE_TMP_SUFFIX ".tmp"
-/* The transport's name for a snapshot being received (src/peer/snapshot_recv.c, snap_recv_begin).
- */
+/* The transport's name for a snapshot being received (src/peer/snapshot_recv.c,
+ * snap_recv_begin). */
 #define SNAPFILE_INCOMING_PREFIX "incoming-"
 #define SNAPFILE_INCOMING_SUFFIX ".part"
 
