@@ -19,6 +19,30 @@ describe("a log cache bounded in bytes", function()
         end
     end)
 
+    it("takes a snapshot once the log passes --snapshot-bytes", function()
+        c = S.cluster({ n = 1, flags = { "--snapshot-entries", "0", "--snapshot-bytes", "64K",
+            "--snapshot-trailing", "10" } })
+        c:start_all()
+        c:wait_leader(10)
+        local script = os.tmpname()
+        local f = assert(io.open(script, "w"))
+        for i = 1, 100 do
+            f:write("SET k" .. i .. " " .. string.rep("v", 1000) .. "\n")
+        end
+        f:close()
+        S.sh("timeout 30 redis-cli -p " .. c:client_port(1) .. " <" .. S.quote(script))
+        os.remove(script)
+        -- 100 KB of values passed 64K: one snapshot was taken by bytes (entries are off),
+        -- and the log behind it compacted but for 10 trailing entries, which do not count
+        -- toward the next one (or one would follow every apply).
+        S.wait(10, "a snapshot by log bytes", function()
+            return tonumber(c:info(1).snapshot_index) > 0
+        end)
+        assert.is_true(tonumber(c:info(1).log_bytes) < 65536, c:info(1).log_bytes)
+        assert.equal(1, select(2, S.read_file(c:log(1)):gsub("snapshot taken at index", "")))
+        assert.equal(string.rep("v", 1000), c:rc(1, "GET", "k1"))
+    end)
+
     it("serves a lagging follower from the store", function()
         c = S.cluster({ n = 3, flags = { "--log-cache-bytes", "4K", "--snapshot-entries", "0",
             "--snapshot-bytes", "0" } })

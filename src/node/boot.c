@@ -153,6 +153,7 @@ int node_boot(struct node *n, const struct node_boot_state *state, char *errmsg,
     n->applied_sent = si;
     n->applied = si;
     n->dur.durable = n->cache.n > 0 ? cache_last(&n->cache) : si; /* all of it was loaded */
+    n->snap.log_bytes_at = cache_bytes_upto(&n->cache, si);
     node_log(n,
              "loaded state: vote %" PRIu64 ", snapshot at index %" PRIu64 " (term %" PRIu64
              "), log %" PRIu64 "..%" PRIu64 ", %d members",

@@ -191,7 +191,8 @@ struct snapshots
     raft_term term;
     char path[node_snap_path_bytes_max];
     bool running;
-    uint64_t retry_at_ms; /* after a failure, no automatic snapshot before this */
+    uint64_t retry_at_ms;  /* after a failure, no automatic snapshot before this */
+    uint64_t log_bytes_at; /* cache.log_bytes of the entries the snapshot covers */
     uint64_t backoff_ms;
     struct server_request **waiters;
     size_t waiters_n, waiters_cap;
@@ -265,6 +266,8 @@ void cache_reset(struct log_cache *c, raft_index first);
 void cache_append(struct log_cache *c, raft_index index, const struct raft_entry *e);
 void cache_compact(struct log_cache *c, raft_index to);
 void cache_free(struct log_cache *c);
+/* Payload bytes of the entries at index <= index (held in memory or not). */
+uint64_t cache_bytes_upto(struct log_cache *c, raft_index index);
 /* Lets go of the oldest payloads while more than bytes_max are held, up to index upto. */
 void cache_evict(struct log_cache *c, uint64_t bytes_max, raft_index upto);
 /* Fills in e[0..k) with entries first..first+k-1, reading evicted payloads from the store

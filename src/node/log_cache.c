@@ -164,6 +164,15 @@ int cache_entries(struct node *n,
     return rv;
 }
 
+uint64_t cache_bytes_upto(struct log_cache *c, raft_index index)
+{
+    uint64_t sum = 0;
+    for (raft_index i = c->first; c->n > 0 && i <= index && i <= cache_last(c); i++) {
+        sum += cache_at(c, i)->len;
+    }
+    return sum;
+}
+
 void cache_free(struct log_cache *c)
 {
     cache_truncate(c, 0);

@@ -40,9 +40,9 @@ static bool due(struct node *n)
     if (c->snapshot_entries > 0 && since >= c->snapshot_entries) {
         return true;
     }
-    /* The log since the last compaction (and the trailing entries kept behind it): bound
-     * it in bytes too, in memory or not. */
-    return c->snapshot_bytes > 0 && n->cache.log_bytes >= c->snapshot_bytes;
+    /* The log since the last snapshot, in bytes too (in memory or not; the trailing
+     * entries kept behind the snapshot do not count, or it would fire on every batch). */
+    return c->snapshot_bytes > 0 && n->cache.log_bytes - n->snap.log_bytes_at >= c->snapshot_bytes;
 }
 
 void snapshots_maybe_start(struct node *n)
@@ -108,6 +108,7 @@ static bool adopt(struct node *n, raft_index index, raft_term term, const char *
         }
         cache_compact(&n->cache, compact_to);
     }
+    n->snap.log_bytes_at = cache_bytes_upto(&n->cache, index);
     n->io->snapshot_prune(n->io->arg, index);
     node_log(n,
              "snapshot taken at index %" PRIu64 " (term %" PRIu64 "), log compacted up to %" PRIu64,
@@ -171,6 +172,7 @@ void snapshots_install(struct node *n, const struct raft_update *u)
     n->snap.incoming_used = true;
     snprintf(n->snap.path, sizeof n->snap.path, "%s", path);
     cache_reset(&n->cache, index + 1);
+    n->snap.log_bytes_at = 0;
     writes_resolve(n, index, 0, NULL);
     n->snap.index = index;
     n->snap.term = term;

@@ -242,6 +242,8 @@ int nodesim_run(const struct nodesim_options *o,
     /* Half the runs keep every payload in memory, half a few hundred bytes of them, so
      * lagging followers are served from the store. */
     uint64_t log_cache_bytes = ns_rnd(w, 0, 1) == 0 ? 0 : ns_rnd(w, 1, 400);
+    /* A third of the runs also snapshot by log bytes. */
+    uint64_t snapshot_bytes = ns_rnd(w, 0, 2) == 0 ? ns_rnd(w, 300, 3000) : 0;
     for (int i = 0; i < w->n_nodes; i++) {
         struct sim_node *s = &w->nodes[i];
         s->w = w;
@@ -256,7 +258,8 @@ int nodesim_run(const struct nodesim_options *o,
                                       .snapshot_entries = snapshot_entries,
                                       .snapshot_trailing = snapshot_trailing,
                                       .write_timeout_ms = 20000,
-                                      .log_cache_bytes = log_cache_bytes};
+                                      .log_cache_bytes = log_cache_bytes,
+                                      .snapshot_bytes = snapshot_bytes};
         for (int k = 0; k < w->n_nodes; k++) {
             s->servers[k] = (struct raft_server){(raft_id)k + 1, true};
         }
