@@ -66,7 +66,7 @@ for my $file (@ARGV) {
 
 if ($bad) {
     print STDERR "\ncore purity: $bad offending line(s). src/raft/ is the pure protocol core:\n",
-        "no IO, clock, machine randomness, stdio, Lua, libuv or LMDB (see DESIGN.md).\n";
+        "no IO, clock, machine randomness, stdio, Lua, libuv or LMDB (see README.md, Layout).\n";
     exit 1;
 }
 printf "core purity: %d file(s) clean\n", scalar @ARGV;

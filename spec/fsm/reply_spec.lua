@@ -1,4 +1,4 @@
--- The reply mapping: each Lua value a script returns becomes the RESP2 bytes DESIGN.md
+-- The reply mapping: each Lua value a script returns becomes the RESP2 bytes README.md
 -- promises, byte for byte (checked on the raw bytes, not through fsm.decode).
 local S = dofile(debug.getinfo(1, "S").source:sub(2):match("^(.*)/") .. "/support.lua")
 

@@ -1,4 +1,4 @@
--- The determinism sandbox from the outside (RELIABILITY.md 5.4): script errors become
+-- The determinism sandbox from the outside (README.md, Writing a state machine): script errors become
 -- error replies and the machine keeps serving; the outside world is out of reach; the
 -- instruction budget and the memory cap hold even against pcall; and whatever could
 -- differ between replicas (iteration order, addresses, time, randomness) does not.

@@ -6,7 +6,8 @@
  *
  * Durability. The environment is opened with LMDB's default flags (no MDB_NOSYNC, no
  * MDB_NOMETASYNC, no MDB_WRITEMAP, no MDB_MAPASYNC), so a successful mdb_txn_commit has
- * flushed the data pages and then the meta page: commit = durable (RELIABILITY.md 4.1).
+ * flushed the data pages and then the meta page: commit = durable (LMDB's own
+ * documentation of mdb_txn_commit and MDB_NOSYNC).
  *
  * Threads and fork. Only the writer thread runs write transactions; the loop thread runs
  * read transactions (store_load, store_read). A forked child (the snapshot child) must
