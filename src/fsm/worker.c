@@ -21,6 +21,7 @@
 #include "store/snapfile.h"
 #include "raft/raft.h"
 #include "util/assert.h"
+#include "util/log.h"
 
 /* Applies one committed entry (fsm/job.h), keeping where the state is for snapshots. */
 static void run_entry(struct fsm_worker *w, struct fsm_job_entry *e)
@@ -179,19 +180,19 @@ static int child_write_snapshot(struct fsm_worker *w, const struct fsm_job *job)
     char msg[256];
     int rv = snapfile_begin(&sw, job->path, job->index, job->term, &w->script, msg, sizeof msg);
     if (rv != 0) {
-        dprintf(2, "snapshot child: cannot create the snapshot file: %s\n", msg);
+        lr_log("snapshot child: cannot create the snapshot file: %s", msg);
         return child_exit_file;
     }
     rv = fsm_snapshot(w->fsm, child_write, &sw);
     if (rv != 0) {
-        dprintf(2, "snapshot child: M.snapshot failed: %s: %s\n", fsm_strerror(rv),
-                fsm_last_error(w->fsm));
+        lr_log("snapshot child: M.snapshot failed: %s: %s", fsm_strerror(rv),
+               fsm_last_error(w->fsm));
         snapfile_abort(&sw);
         return rv == FSM_ESCRIPT || rv == FSM_ENOTSUP ? child_exit_script : child_exit_write;
     }
     rv = snapfile_commit(&sw, msg, sizeof msg);
     if (rv != 0) {
-        dprintf(2, "snapshot child: cannot commit the snapshot file: %s\n", msg);
+        lr_log("snapshot child: cannot commit the snapshot file: %s", msg);
         snapfile_abort(&sw);
         return child_exit_commit;
     }
