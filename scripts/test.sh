@@ -100,6 +100,8 @@ run_suite() { # name build-dir cmake-args...
         cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@"
     fi
     cmake --build "$dir" -j "$jobs"
+    # The Node.js Redis clients spec/clients/ drives, locked, into $dir/npm.
+    scripts/client-deps.sh "$dir"
 
     section "Test ($name${LUARAFT_SEEDS:+, LUARAFT_SEEDS=$LUARAFT_SEEDS})"
     ctest --test-dir "$dir" --output-on-failure --no-tests=error "${ctest_args[@]}"
