@@ -1,5 +1,6 @@
 /* Loading the durable state and booting the node (see runtime.h). */
 #include "node/runtime.h"
+#include "util/log.h"
 
 /* The configuration: --cluster on first start, the stored one afterwards. On first start
  * it is written to DIR/cluster and to the store. */
@@ -16,11 +17,11 @@ static int load_config(struct runtime *rt,
     const char *text = st->has_config && stored != NULL && stored[0] != '\0' ? stored : c->cluster;
     int rv = 0;
     if (text == NULL) {
-        fprintf(stderr, "luaraft: %s holds no configuration: give --cluster on first start\n",
-                c->data_dir);
+        lr_log("%s holds no configuration: give --cluster on first start", c->data_dir);
         rv = 1;
     } else if ((n->n_members = node_parse_cluster(text, n->members, msg, sizeof msg)) < 0) {
-        fprintf(stderr, "luaraft: bad cluster configuration '%s': %s\n", text, msg);
+        /* The hosts are resolved here, once per start (config.c). */
+        lr_log("cannot start: the cluster configuration '%s': %s", text, msg);
         rv = 1;
     }
     if (rv != 0) {

@@ -49,8 +49,8 @@ static void conn_close(struct conn *c, const char *why)
     struct transport *t = c->t;
     c->closing = true;
     if (why != NULL) {
-        fprintf(stderr, "luaraft: node %" PRIu64 ": peer %s from %s closed: %s\n", t->self,
-                c->bulk ? "bulk connection" : "connection", c->addr, why);
+        lr_log_as(t->self, "peer %s from %s closed: %s", c->bulk ? "bulk connection" : "connection",
+                  c->addr, why);
     }
     if (c->p != NULL && c->p->recv.state == RECV_WRITING && c->p->recv.owner == c) {
         snap_recv_discard(&c->p->recv);

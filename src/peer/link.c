@@ -74,8 +74,7 @@ void link_down(struct link *l, const char *why)
         l->backoff_ms = t->reconnect_ms_min;
     }
     if (was_up && !t->closing) {
-        fprintf(stderr, "luaraft: node %" PRIu64 ": %s to node %" PRIu64 " lost: %s\n", t->self,
-                lane_names[l->lane], p->id, why);
+        lr_log_as(t->self, "%s to node %" PRIu64 " lost: %s", lane_names[l->lane], p->id, why);
     }
     uv_close((uv_handle_t *)&l->tcp, link_tcp_close_cb);
     if (was_up && l->lane == LANE_CONTROL && t->cb.peer != NULL && !t->closing) {

@@ -53,8 +53,7 @@ void snap_recv_discard(struct snap_recv *s)
 /* Logs why an incoming snapshot was given up and deletes its file. */
 static void snap_recv_fail(struct peer *p, const char *why)
 {
-    fprintf(stderr, "luaraft: node %" PRIu64 ": snapshot from node %" PRIu64 " dropped: %s\n",
-            p->t->self, p->id, why);
+    lr_log_as(p->t->self, "snapshot from node %" PRIu64 " dropped: %s", p->id, why);
     snap_recv_discard(&p->recv);
 }
 
@@ -262,10 +261,9 @@ void snap_recv_message(struct conn *c, struct raft_message *m)
     struct snap_recv *s = &p->recv;
     if (!snap_recv_holds(s, m->snapshot.index, m->snapshot.term)) {
         /* Keep whatever else is held: it may still be asked for. */
-        fprintf(stderr,
-                "luaraft: node %" PRIu64 ": snapshot from node %" PRIu64
-                " dropped: SNAPSHOT message without its file\n",
-                c->t->self, p->id);
+        lr_log_as(c->t->self,
+                  "snapshot from node %" PRIu64 " dropped: SNAPSHOT message without its file",
+                  p->id);
         return;
     }
     s->msg = *m;

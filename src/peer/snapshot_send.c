@@ -84,8 +84,8 @@ static struct out_frame *snap_read_chunk(struct peer *p)
     uint8_t *scratch = t->chunk_scratch;
     ssize_t got = f != NULL && n > 0 ? pread(s->fd, scratch, n, (off_t)s->offset) : 0;
     if (f == NULL || got != (ssize_t)n) {
-        fprintf(stderr, "luaraft: node %" PRIu64 ": snapshot to node %" PRIu64 " stopped: %s\n",
-                t->self, p->id, f == NULL ? "out of memory" : "cannot read the file");
+        lr_log_as(t->self, "snapshot to node %" PRIu64 " stopped: %s", p->id,
+                  f == NULL ? "out of memory" : "cannot read the file");
         if (f != NULL) {
             out_frame_free(t, f);
         }

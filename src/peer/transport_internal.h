@@ -42,6 +42,7 @@
 #include "peer/transport.h"
 #include "peer/wire.h"
 #include "util/buf.h"
+#include "util/log.h"
 
 /* Buffers of this size and more are kept as spares after use (bufpool.c)... */
 #define SPARE_BYTES_MIN (1024 * 1024)

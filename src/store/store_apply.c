@@ -40,7 +40,7 @@ static int store_truncate_from(MDB_txn *txn, MDB_dbi dbi, raft_index first)
             break;
         }
         if (k.mv_size != 8) {
-            fprintf(stderr, "store: a log key is %zu bytes, not 8\n", k.mv_size);
+            lr_log("store: a log key is %zu bytes, not 8", k.mv_size);
             result = STORE_ECORRUPT;
             break;
         }
@@ -77,7 +77,7 @@ static int store_compact_to(MDB_txn *txn, MDB_dbi dbi, raft_index last)
             break;
         }
         if (k.mv_size != 8) {
-            fprintf(stderr, "store: a log key is %zu bytes, not 8\n", k.mv_size);
+            lr_log("store: a log key is %zu bytes, not 8", k.mv_size);
             result = STORE_ECORRUPT;
             break;
         }
@@ -113,7 +113,7 @@ static int store_last_key(MDB_txn *txn, MDB_dbi dbi, raft_index *last)
         return store_write_fail("mdb_cursor_get(MDB_LAST) on the log", rv);
     }
     if (k.mv_size != 8) {
-        fprintf(stderr, "store: a log key is %zu bytes, not 8\n", k.mv_size);
+        lr_log("store: a log key is %zu bytes, not 8", k.mv_size);
         return STORE_ECORRUPT;
     }
     *last = store_get_u64(k.mv_data);
@@ -132,9 +132,8 @@ static int store_write_entries(MDB_txn *txn, MDB_dbi dbi, const struct store_req
         return rv;
     }
     if (last != 0 && last != r->w.first - 1) {
-        fprintf(stderr,
-                "store: entries from %llu would leave a gap after the log's last entry %llu\n",
-                (unsigned long long)r->w.first, (unsigned long long)last);
+        lr_log("store: entries from %llu would leave a gap after the log's last entry %llu",
+               (unsigned long long)r->w.first, (unsigned long long)last);
         return STORE_EINVAL;
     }
     for (uint32_t i = 0; i < r->w.n; i++) {

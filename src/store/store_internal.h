@@ -27,6 +27,7 @@
 #include <uv.h>
 
 #include "store/store.h"
+#include "util/log.h"
 
 enum {
     STORE_META_VERSION = 1,

@@ -205,13 +205,13 @@ int store_read(struct store *s,
     MDB_txn *txn;
     int rv = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
     if (rv != 0) {
-        fprintf(stderr, "store: mdb_txn_begin (read) for store_read: %s\n", mdb_strerror(rv));
+        lr_log("store: mdb_txn_begin (read) for store_read: %s", mdb_strerror(rv));
         return STORE_EIO;
     }
     MDB_cursor *c;
     rv = mdb_cursor_open(txn, s->log_dbi, &c);
     if (rv != 0) {
-        fprintf(stderr, "store: mdb_cursor_open for store_read: %s\n", mdb_strerror(rv));
+        lr_log("store: mdb_cursor_open for store_read: %s", mdb_strerror(rv));
         mdb_txn_abort(txn);
         return STORE_EIO;
     }
@@ -225,19 +225,18 @@ int store_read(struct store *s,
         rv = mdb_cursor_get(c, &k, &v, op);
         op = MDB_NEXT;
         if (rv == MDB_NOTFOUND) {
-            fprintf(stderr, "store: store_read: entry %llu is missing\n", (unsigned long long)i);
+            lr_log("store: store_read: entry %llu is missing", (unsigned long long)i);
             result = STORE_ECORRUPT;
             break;
         }
         if (rv != 0) {
-            fprintf(stderr, "store: mdb_cursor_get in store_read: %s\n", mdb_strerror(rv));
+            lr_log("store: mdb_cursor_get in store_read: %s", mdb_strerror(rv));
             result = STORE_EIO;
             break;
         }
         if (k.mv_size != 8 || store_get_u64(k.mv_data) != i || v.mv_size < STORE_LOG_HEADER_BYTES ||
             v.mv_size - STORE_LOG_HEADER_BYTES > UINT32_MAX) {
-            fprintf(stderr, "store: store_read: entry %llu is missing or malformed\n",
-                    (unsigned long long)i);
+            lr_log("store: store_read: entry %llu is missing or malformed", (unsigned long long)i);
             result = STORE_ECORRUPT;
             break;
         }

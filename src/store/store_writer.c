@@ -27,7 +27,7 @@ int store_write_fail(const char *what, int rv)
     if (rv == MDB_MAP_FULL || rv == MDB_TXN_FULL) {
         return STORE_EFULL;
     }
-    fprintf(stderr, "store: %s: %s\n", what, mdb_strerror(rv));
+    lr_log("store: %s: %s", what, mdb_strerror(rv));
     return STORE_EIO;
 }
 
@@ -49,10 +49,10 @@ static unsigned store_count(struct store_req *start, struct store_req *stop)
 
 static void store_log_full(const struct store *s, unsigned n_requests)
 {
-    fprintf(stderr,
-            "store: the LMDB map (%llu bytes) is full: %u request(s) failed with "
-            "STORE_EFULL; raise --map-size or take a snapshot (reads keep working)\n",
-            (unsigned long long)s->map_bytes, n_requests);
+    lr_log(
+        "store: the LMDB map (%llu bytes) is full: %u request(s) failed with "
+        "STORE_EFULL; raise --map-size or take a snapshot (reads keep working)",
+        (unsigned long long)s->map_bytes, n_requests);
 }
 
 /*
