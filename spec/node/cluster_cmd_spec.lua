@@ -7,6 +7,10 @@ local S = dofile(debug.getinfo(1, "S").source:sub(2):match("^(.*)/") .. "/suppor
 local quote = S.quote
 local DEADLINE_S = 15
 
+-- The time that starts every line the command prints of its own, and every node's line
+-- (src/util/log.h): UTC with milliseconds.
+local TIME = "%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%d%.%d%d%dZ"
+
 local sh, read_file, pid_alive = S.sh, S.read_file, S.pid_alive
 
 -- Clients on base..base+n-1, peers 1000 above, as luaraft cluster lays them out.
@@ -155,23 +159,29 @@ describe("luaraft cluster", function()
     it("starts 3 nodes, prints their addresses and the leader, and replicates", function()
         local r = run(3)
         for i = 1, 3 do
-            r:wait_output("node " .. i .. "  client 127.0.0.1:" .. (base + i - 1), "node " .. i
-                .. "'s address")
+            r:wait_output("%f[^\n]" .. TIME .. " luaraft cluster: node " .. i .. "  client 127%.0%.0%.1:"
+                .. (base + i - 1) .. "  peer 127%.0%.0%.1:" .. (base + 999 + i) .. "  pid %d+\n",
+                "node " .. i .. "'s address and PID")
         end
         assert.truthy(r:output():find("redis-cli -p " .. base, 1, true))
         assert.truthy(r:output():find("Ctrl-C stops the cluster", 1, true))
         assert.truthy(r:output():find(dir, 1, true))
-        local leader = tonumber(r:wait_output("leader is now node (%d) %(term %d+%)", "leader")[1])
+        local leader = tonumber(r:wait_output("%f[^\n]" .. TIME
+            .. " luaraft cluster: leader is now node (%d) %(term %d+%)\n", "leader")[1])
         S.wait(DEADLINE_S, "node " .. leader .. " to say it leads", function()
             return r:role(leader) == "leader"
         end)
         r:set(1, "greeting", "hello")
         assert.equal("hello", r:rc(3, "GET", "greeting"))
         assert.equal("hello", r:rc(2, "GET", "greeting"))
-        -- The nodes' log lines are in DIR/n<i>.log.
+        -- The nodes' log lines are in DIR/n<i>.log, every one in the log's format with
+        -- the node's id.
         S.wait(DEADLINE_S, "the leader's log line", function()
             return read_file(dir .. "/n" .. leader .. ".log"):find("election won", 1, true)
         end)
+        for line in read_file(dir .. "/n" .. leader .. ".log"):gmatch("[^\n]+") do
+            assert.truthy(line:match("^" .. TIME .. " luaraft%[" .. leader .. "%][ :]"), line)
+        end
     end)
 
     it("reports kill -9 of the leader, and the others elect a new one and take writes",

@@ -106,7 +106,7 @@ static int remove_entry(const char *path, const struct stat *st, int flag, struc
     (void)ftw;
     int rv = flag == FTW_DP ? rmdir(path) : unlink(path);
     if (rv != 0) {
-        fprintf(stderr, "luaraft cluster: cannot remove %s: %s\n", path, strerror(errno));
+        cluster_warn("cannot remove %s: %s", path, strerror(errno));
         return -1;
     }
     return 0;
@@ -124,10 +124,8 @@ static int fresh_start(const char *dir)
             snprintf(path, sizeof path, "%s/n%d", dir, i);
             if (lstat(path, &st) == 0) {
                 if (!S_ISDIR(st.st_mode)) {
-                    fprintf(stderr,
-                            "luaraft cluster: --fresh: %s is not a node's data directory; "
-                            "not removing anything\n",
-                            path);
+                    cluster_warn(
+                        "--fresh: %s is not a node's data directory; not removing anything", path);
                     return -1;
                 }
                 if (pass == 1 && nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS) != 0) {
@@ -137,15 +135,12 @@ static int fresh_start(const char *dir)
             snprintf(path, sizeof path, "%s/n%d.log", dir, i);
             if (lstat(path, &st) == 0) {
                 if (!S_ISREG(st.st_mode)) {
-                    fprintf(stderr,
-                            "luaraft cluster: --fresh: %s is not a node's log file; "
-                            "not removing anything\n",
-                            path);
+                    cluster_warn("--fresh: %s is not a node's log file; not removing anything",
+                                 path);
                     return -1;
                 }
                 if (pass == 1 && unlink(path) != 0) {
-                    fprintf(stderr, "luaraft cluster: cannot remove %s: %s\n", path,
-                            strerror(errno));
+                    cluster_warn("cannot remove %s: %s", path, strerror(errno));
                     return -1;
                 }
             }
@@ -279,16 +274,15 @@ static int parse_options(int argc, char **argv, struct cluster_options *o)
 static int prepare_data_dir(const struct cluster_options *o, char *dir)
 {
     if (make_dirs(o->data) != 0) {
-        fprintf(stderr, "luaraft cluster: cannot create data directory %s: %s\n", o->data,
-                strerror(errno));
+        cluster_warn("cannot create data directory %s: %s", o->data, strerror(errno));
         return -1;
     }
     if (realpath(o->data, dir) == NULL) {
-        fprintf(stderr, "luaraft cluster: %s: %s\n", o->data, strerror(errno));
+        cluster_warn("%s: %s", o->data, strerror(errno));
         return -1;
     }
     if (strlen(dir) + 16 >= 256) { /* the node's limit on --data (node_path_bytes_max) */
-        fprintf(stderr, "luaraft cluster: data directory path too long: %s\n", dir);
+        cluster_warn("data directory path too long: %s", dir);
         return -1;
     }
     if (o->fresh && fresh_start(dir) != 0) {

@@ -48,8 +48,12 @@ struct leader_state
     uint64_t term;
 };
 
-/* Prints "luaraft cluster: <text>" on stdout and flushes it. */
+/* Prints "<time> luaraft cluster: <text>" on stdout and flushes it (the time as the log's
+ * lines show it, util/log.h). */
 __attribute__((format(printf, 1, 2))) void cluster_say(const char *fmt, ...);
+
+/* The same line on stderr, in one write(2) (so also in a child between fork and exec). */
+__attribute__((format(printf, 1, 2))) void cluster_warn(const char *fmt, ...);
 
 /* Reads what node c wrote, forwarding and recording each complete line; returns false at
  * EOF (c->out is then closed and -1). */

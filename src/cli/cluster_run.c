@@ -55,7 +55,7 @@ static uint64_t mono_ms(void)
 static int install_signals(void)
 {
     if (pipe2(sig_pipe, O_CLOEXEC | O_NONBLOCK) != 0) {
-        fprintf(stderr, "luaraft cluster: pipe: %s\n", strerror(errno));
+        cluster_warn("pipe: %s", strerror(errno));
         return -1;
     }
     struct sigaction sa;
@@ -75,13 +75,13 @@ static pid_t spawn_node(struct child *c, char **args)
 {
     int fds[2];
     if (pipe2(fds, O_CLOEXEC) != 0) {
-        fprintf(stderr, "luaraft cluster: pipe: %s\n", strerror(errno));
+        cluster_warn("pipe: %s", strerror(errno));
         return -1;
     }
     pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0) {
-        fprintf(stderr, "luaraft cluster: fork: %s\n", strerror(errno));
+        cluster_warn("fork: %s", strerror(errno));
         close(fds[0]);
         close(fds[1]);
         return -1;
@@ -108,7 +108,7 @@ static pid_t spawn_node(struct child *c, char **args)
         dup2(fds[1], STDOUT_FILENO);
         dup2(fds[1], STDERR_FILENO);
         execv("/proc/self/exe", args);
-        dprintf(STDERR_FILENO, "luaraft cluster: cannot run /proc/self/exe: %s\n", strerror(errno));
+        cluster_warn("cannot run /proc/self/exe: %s", strerror(errno));
         _exit(127);
     }
     close(fds[1]);
@@ -154,7 +154,7 @@ static void start_node(struct cluster *cl,
     snprintf(logpath, sizeof logpath, "%s/n%d.log", dir, c->id);
     c->log = open(logpath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0666);
     if (c->log < 0) {
-        fprintf(stderr, "luaraft cluster: cannot open %s: %s\n", logpath, strerror(errno));
+        cluster_warn("cannot open %s: %s", logpath, strerror(errno));
     }
     char *args[16 + 64];
     int k = 0;
@@ -182,7 +182,8 @@ static void start_node(struct cluster *cl,
     cl->running++;
 }
 
-/* What runs where, and how to talk to it. */
+/* What runs where (log lines: the time, each node's PID), and how to talk to it (plain
+ * text). */
 static void print_banner(const struct cluster *cl, const struct cluster_options *o, const char *dir)
 {
     unsigned long nodes = o->nodes, base = o->base;
@@ -191,8 +192,8 @@ static void print_banner(const struct cluster *cl, const struct cluster_options 
     cluster_say("%lu node%s running %s", nodes, nodes == 1 ? "" : "s", name);
     for (unsigned long i = 0; i < nodes; i++) {
         if (cl->kids[i].pid > 0) {
-            printf("  node %lu  client 127.0.0.1:%lu  peer 127.0.0.1:%lu  pid %ld\n", i + 1,
-                   base + i, base + peer_port_offset + i, (long)cl->kids[i].pid);
+            cluster_say("node %lu  client 127.0.0.1:%lu  peer 127.0.0.1:%lu  pid %ld", i + 1,
+                        base + i, base + peer_port_offset + i, (long)cl->kids[i].pid);
         }
     }
     printf("Connect with:  redis-cli -p %lu    (any node; writes are forwarded to the leader)\n",
@@ -331,7 +332,7 @@ static int watch(struct cluster *cl)
             if (errno == EINTR) {
                 continue;
             }
-            fprintf(stderr, "luaraft cluster: poll: %s\n", strerror(errno));
+            cluster_warn("poll: %s", strerror(errno));
             return 0;
         }
         forward_ready(cl, pfd, who, np);
