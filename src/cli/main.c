@@ -1,7 +1,8 @@
 /*
  * luaraft's command line: parses the flags of `luaraft node ...` into a node_config and
- * runs the node, or hands `luaraft cluster ...` to cluster.c. Exit codes: 0 after a clean
- * stop, 1 when the node could not start (the reason is on stderr), 2 for bad usage.
+ * runs the node, hands `luaraft cluster ...` to cluster.c, or prints the version. Exit
+ * codes: 0 after a clean stop, 1 when the node could not start (the reason is on stderr,
+ * a log line), 2 for bad usage (an unknown command or option, a bad value).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -13,8 +14,18 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <lmdb.h>
+#include <lua.h>
+#include <uv.h>
+
 #include "cli/cluster.h"
+#include "node/config.h"
 #include "node/node.h"
+#include "util/log.h"
+
+#ifndef LUARAFT_VERSION
+#error "LUARAFT_VERSION is defined by CMakeLists.txt, from project(... VERSION ...)"
+#endif
 
 static const char usage_text[] =
     "Usage: luaraft node --id N --data DIR --listen HOST:PORT --raft HOST:PORT\n"
@@ -204,6 +215,37 @@ static void make_options(struct option *options)
     options[node_flags_count + 1] = (struct option){NULL, 0, NULL, 0};
 }
 
+/* The usage error of an option getopt_long refused: opt is its '?' (unknown or ambiguous)
+ * or ':' (no argument), arg the word of argv it was in, options getopt_long's table. */
+static int option_error(const struct option *options, int opt, const char *arg)
+{
+    if (opt == ':') {
+        if (optopt >= flag_first && optopt < flag_first + node_flags_count) {
+            return usage_error("option '--%s' needs an argument",
+                               node_flags[optopt - flag_first].name);
+        }
+        return usage_error("option '%s' needs an argument", arg);
+    }
+    if (optopt != 0) {
+        return usage_error("unknown option '-%c'", optopt);
+    }
+    size_t len = strcspn(arg, "=");
+    char names[512] = "";
+    int matches = 0;
+    for (int i = 0; options[i].name != NULL && len > 2; i++) {
+        if (strncmp(options[i].name, arg + 2, len - 2) == 0) {
+            size_t used = strlen(names);
+            snprintf(names + used, sizeof names - used, "%s--%s", matches > 0 ? ", " : "",
+                     options[i].name);
+            matches++;
+        }
+    }
+    if (matches > 1) {
+        return usage_error("ambiguous option '%.*s': it could be %s", (int)len, arg, names);
+    }
+    return usage_error("unknown option '%.*s'", (int)len, arg);
+}
+
 /* Reads the flags and SCRIPT.lua into a: -1 to go on, or the exit code (0 after --help,
  * 2 for bad usage). */
 static int parse_node_args(int argc, char **argv, struct node_args *a)
@@ -212,13 +254,13 @@ static int parse_node_args(int argc, char **argv, struct node_args *a)
     make_options(options);
     int opt;
     opterr = 0;
-    while ((opt = getopt_long(argc, argv, "h", options, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, ":h", options, NULL)) != -1) {
         if (opt == 'h') {
             fputs(usage_text, stdout);
             return 0;
         }
-        if (opt < flag_first || opt >= flag_first + node_flags_count) {
-            return usage_error("unknown or incomplete option '%s'", argv[optind - 1]);
+        if (opt == '?' || opt == ':') {
+            return option_error(options, opt, argv[optind - 1]);
         }
         int rv = parse_flag(&node_flags[opt - flag_first], optarg, a);
         if (rv >= 0) {
@@ -232,9 +274,26 @@ static int parse_node_args(int argc, char **argv, struct node_args *a)
     return -1;
 }
 
+/* --listen or --raft (flag) from text into host and port: -1 to go on, or the exit code
+ * (2 for bad usage, 1 for a host name that does not resolve: the node cannot start). */
+static int resolve_flag(const char *flag, const char *text, char *host, size_t size, int *port)
+{
+    char msg[512];
+    int rv = config_resolve_addr(text, host, size, port, msg, sizeof msg);
+    if (rv == -1) {
+        return usage_error("%s: %s", flag, msg);
+    }
+    if (rv != 0) {
+        lr_log("cannot start: %s %s: %s", flag, text, msg);
+        return 1;
+    }
+    return -1;
+}
+
 /*
- * What no single flag shows, and the addresses parsed into the config: -1 to go on, or
- * the usage error's exit code. --cluster is only checked here; the node parses it again.
+ * What no single flag shows, and the addresses resolved into the config: -1 to go on, or
+ * the exit code. Only the syntax of --cluster is checked here: the node resolves the
+ * configuration it uses (--cluster on first start, the stored one afterwards).
  */
 static int check_node_args(struct node_args *a)
 {
@@ -248,20 +307,17 @@ static int check_node_args(struct node_args *a)
     if (strlen(c->data_dir) >= node_path_bytes_max) {
         return usage_error("--data: '%s' is too long", c->data_dir);
     }
-    if (node_parse_addr(a->listen, c->listen_host, sizeof c->listen_host, &c->listen_port) != 0) {
-        return usage_error("--listen: '%s' is not HOST:PORT", a->listen);
+    char msg[512];
+    if (c->cluster != NULL && config_check_cluster(c->cluster, msg, sizeof msg) < 0) {
+        return usage_error("--cluster: %s", msg);
     }
-    if (node_parse_addr(a->raft, c->raft_host, sizeof c->raft_host, &c->raft_port) != 0) {
-        return usage_error("--raft: '%s' is not HOST:PORT", a->raft);
+    lr_log_set_id(c->id);
+    int rv =
+        resolve_flag("--listen", a->listen, c->listen_host, sizeof c->listen_host, &c->listen_port);
+    if (rv < 0) {
+        rv = resolve_flag("--raft", a->raft, c->raft_host, sizeof c->raft_host, &c->raft_port);
     }
-    if (c->cluster != NULL) {
-        struct node_member members[RAFT_SERVERS_MAX];
-        char msg[256];
-        if (node_parse_cluster(c->cluster, members, msg, sizeof msg) < 0) {
-            return usage_error("--cluster: %s", msg);
-        }
-    }
-    return -1;
+    return rv;
 }
 
 static int node_main(int argc, char **argv)
@@ -291,24 +347,53 @@ static const char main_usage_text[] =
     "Usage: luaraft node [options] SCRIPT.lua      run one node of a cluster\n"
     "       luaraft cluster [options] SCRIPT.lua   run a local cluster of N nodes in the\n"
     "                                              foreground (Ctrl-C stops it)\n"
+    "       luaraft version                        the version, and those of Lua, libuv\n"
+    "                                              and LMDB it was built with\n"
+    "       luaraft help                           this text\n"
     "\n"
     "'luaraft node --help' and 'luaraft cluster --help' explain each command.\n"
     "\n";
 
+/* `luaraft version`: this build's version, then the libraries' it was compiled against
+ * (and the loaded one's where the shared library in use is another). */
+static int version_main(void)
+{
+    printf("luaraft %s\n", LUARAFT_VERSION);
+    printf("built with %s, libuv %d.%d.%d, LMDB %d.%d.%d\n", LUA_RELEASE, UV_VERSION_MAJOR,
+           UV_VERSION_MINOR, UV_VERSION_PATCH, MDB_VERSION_MAJOR, MDB_VERSION_MINOR,
+           MDB_VERSION_PATCH);
+    int major, minor, patch;
+    mdb_version(&major, &minor, &patch);
+    if (uv_version() != UV_VERSION_HEX || major != MDB_VERSION_MAJOR ||
+        minor != MDB_VERSION_MINOR || patch != MDB_VERSION_PATCH) {
+        printf("running with libuv %s, LMDB %d.%d.%d\n", uv_version_string(), major, minor, patch);
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
-    if (argc >= 2 && (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0)) {
-        fputs(main_usage_text, stdout);
-        fputs(usage_text, stdout);
-        return 0;
-    }
-    if (argc >= 2 && strcmp(argv[1], "cluster") == 0) {
-        return cluster_main(argc - 1, argv + 1);
-    }
-    if (argc < 2 || strcmp(argv[1], "node") != 0) {
+    const char *cmd = argc >= 2 ? argv[1] : NULL;
+    if (cmd == NULL) {
         fputs(main_usage_text, stderr);
         fputs(usage_text, stderr);
         return 2;
     }
-    return node_main(argc - 1, argv + 1);
+    if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "help") == 0) {
+        fputs(main_usage_text, stdout);
+        fputs(usage_text, stdout);
+        return 0;
+    }
+    if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "version") == 0) {
+        return version_main();
+    }
+    if (strcmp(cmd, "cluster") == 0) {
+        return cluster_main(argc - 1, argv + 1);
+    }
+    if (strcmp(cmd, "node") == 0) {
+        return node_main(argc - 1, argv + 1);
+    }
+    fprintf(stderr, "luaraft: unknown command '%s'\n\n", cmd);
+    fputs(main_usage_text, stderr);
+    return 2;
 }
