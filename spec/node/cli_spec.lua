@@ -140,10 +140,11 @@ describe("host names in addresses", function()
         end
     end)
 
-    -- Node i of c started with "localhost" in --listen, --raft and --cluster.
+    -- Node i of c started with "localhost" in --listen, --raft and --cluster, its data in
+    -- DIR/more/n<i>: DIR/more does not exist, and the node creates it too.
     local function start_named(i)
         local args = {
-            quote(S.luaraft), "node", "--id", i, "--data", quote(c.dir .. "/n" .. i),
+            quote(S.luaraft), "node", "--id", i, "--data", quote(c.dir .. "/more/n" .. i),
             "--listen", "localhost:" .. c:client_port(i), "--raft",
             "localhost:" .. c:peer_port(i), "--cluster", quote(c.members), quote(S.kv),
         }
@@ -171,6 +172,7 @@ describe("host names in addresses", function()
             end)
             for i = 1, 3 do
                 assert.equal("hello", c:rc(i, "GET", "greeting"))
+                assert.truthy(S.read_file(c.dir .. "/more/n" .. i .. "/cluster"):find("localhost"))
             end
 
             -- A node that goes away: the others' transports log it, in the log's format

@@ -20,6 +20,7 @@
 #include "store/store.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <lmdb.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -194,6 +195,31 @@ err_env:
     return result;
 }
 
+/* mkdir -p: creates dir and the directories above it that are missing. Returns 0, or -1
+ * with errno set. */
+static int make_dirs(const char *dir)
+{
+    char path[PATH_MAX];
+    size_t len = strlen(dir);
+    if (len == 0 || len >= sizeof path) {
+        errno = len == 0 ? ENOENT : ENAMETOOLONG;
+        return -1;
+    }
+    memcpy(path, dir, len + 1);
+    for (size_t i = 1; i <= len; i++) {
+        if (path[i] != '/' && path[i] != '\0') {
+            continue;
+        }
+        char c = path[i];
+        path[i] = '\0';
+        if (path[i - 1] != '/' && mkdir(path, 0755) != 0 && errno != EEXIST) {
+            return -1;
+        }
+        path[i] = c;
+    }
+    return 0;
+}
+
 int store_open(struct store **out,
                uv_loop_t *loop,
                const struct store_options *o,
@@ -203,7 +229,7 @@ int store_open(struct store **out,
     lr_assert(out != NULL && loop != NULL && o != NULL && o->dir != NULL);
     lr_assert(o->map_bytes > 0);
 
-    if (mkdir(o->dir, 0755) != 0 && errno != EEXIST) {
+    if (make_dirs(o->dir) != 0) {
         snprintf(errmsg, errmsg_size, "store: cannot create %s: %s", o->dir, strerror(errno));
         return STORE_EIO;
     }
