@@ -27,7 +27,10 @@
 --                        decoded reply: string, integer, array table, harness.null, {ok =
 --                        "..."} or {err = "..."}.
 --   m:apply_raw(cmd)     the same, returning the RESP bytes.
---   m:query(cmd)         a read through M.query, decoded (m:query_raw for bytes).
+--   m:query(cmd)         a read through M.query, decoded (m:query_raw for bytes), with ctx
+--                        {index = the last applied index, term, time_ms = the clock (what
+--                        m:advance moved), time = time_ms // 1000}, as a node's read sees
+--                        the log's clock.
 --   m:advance(ms)        moves the log clock forward by ms (the next entry's time_ms).
 --   m:ctx()              the ctx the next apply will use (a copy).
 --   m:snapshot()         the snapshot bytes.
@@ -158,8 +161,13 @@ function Machine:apply(cmd)
     return fsm.decode(self:apply_raw(cmd))
 end
 
+-- A query's ctx: where the machine is (its last index, its clock).
+function Machine:query_ctx()
+    return { index = self.index, term = self.term, time_ms = self.time_ms }
+end
+
 function Machine:query_raw(cmd)
-    return self.m:query(strings(cmd))
+    return self.m:query(strings(cmd), self:query_ctx())
 end
 
 function Machine:query(cmd)

@@ -19,7 +19,7 @@ local function counter(snapshot_body, query_body)
 local M = { reads = { GET = true, TIME = true } }
 local n, last, snaps = 0, 0, 0
 function M.apply(cmd, ctx) n = n + 1; last = ctx.time_ms; return n end
-function M.query(cmd) ]] .. (query_body or "return n") .. [[ end
+function M.query(cmd, ctx) ]] .. (query_body or "return n") .. [[ end
 function M.snapshot(w) ]] .. snapshot_body .. [[ end
 function M.restore(r)
     local s = r:read() or ""
@@ -80,14 +80,30 @@ return M
     end)
 
     it("fails a read that uses something other than the state", function()
-        -- os.time() in a query is the host's last applied time, which a restore does not
-        -- carry over: a script must keep the time it needs in its state.
+        -- math.random in a query continues from the last call's state, which a restore
+        -- does not carry over: a read must depend on the state and its ctx only.
         local m = harness.load(counter([[w:write(string.pack(">i8i8", n, last))]],
-            "return os.time()"), { time_ms = 1700000000000 })
+            "return math.random(1 << 40)"), { time_ms = 1700000000000 })
         m:apply({ "X" })
         local ok, err = pcall(m.check_snapshot, m, { { "TIME" } })
         assert.is_false(ok)
         assert.matches("restored machine answers differently", err, 1, true)
+    end)
+
+    it("gives a query the ctx of where the machine is: its last index and its clock", function()
+        local m = harness.load(counter([[w:write(string.pack(">i8i8", n, last))]],
+            "return { ctx.index, ctx.term, ctx.time_ms, ctx.time, ctx.seed == nil, os.time() }"),
+            { time_ms = 1700000000000, term = 2 })
+        assert.are.same({ 0, 2, 1700000000000, 1700000000, 1, 1700000000 }, m:query({ "TIME" }))
+        m:apply({ "X" })
+        m:apply({ "X" })
+        m:advance(5000)
+        -- the clock moved by step_ms after each apply, then 5 s: as an idle node's reads see
+        -- the log's clock move with its ticks
+        assert.are.same({ 2, 2, 1700000005002, 1700000005, 1, 1700000005 }, m:query({ "TIME" }))
+        -- and a restored or replayed machine, at the same place, answers the same
+        m:check_snapshot({ { "TIME" } }):close()
+        m:replay_matches({ { "TIME" } })
     end)
 
     it("raises when a script does not load", function()

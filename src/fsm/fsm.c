@@ -151,13 +151,14 @@ const char *fsm_last_error(struct fsm *f)
 struct fsm_call_args
 {
     struct fsm *f;
-    const char *fn; /* "apply" or "query" */
-    const struct fsm_ctx *ctx;
-    int argc;
+    const char *fn;            /* "apply", "query" or "tick" */
+    const struct fsm_ctx *ctx; /* never NULL */
+    bool entry;                /* an entry being applied: reseeds, ctx.seed, moves the clock */
+    int argc;                  /* 0 for tick, which gets no cmd */
     const char *const *argv;
     const size_t *argvlen;
-    struct fsm_reply *out;
-    int host_error; /* FSM_ENOMEM when out could not grow */
+    struct fsm_reply *out; /* NULL: the reply is dropped (tick) */
+    int host_error;        /* FSM_ENOMEM when out could not grow */
 };
 
 static void set_integer_field(lua_State *L, const char *key, lua_Integer value)
@@ -166,36 +167,44 @@ static void set_integer_field(lua_State *L, const char *key, lua_Integer value)
     lua_setfield(L, -2, key);  /* t */
 }
 
+/* Pushes the ctx table: {index, term, time_ms, time} and, for an entry, seed. [-0, +1, m] */
+static void push_ctx(lua_State *L, const struct fsm_ctx *ctx, bool entry)
+{
+    lua_createtable(L, 0, 5); /* ctx */
+    set_integer_field(L, "index", (lua_Integer)ctx->index);
+    set_integer_field(L, "term", (lua_Integer)ctx->term);
+    set_integer_field(L, "time_ms", (lua_Integer)ctx->time_ms);
+    set_integer_field(L, "time", (lua_Integer)sandbox_seconds(ctx->time_ms));
+    if (entry) {
+        set_integer_field(L, "seed", (lua_Integer)ctx->seed);
+    }
+}
+
 static int fsm_call_protected(lua_State *L)
 {
     struct fsm_call_args *a = lua_touserdata(L, 1);
     struct fsm *f = a->f;
     lua_rawgeti(L, LUA_REGISTRYINDEX, f->module_ref); /* a M */
     lua_getfield(L, -1, a->fn);                       /* a M fn */
-    if (a->ctx != NULL) {
-        f->time_ms = a->ctx->time_ms;
+    f->time_ms = a->ctx->time_ms;
+    if (a->entry) {
         lua_rawgeti(L, LUA_REGISTRYINDEX, f->randomseed_ref); /* a M fn randomseed */
         lua_pushinteger(L, (lua_Integer)a->ctx->seed);        /* a M fn randomseed seed */
         lua_call(L, 1, 0);                                    /* a M fn */
     }
-    lua_createtable(L, a->argc, 0); /* a M fn cmd */
-    for (int i = 0; i < a->argc; i++) {
-        lua_pushlstring(L, a->argv[i], a->argvlen[i]); /* a M fn cmd arg */
-        lua_rawseti(L, -2, i + 1);                     /* a M fn cmd */
-    }
     int nargs = 1;
-    if (a->ctx != NULL) {
-        lua_createtable(L, 0, 5); /* a M fn cmd ctx */
-        set_integer_field(L, "index", (lua_Integer)a->ctx->index);
-        set_integer_field(L, "term", (lua_Integer)a->ctx->term);
-        set_integer_field(L, "time_ms", (lua_Integer)a->ctx->time_ms);
-        set_integer_field(L, "time", (lua_Integer)sandbox_seconds(a->ctx->time_ms));
-        set_integer_field(L, "seed", (lua_Integer)a->ctx->seed);
+    if (a->argc > 0) {
+        lua_createtable(L, a->argc, 0); /* a M fn cmd */
+        for (int i = 0; i < a->argc; i++) {
+            lua_pushlstring(L, a->argv[i], a->argvlen[i]); /* a M fn cmd arg */
+            lua_rawseti(L, -2, i + 1);                     /* a M fn cmd */
+        }
         nargs = 2;
     }
+    push_ctx(L, a->ctx, a->entry); /* a M fn [cmd] ctx */
     sandbox_begin(f, true);
     lua_call(L, nargs, 1); /* a M reply */
-    int rv = reply_encode(L, -1, a->out);
+    int rv = a->out != NULL ? reply_encode(L, -1, a->out) : 0;
     if (rv != 0) {
         a->host_error = rv;
         return luaL_error(L, "out of memory (reply buffer)");
@@ -207,8 +216,13 @@ static int fsm_call(struct fsm_call_args *a)
 {
     struct fsm *f = a->f;
     lua_State *L = f->L;
-    if (a->argc < 1) {
-        return FSM_EINVAL;
+    struct fsm_reply none = {0};
+    if (a->out == NULL) {
+        a->out = &none; /* a tick: its reply is encoded nowhere, its error text dropped */
+    }
+    int64_t clock = f->time_ms;
+    if (a->entry) {
+        f->applied = *a->ctx;
     }
     size_t mark = a->out->len;
     f->last_error[0] = '\0';
@@ -220,14 +234,16 @@ static int fsm_call(struct fsm_call_args *a)
     bool budget = f->budget.exceeded;
     bool memory = f->memory.exceeded || status == LUA_ERRMEM;
     sandbox_end(f);
+    f->time_ms = a->entry ? a->ctx->time_ms : clock; /* a query leaves the clock alone */
     if (status == LUA_OK && !budget && !memory) {
         lua_settop(L, 0);
+        fsm_reply_free(&none);
         return 0;
     }
     a->out->len = mark;
     if (a->host_error != 0) {
         lua_settop(L, 0);
-        return a->host_error;
+        return a->host_error; /* only with a caller's out: none never fails to grow */
     }
     const char *text = budget ? fsm_budget_text : memory ? fsm_memory_text : NULL;
     if (text == NULL) {
@@ -241,7 +257,8 @@ static int fsm_call(struct fsm_call_args *a)
     if (memory) {
         lua_gc(L, LUA_GCCOLLECT);
     }
-    return rv;
+    fsm_reply_free(&none);
+    return a->out == &none ? 0 : rv;
 }
 
 int fsm_apply(struct fsm *f,
@@ -251,10 +268,41 @@ int fsm_apply(struct fsm *f,
               const size_t *argvlen,
               struct fsm_reply *out)
 {
+    if (argc < 1) {
+        return FSM_EINVAL;
+    }
     struct fsm_call_args a = {
         .f = f,
         .fn = "apply",
         .ctx = ctx,
+        .entry = true,
+        .argc = argc,
+        .argv = argv,
+        .argvlen = argvlen,
+        .out = out,
+    };
+    return fsm_call(&a);
+}
+
+int fsm_query_at(struct fsm *f,
+                 const struct fsm_ctx *ctx,
+                 int argc,
+                 const char *const *argv,
+                 const size_t *argvlen,
+                 struct fsm_reply *out)
+{
+    if (!f->has_query) {
+        return FSM_ENOTSUP;
+    }
+    if (argc < 1) {
+        return FSM_EINVAL;
+    }
+    struct fsm_ctx at = *ctx;
+    at.seed = 0;
+    struct fsm_call_args a = {
+        .f = f,
+        .fn = "query",
+        .ctx = &at,
         .argc = argc,
         .argv = argv,
         .argvlen = argvlen,
@@ -269,16 +317,19 @@ int fsm_query(struct fsm *f,
               const size_t *argvlen,
               struct fsm_reply *out)
 {
-    if (!f->has_query) {
-        return FSM_ENOTSUP;
-    }
-    struct fsm_call_args a = {
-        .f = f,
-        .fn = "query",
-        .argc = argc,
-        .argv = argv,
-        .argvlen = argvlen,
-        .out = out,
-    };
-    return fsm_call(&a);
+    struct fsm_ctx ctx = fsm_applied(f);
+    return fsm_query_at(f, &ctx, argc, argv, argvlen, out);
+}
+
+struct fsm_ctx fsm_applied(const struct fsm *f)
+{
+    struct fsm_ctx ctx = f->applied;
+    ctx.seed = 0;
+    return ctx;
+}
+
+void fsm_set_applied(struct fsm *f, const struct fsm_ctx *ctx)
+{
+    f->applied = *ctx;
+    f->time_ms = ctx->time_ms;
 }

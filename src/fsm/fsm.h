@@ -7,13 +7,16 @@
  *
  *   local M = {}
  *   function M.apply(cmd, ctx) ... return reply end  -- cmd = {"SET", "k", "v"}
- *   function M.query(cmd) ... return reply end       -- optional; read-only commands
+ *   function M.query(cmd, ctx) ... return reply end  -- optional; read-only commands
  *   function M.snapshot(w) w:write(bytes) end        -- stream the state out
  *   function M.restore(r) ... r:read() ... end       -- r:read() -> chunk | nil
  *   M.reads = { GET = true }                         -- optional, or { "GET", ... };
  *   return M                                         --   case-insensitive; needs M.query
  *
- * ctx is a fresh table {index=, term=, time_ms=, time= (time_ms // 1000), seed=}.
+ * apply's ctx is a fresh table {index=, term=, time_ms=, time= (time_ms // 1000), seed=}
+ * of the entry being applied. query's ctx is {index=, term=, time_ms=, time=} of the last
+ * applied entry (no seed), so that a script decides expiry for readers by the same clock
+ * as for writers (ctx.time_ms, never the machine's).
  *
  * Replies are encoded straight to RESP2: string -> bulk string; integer -> integer; a
  * float with an integral value -> integer, other floats -> bulk string ("%.17g"); nil and
@@ -182,9 +185,10 @@ int fsm_apply(struct fsm *f,
               struct fsm_reply *out);
 
 /*
- * Runs M.query(cmd) like fsm_apply, without a ctx: os.time() is the last applied
- * entry's time and math.random continues from where the last call left it. The sandbox
- * does not stop a query from writing state; the script's query must not.
+ * Runs M.query(cmd, ctx) like fsm_apply, with ctx the last applied entry's index, term
+ * and time (fsm_applied): os.time() is that time, and math.random continues from where
+ * the last call left it. The sandbox does not stop a query from writing state; the
+ * script's query must not.
  *
  * Errors: FSM_ENOTSUP (the script has no query function; out unchanged); FSM_EINVAL;
  * FSM_ENOMEM.
@@ -194,6 +198,25 @@ int fsm_query(struct fsm *f,
               const char *const *argv,
               const size_t *argvlen,
               struct fsm_reply *out);
+
+/* fsm_query with the given ctx instead (its seed is ignored; os.time() is ctx->time_ms
+ * during the call only). For tests, and reads inside a transaction entry. */
+int fsm_query_at(struct fsm *f,
+                 const struct fsm_ctx *ctx,
+                 int argc,
+                 const char *const *argv,
+                 const size_t *argvlen,
+                 struct fsm_reply *out);
+
+/*
+ * Where the state is: the index, term and time of the last entry applied (seed 0), which
+ * every fsm_apply (and fsm_job_apply_entry, for every entry) moves. fsm_set_applied sets
+ * it (seed ignored): after a restore, to the snapshot's index and term. A snapshot does
+ * not carry the time of its last entry, so after a restore the clock stays where it was
+ * (0 in a fresh fsm) until the next entry is applied.
+ */
+struct fsm_ctx fsm_applied(const struct fsm *f);
+void fsm_set_applied(struct fsm *f, const struct fsm_ctx *ctx);
 
 /*
  * Snapshot streaming callbacks. A write callback takes the next len bytes. A read

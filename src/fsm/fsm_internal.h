@@ -51,6 +51,7 @@ struct fsm
     struct fsm_budget budget;
     struct fsm_memory memory;
     int64_t time_ms;                   /* os.time() source: the entry being (or last) applied */
+    struct fsm_ctx applied;            /* the last applied entry (seed unused): a query's ctx */
     int module_ref;                    /* registry: the script's module table */
     int randomseed_ref;                /* registry: the real math.randomseed */
     int traceback_ref;                 /* registry: traceback of the last error, or false */

@@ -77,6 +77,10 @@ void fsm_job_apply_entry(struct fsm *f, struct fsm_job_entry *e)
         lr_assert(e->reply_headroom <= sizeof zeros);
         append_raw(&e->reply, zeros, e->reply_headroom);
     }
+    struct fsm_ctx at = fsm_applied(f); /* the entry's index, whatever it holds */
+    at.index = e->index;
+    at.term = e->term;
+    fsm_set_applied(f, &at);
     if (e->type != RAFT_ENTRY_NORMAL) {
         return;
     }

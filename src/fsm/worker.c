@@ -31,6 +31,15 @@ static void run_entry(struct fsm_worker *w, struct fsm_job_entry *e)
     fsm_job_apply_entry(w->fsm, e);
 }
 
+/* Tells the fsm where its state is after a restore (its clock stays: fsm.h). */
+static void set_applied(struct fsm_worker *w)
+{
+    struct fsm_ctx at = fsm_applied(w->fsm);
+    at.index = w->applied_index;
+    at.term = w->applied_term;
+    fsm_set_applied(w->fsm, &at);
+}
+
 static void run_query(struct fsm_worker *w, struct fsm_job_query *q)
 {
     fsm_job_run_query(w->fsm, q);
@@ -353,6 +362,7 @@ static void run_job(struct fsm_worker *w, struct fsm_job *job)
             if (job->status == 0) {
                 w->applied_index = job->index;
                 w->applied_term = job->term;
+                set_applied(w);
             }
             break;
         case FSM_JOB_STOP:
@@ -441,6 +451,7 @@ int fsm_worker_start(struct fsm_worker *w,
     w->arg = arg;
     w->applied_index = applied_index;
     w->applied_term = applied_term;
+    set_applied(w);
     pthread_mutex_init(&w->mutex, NULL);
     pthread_cond_init(&w->cond, NULL);
     int rv = uv_async_init(loop, &w->async, worker_async_cb);

@@ -13,8 +13,9 @@
  *             table, or fsm.null for a null bulk string or array
  *           fsm.null: the sentinel for RESP null
  * Machine:  m:apply(cmd, ctx) -> RESP bytes (ctx = {index=, term=, time_ms=, seed=}, each
- *             optional, default 0); m:query(cmd) -> RESP bytes (raises if the script has no
- *             query); m:is_read(name) -> boolean; m:snapshot() -> bytes, writes;
+ *             optional, default 0); m:query(cmd [, ctx]) -> RESP bytes (raises if the
+ *             script has no query; ctx = {index=, term=, time_ms=}, default: the last
+ *             applied entry's); m:is_read(name) -> boolean; m:snapshot() -> bytes, writes;
  *           m:restore(bytes [, chunk_bytes = 4096]); m:last_error() -> string;
  *           m:close() (also __gc and __close)
  * Errors from the host (not script errors, which are error replies) raise Lua errors.
@@ -118,17 +119,24 @@ static int push_reply(lua_State *L, struct machine *m, int rv)
     return 1;
 }
 
+/* The ctx table at idx (absent: all 0). */
+static struct fsm_ctx check_ctx(lua_State *L, int idx)
+{
+    struct fsm_ctx ctx = {0, 0, 0, 0};
+    if (!lua_isnoneornil(L, idx)) {
+        luaL_checktype(L, idx, LUA_TTABLE);
+        ctx.index = (uint64_t)ctx_field(L, idx, "index");
+        ctx.term = (uint64_t)ctx_field(L, idx, "term");
+        ctx.time_ms = (int64_t)ctx_field(L, idx, "time_ms");
+        ctx.seed = (uint64_t)ctx_field(L, idx, "seed");
+    }
+    return ctx;
+}
+
 static int machine_apply(lua_State *L)
 {
     struct machine *m = check_machine(L);
-    struct fsm_ctx ctx = {0, 0, 0, 0};
-    if (!lua_isnoneornil(L, 3)) {
-        luaL_checktype(L, 3, LUA_TTABLE);
-        ctx.index = (uint64_t)ctx_field(L, 3, "index");
-        ctx.term = (uint64_t)ctx_field(L, 3, "term");
-        ctx.time_ms = (int64_t)ctx_field(L, 3, "time_ms");
-        ctx.seed = (uint64_t)ctx_field(L, 3, "seed");
-    }
+    struct fsm_ctx ctx = check_ctx(L, 3);
     const char **argv;
     size_t *argvlen;
     int argc = push_command(L, 2, &argv, &argvlen); /* ud */
@@ -142,9 +150,12 @@ static int machine_query(lua_State *L)
     struct machine *m = check_machine(L);
     const char **argv;
     size_t *argvlen;
+    bool at = !lua_isnoneornil(L, 3);
+    struct fsm_ctx ctx = check_ctx(L, 3);
     int argc = push_command(L, 2, &argv, &argvlen); /* ud */
     fsm_reply_reset(&m->reply);
-    int rv = fsm_query(m->f, argc, argv, argvlen, &m->reply);
+    int rv = at ? fsm_query_at(m->f, &ctx, argc, argv, argvlen, &m->reply)
+                : fsm_query(m->f, argc, argv, argvlen, &m->reply);
     return push_reply(L, m, rv);
 }
 
