@@ -10,8 +10,30 @@
  *   function M.query(cmd, ctx) ... return reply end  -- optional; read-only commands
  *   function M.snapshot(w) w:write(bytes) end        -- stream the state out
  *   function M.restore(r) ... r:read() ... end       -- r:read() -> chunk | nil
+ *   M.commands = { ... }                             -- optional: the command table
  *   M.reads = { GET = true }                         -- optional, or { "GET", ... };
  *   return M                                         --   case-insensitive; needs M.query
+ *
+ * M.commands, optional, tells the node which commands exist and how to route them:
+ *
+ *   M.commands = {
+ *     GET    = { read = true, arity = 2, keys = {1, 1, 1} },  -- served by M.query
+ *     SET    = { arity = -3, keys = {1, 1, 1} },               -- a write: logged, M.apply
+ *     MSET   = { arity = -3, keys = {1, -1, 2}, flags = {"denyoom"} },
+ *     DBSIZE = { read = true, arity = 1 },                      -- no key arguments
+ *   }
+ *
+ * Names are case-insensitive (1 to 63 letters, digits and _ . : -; each once). arity as in
+ * Redis's command table: N, exactly N words counting the name; -N, at least N. keys =
+ * {first, last, step} as Redis's COMMAND gives them (first >= 1, step >= 1, last >= first
+ * or negative: -1 the last argument, -2 the one before); a fixed arity must hold every
+ * key, and so must the fewest arguments of an at-least arity when last counts from the
+ * front; absent: no key arguments. read = true marks a read (it needs M.query); flags, a
+ * list of at most 16 flag names ([a-z0-9_]), shown by COMMAND INFO after the default
+ * "write" or "readonly" (listing the default again is allowed, the other one refused).
+ * No other fields. With a table, the node refuses a command it does not list, or one with
+ * the wrong number of arguments, with Redis's errors (fsm_command_check). Without one,
+ * M.reads names the reads and every other command is a write; giving both is refused.
  *
  * apply's ctx is a fresh table {index=, term=, time_ms=, time= (time_ms // 1000), seed=}
  * of the entry being applied. query's ctx is {index=, term=, time_ms=, time=} of the last
@@ -164,10 +186,82 @@ int fsm_open(struct fsm **out,
 void fsm_close(struct fsm *f);
 
 /*
- * Whether the command name is listed in the script's M.reads (read at load time),
- * ASCII case-insensitively. Never fails and does not touch the Lua state.
+ * Whether the command is a read: marked read = true in M.commands when the script has a
+ * command table, else listed in M.reads (read at load time). ASCII case-insensitive.
+ * Never fails and does not touch the Lua state (see the command table below).
  */
 bool fsm_is_read(struct fsm *f, const char *name, size_t len);
+
+/* ------------------------------------------------------------------------------------
+ * The command table (M.commands), for the node's loop thread: it is built at load time
+ * and never changes afterwards, and these functions read only it, never the Lua state,
+ * so the loop thread may call them while the fsm thread runs Lua.
+ * ------------------------------------------------------------------------------------ */
+
+enum {
+    fsm_command_name_bytes_max = 63, /* a command's name */
+    fsm_command_flags_max = 16,      /* flags a script may list for one command */
+    fsm_command_flag_bytes_max = 32, /* one flag */
+    fsm_command_err_bytes_max = 320, /* fsm_command_check's longest error text, NUL included */
+};
+
+/* One command of the table. */
+struct fsm_command
+{
+    const char *name; /* lowercase */
+    int arity;        /* N: exactly N words counting the name; -N: at least N */
+    int first_key;    /* 0 when the command has no key arguments (then last_key, step 0) */
+    int last_key;     /* -1: the last argument, -2 the one before, ... */
+    int step;
+    bool read;                /* served by M.query, not logged */
+    const char *const *flags; /* "write" or "readonly" first, then the script's flags */
+    size_t n_flags;
+};
+
+/* Whether the script gave M.commands. */
+bool fsm_has_commands(const struct fsm *f);
+
+/* The number of commands in the table (0 without one). */
+size_t fsm_commands_count(const struct fsm *f);
+
+/* The i-th command (i < fsm_commands_count), in name order. */
+const struct fsm_command *fsm_command_at(const struct fsm *f, size_t i);
+
+/* The command named name[0, len), ASCII case-insensitively, or NULL. */
+const struct fsm_command *fsm_command_find(const struct fsm *f, const char *name, size_t len);
+
+/*
+ * Checks a command against the table as Redis 7.0 does before it runs one (server.c,
+ * commandCheckExistence and commandCheckArity): returns it, or NULL with the error text
+ * in err (NUL-terminated, cut to err_size; without "-" and CRLF), e.g.
+ *   ERR unknown command 'foo', with args beginning with: 'a' 'b'
+ *   ERR wrong number of arguments for 'get' command
+ * In the first, the name is cut at 128 bytes, the arguments are quoted ('a' and a space
+ * each, so the text ends in a space) while the quoted text is under 128 bytes, each cut
+ * to what is left of those 128, each string is cut at a NUL byte (Redis prints them as C
+ * strings), and CR and LF anywhere become spaces. err_size of
+ * fsm_command_err_bytes_max holds the longest. Without a table: NULL with err "" (no
+ * table: every command goes to the script). argc < 1: NULL, "ERR empty command".
+ */
+const struct fsm_command *fsm_command_check(const struct fsm *f,
+                                            int argc,
+                                            const char *const *argv,
+                                            const size_t *argvlen,
+                                            char *err,
+                                            size_t err_size);
+
+/*
+ * Calls fn(arg, key, len) for each key argument of argv as c names them (Redis's legacy
+ * first/last/step: last < 0 counts from argc), in order; none when c has no keys, or when
+ * argv is too short for c's last key (as Redis, which then leaves the error to the
+ * command).
+ */
+void fsm_command_keys(const struct fsm_command *c,
+                      int argc,
+                      const char *const *argv,
+                      const size_t *argvlen,
+                      void (*fn)(void *arg, const char *key, size_t len),
+                      void *arg);
 
 /*
  * Runs M.apply(cmd, ctx) with cmd = {argv[0], ..., argv[argc - 1]} and appends the

@@ -1,7 +1,7 @@
 /*
  * The module's contract (README.md, "Writing a state machine"), checked once the script
- * has returned its module table, and M.reads, the commands M.query serves, kept sorted
- * for fsm_is_read.
+ * has returned its module table: M.reads, the commands M.query serves, kept sorted for
+ * fsm_is_read, and M.commands, the command table (looked up in fsm_commands.c).
  */
 #include <lauxlib.h>
 #include <stdarg.h>
@@ -46,9 +46,9 @@ static const char contract_reads_query[] =
     "define it (see README.md, Writing a state machine)";
 
 /* Appends one problem to c->why, after a "; " when there is one already. */
-__attribute__((format(printf, 2, 3))) static void contract_add(struct fsm_contract *c,
-                                                               const char *fmt,
-                                                               ...)
+__attribute__((format(printf, 2, 3))) void fsm_contract_add(struct fsm_contract *c,
+                                                            const char *fmt,
+                                                            ...)
 {
     if (c->len > 0 && c->len + 2 < sizeof c->why) {
         memcpy(c->why + c->len, "; ", 3);
@@ -67,7 +67,7 @@ __attribute__((format(printf, 2, 3))) static void contract_add(struct fsm_contra
 }
 
 /* Ends the list of problems with what the contract says, after ": ". */
-static void contract_explain(struct fsm_contract *c, const char *text)
+void fsm_contract_explain(struct fsm_contract *c, const char *text)
 {
     snprintf(c->why + c->len, sizeof c->why - c->len, ": %s", text);
     c->len = strlen(c->why);
@@ -78,9 +78,9 @@ static void check_function(lua_State *L, int idx, const char *name, struct fsm_c
 {
     int type = lua_getfield(L, idx, name); /* M[name] */
     if (type == LUA_TNIL) {
-        contract_add(c, "M.%s is missing", name);
+        fsm_contract_add(c, "M.%s is missing", name);
     } else if (type != LUA_TFUNCTION) {
-        contract_add(c, "M.%s is a %s, not a function", name, lua_typename(L, type));
+        fsm_contract_add(c, "M.%s is a %s, not a function", name, lua_typename(L, type));
     }
     lua_pop(L, 1); /* */
 }
@@ -102,8 +102,8 @@ static size_t count_reads(lua_State *L, int idx, struct fsm_contract *c)
         } else if (key == LUA_TSTRING) {
             count += lua_toboolean(L, -1) ? 1 : 0;
         } else {
-            contract_add(c, "M.reads has a %s key with a %s value", lua_typename(L, key),
-                         lua_typename(L, value));
+            fsm_contract_add(c, "M.reads has a %s key with a %s value", lua_typename(L, key),
+                             lua_typename(L, value));
             lua_pop(L, 2); /* */
             return 0;
         }
@@ -146,14 +146,14 @@ static void check_reads(lua_State *L, struct fsm *f, int idx, struct fsm_contrac
     int type = lua_getfield(L, idx, "query"); /* query */
     lua_pop(L, 1);                            /* */
     if (type != LUA_TNIL && type != LUA_TFUNCTION) {
-        contract_add(c, "M.query is a %s, not a function", lua_typename(L, type));
-        contract_explain(c, contract_query);
+        fsm_contract_add(c, "M.query is a %s, not a function", lua_typename(L, type));
+        fsm_contract_explain(c, contract_query);
         return;
     }
     f->has_query = type == LUA_TFUNCTION;
     type = lua_getfield(L, idx, "reads"); /* reads */
     if (type != LUA_TNIL && type != LUA_TTABLE) {
-        contract_add(c, "M.reads is a %s, not a table", lua_typename(L, type));
+        fsm_contract_add(c, "M.reads is a %s, not a table", lua_typename(L, type));
     } else if (type == LUA_TTABLE) {
         size_t count = count_reads(L, lua_absindex(L, -1), c);
         if (c->len == 0) {
@@ -162,10 +162,10 @@ static void check_reads(lua_State *L, struct fsm *f, int idx, struct fsm_contrac
     }
     lua_pop(L, 1); /* */
     if (c->len > 0) {
-        contract_explain(c, contract_reads);
+        fsm_contract_explain(c, contract_reads);
     } else if (f->reads_count > 0 && !f->has_query) {
-        contract_add(c, "M.reads names %s but M.query is missing", f->reads[0]);
-        contract_explain(c, contract_reads_query);
+        fsm_contract_add(c, "M.reads names %s but M.query is missing", f->reads[0]);
+        fsm_contract_explain(c, contract_reads_query);
     }
 }
 
@@ -176,9 +176,9 @@ static void check_reads(lua_State *L, struct fsm *f, int idx, struct fsm_contrac
 bool fsm_check_module(lua_State *L, struct fsm *f, int idx, struct fsm_contract *c)
 {
     if (!lua_istable(L, idx)) {
-        contract_add(c, "the script must return its module table (it returned %s%s)",
-                     lua_isnil(L, idx) ? "" : "a ", luaL_typename(L, idx));
-        contract_explain(c, contract_required);
+        fsm_contract_add(c, "the script must return its module table (it returned %s%s)",
+                         lua_isnil(L, idx) ? "" : "a ", luaL_typename(L, idx));
+        fsm_contract_explain(c, contract_required);
         return false;
     }
     idx = lua_absindex(L, idx);
@@ -186,15 +186,22 @@ bool fsm_check_module(lua_State *L, struct fsm *f, int idx, struct fsm_contract 
     check_function(L, idx, "snapshot", c);
     check_function(L, idx, "restore", c);
     if (c->len > 0) {
-        contract_explain(c, contract_required);
+        fsm_contract_explain(c, contract_required);
         return false;
     }
     check_reads(L, f, idx, c);
+    if (c->len == 0) {
+        fsm_check_commands(L, f, idx, c);
+    }
     return c->len == 0;
 }
 
 bool fsm_is_read(struct fsm *f, const char *name, size_t len)
 {
+    if (f->has_commands) {
+        const struct fsm_command *c = fsm_command_find(f, name, len);
+        return c != NULL && c->read;
+    }
     char upper[64];
     if (len >= sizeof upper || memchr(name, '\0', len) != NULL || f->reads_count == 0) {
         return false;

@@ -62,6 +62,9 @@ struct fsm
     struct fsm_stream_box *stream_box; /* the w/r userdata, anchored by stream_ref */
     char **reads;                      /* M.reads, upper-cased, sorted */
     size_t reads_count;                /* entries in reads */
+    bool has_commands;                 /* M.commands given */
+    struct fsm_command *commands;      /* M.commands, sorted by name; each entry's memory is */
+    size_t commands_count;             /*   one block at its flags (fsm_contract.c) */
     char last_error[fsm_error_bytes_max];
 };
 
@@ -86,12 +89,23 @@ struct fsm_contract
     size_t len;
 };
 
+/* Appends one problem to c->why (after "; " when there is one already), and ends the
+ * list with what the contract says (after ": "). */
+__attribute__((format(printf, 2, 3))) void fsm_contract_add(struct fsm_contract *c,
+                                                            const char *fmt,
+                                                            ...);
+void fsm_contract_explain(struct fsm_contract *c, const char *text);
+
 /*
  * Checks the module table at idx against the contract (fsm_contract.c), loading M.reads
- * into f; returns false with c->why saying what is missing and what it must be.
- * [-0, +0, e]
+ * and M.commands into f; returns false with c->why saying what is missing and what it
+ * must be. [-0, +0, e]
  */
 bool fsm_check_module(lua_State *L, struct fsm *f, int idx, struct fsm_contract *c);
+
+/* Checks M.commands of the module at idx (fsm_contract_commands.c) and loads it into f;
+ * with M.reads too, or a read but no M.query, notes that. [-0, +0, e] */
+void fsm_check_commands(lua_State *L, struct fsm *f, int idx, struct fsm_contract *c);
 
 /* Creates the w/r userdata and its metatable, anchored by f->stream_ref (fsm_snapshot.c).
  * [-0, +0, m] */

@@ -194,5 +194,9 @@ void fsm_close(struct fsm *f)
         free(f->reads[i]);
     }
     free(f->reads);
+    for (size_t i = 0; i < f->commands_count; i++) {
+        free((void *)f->commands[i].flags); /* the command's one block (fsm_contract.c) */
+    }
+    free(f->commands);
     free(f);
 }

@@ -16,6 +16,11 @@
  *             optional, default 0); m:query(cmd [, ctx]) -> RESP bytes (raises if the
  *             script has no query; ctx = {index=, term=, time_ms=}, default: the last
  *             applied entry's); m:is_read(name) -> boolean; m:snapshot() -> bytes, writes;
+ *           m:commands() -> nil (no M.commands) | {{name=, arity=, first_key=, last_key=,
+ *             step=, read=, flags = {...}}, ...} in name order (fsm_command_at);
+ *           m:check(cmd) -> info, {key, ...} (fsm_command_check, fsm_command_keys) |
+ *             nil, err (the node's error text; "" without a table); m:keys(cmd) -> {key,
+ *             ...} (fsm_command_keys of the command found, its arity unchecked);
  *           m:restore(bytes [, chunk_bytes = 4096]); m:last_error() -> string;
  *           m:close() (also __gc and __close)
  * Errors from the host (not script errors, which are error replies) raise Lua errors.
@@ -165,6 +170,87 @@ static int machine_is_read(lua_State *L)
     size_t len;
     const char *name = luaL_checklstring(L, 2, &len);
     lua_pushboolean(L, fsm_is_read(m->f, name, len)); /* bool */
+    return 1;
+}
+
+/* Pushes c as {name=, arity=, first_key=, last_key=, step=, read=, flags={...}}. */
+static void push_command_info(lua_State *L, const struct fsm_command *c)
+{
+    lua_createtable(L, 0, 7);   /* t */
+    lua_pushstring(L, c->name); /* t name */
+    lua_setfield(L, -2, "name");
+    lua_Integer ints[4] = {c->arity, c->first_key, c->last_key, c->step};
+    const char *names[4] = {"arity", "first_key", "last_key", "step"};
+    for (int i = 0; i < 4; i++) {
+        lua_pushinteger(L, ints[i]); /* t v */
+        lua_setfield(L, -2, names[i]);
+    }
+    lua_pushboolean(L, c->read); /* t read */
+    lua_setfield(L, -2, "read");
+    lua_createtable(L, (int)c->n_flags, 0); /* t flags */
+    for (size_t i = 0; i < c->n_flags; i++) {
+        lua_pushstring(L, c->flags[i]); /* t flags flag */
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    lua_setfield(L, -2, "flags"); /* t */
+}
+
+/* m:commands() -> nil without a table, else the table as the node sees it, in name order. */
+static int machine_commands(lua_State *L)
+{
+    struct machine *m = check_machine(L);
+    if (!fsm_has_commands(m->f)) {
+        lua_pushnil(L);
+        return 1;
+    }
+    size_t n = fsm_commands_count(m->f);
+    lua_createtable(L, (int)n, 0); /* list */
+    for (size_t i = 0; i < n; i++) {
+        push_command_info(L, fsm_command_at(m->f, i)); /* list info */
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    return 1;
+}
+
+static void collect_key(void *arg, const char *key, size_t len)
+{
+    lua_State *L = arg;
+    lua_pushlstring(L, key, len);                           /* ... keys key */
+    lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1); /* ... keys */
+}
+
+/* m:check(cmd) -> info, {keys...} | nil, err ("" without a table). */
+static int machine_check(lua_State *L)
+{
+    struct machine *m = check_machine(L);
+    const char **argv;
+    size_t *argvlen;
+    int argc = push_command(L, 2, &argv, &argvlen); /* ud */
+    char err[fsm_command_err_bytes_max];
+    const struct fsm_command *c = fsm_command_check(m->f, argc, argv, argvlen, err, sizeof err);
+    if (c == NULL) {
+        lua_pushnil(L);         /* ud nil */
+        lua_pushstring(L, err); /* ud nil err */
+        return 2;
+    }
+    push_command_info(L, c); /* ud info */
+    lua_newtable(L);         /* ud info keys */
+    fsm_command_keys(c, argc, argv, argvlen, collect_key, L);
+    return 2;
+}
+
+/* m:keys(cmd) -> {key, ...}: the command's keys as the table names them, unchecked. */
+static int machine_keys(lua_State *L)
+{
+    struct machine *m = check_machine(L);
+    const char **argv;
+    size_t *argvlen;
+    int argc = push_command(L, 2, &argv, &argvlen); /* ud */
+    const struct fsm_command *c = fsm_command_find(m->f, argv[0], argvlen[0]);
+    lua_newtable(L); /* ud keys */
+    if (c != NULL) {
+        fsm_command_keys(c, argc, argv, argvlen, collect_key, L);
+    }
     return 1;
 }
 
@@ -392,10 +478,17 @@ int luaopen_luaraft_fsm(lua_State *L)
         {NULL, NULL},
     };
     static const luaL_Reg machine_methods[] = {
-        {"apply", machine_apply},     {"query", machine_query},
-        {"is_read", machine_is_read}, {"snapshot", machine_snapshot},
-        {"restore", machine_restore}, {"last_error", machine_last_error},
-        {"close", machine_close},     {NULL, NULL},
+        {"apply", machine_apply},
+        {"query", machine_query},
+        {"is_read", machine_is_read},
+        {"snapshot", machine_snapshot},
+        {"commands", machine_commands},
+        {"check", machine_check},
+        {"keys", machine_keys},
+        {"restore", machine_restore},
+        {"last_error", machine_last_error},
+        {"close", machine_close},
+        {NULL, NULL},
     };
     static const luaL_Reg module_funcs[] = {
         {"open", fsm_lua_open},
