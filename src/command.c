@@ -1,4 +1,4 @@
-/* A client command as a log entry's payload (see command.h). */
+/* A log entry's payload (see command.h). */
 #include "command.h"
 
 #include <stdlib.h>
@@ -27,11 +27,34 @@ int command_put_argv(struct buf *b, int argc, const char *const *argv, const siz
     return rv;
 }
 
+/* Reads an argv blob's argc (1 to command_argc_max, and room for that many lengths). */
+static bool get_argc(struct cursor *c, uint32_t *n)
+{
+    return cursor_get_u32(c, n) && *n > 0 && *n <= command_argc_max && *n <= c->left / 4;
+}
+
+bool command_argv_valid(const void *data, size_t len)
+{
+    struct cursor c = cursor_make(data, len);
+    uint32_t n;
+    if (!get_argc(&c, &n)) {
+        return false;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t k;
+        const uint8_t *p;
+        if (!cursor_get_u32(&c, &k) || !cursor_get_bytes(&c, k, &p)) {
+            return false;
+        }
+    }
+    return c.left == 0;
+}
+
 bool command_get_argv(const void *data, size_t len, int *argc, const char ***argv, size_t **argvlen)
 {
     struct cursor c = cursor_make(data, len);
     uint32_t n;
-    if (!cursor_get_u32(&c, &n) || n == 0 || n > command_argc_max || n > c.left / 4) {
+    if (!command_argv_valid(data, len) || !get_argc(&c, &n)) {
         return false;
     }
     const char **v = calloc(n, sizeof *v);
@@ -44,18 +67,9 @@ bool command_get_argv(const void *data, size_t len, int *argc, const char ***arg
     for (uint32_t i = 0; i < n; i++) {
         uint32_t k;
         const uint8_t *p;
-        if (!cursor_get_u32(&c, &k) || !cursor_get_bytes(&c, k, &p)) {
-            free(v);
-            free(l);
-            return false;
-        }
+        lr_assert(cursor_get_u32(&c, &k) && cursor_get_bytes(&c, k, &p)); /* valid */
         v[i] = (const char *)p;
         l[i] = k;
-    }
-    if (c.left != 0) {
-        free(v);
-        free(l);
-        return false;
     }
     *argc = (int)n;
     *argv = v;
@@ -63,17 +77,108 @@ bool command_get_argv(const void *data, size_t len, int *argc, const char ***arg
     return true;
 }
 
-int command_put(struct buf *b, const void *argv_blob, size_t len)
+/* The header of a version-2 payload, with time 0 until command_stamp. */
+static int put_header(struct buf *b, enum command_kind kind)
 {
     int rv = buf_put_u8(b, command_version);
     rv = rv ? rv : buf_put_u64(b, 0);
-    rv = rv ? rv : buf_append(b, argv_blob, len);
+    rv = rv ? rv : buf_put_u8(b, (uint8_t)kind);
     return rv;
+}
+
+int command_put(struct buf *b, const void *argv_blob, size_t len)
+{
+    int rv = put_header(b, COMMAND_KIND_COMMAND);
+    return rv ? rv : buf_append(b, argv_blob, len);
+}
+
+int command_put_tick(struct buf *b)
+{
+    return put_header(b, COMMAND_KIND_TICK);
+}
+
+int command_put_transaction(struct buf *b, unsigned n, const void *const *blobs, const size_t *lens)
+{
+    lr_assert(n <= command_argc_max);
+    int rv = put_header(b, COMMAND_KIND_TRANSACTION);
+    rv = rv ? rv : buf_put_u32(b, n);
+    for (unsigned i = 0; rv == 0 && i < n; i++) {
+        rv = buf_put_u32(b, (uint32_t)lens[i]);
+        rv = rv ? rv : buf_append(b, blobs[i], lens[i]);
+    }
+    return rv;
+}
+
+/* Whether c holds exactly n commands, each a u32 length and an argv blob of it. */
+static bool transaction_valid(struct cursor c, uint32_t n)
+{
+    if (n > command_argc_max) {
+        return false;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t k;
+        const uint8_t *p;
+        if (!cursor_get_u32(&c, &k) || !cursor_get_bytes(&c, k, &p) || !command_argv_valid(p, k)) {
+            return false;
+        }
+    }
+    return c.left == 0;
+}
+
+int command_put_transaction_body(struct buf *b, unsigned n, const void *body, size_t len)
+{
+    if (!transaction_valid(cursor_make(body, len), n)) {
+        return COMMAND_EMALFORMED;
+    }
+    int rv = buf_reserve(b, command_header_bytes + 4 + len);
+    rv = rv ? rv : put_header(b, COMMAND_KIND_TRANSACTION);
+    rv = rv ? rv : buf_put_u32(b, n);
+    return rv ? rv : buf_append(b, body, len);
 }
 
 void command_stamp(void *payload, int64_t time_ms)
 {
     be_put_u64((uint8_t *)payload + 1, (uint64_t)time_ms);
+}
+
+bool command_get_kind(const void *payload,
+                      size_t len,
+                      int64_t *time_ms,
+                      enum command_kind *kind,
+                      const void **body,
+                      size_t *body_len)
+{
+    struct cursor c = cursor_make(payload, len);
+    uint8_t version, k = COMMAND_KIND_COMMAND;
+    uint64_t t;
+    if (!cursor_get_u8(&c, &version) ||
+        (version != command_version && version != command_version_1) || !cursor_get_u64(&c, &t) ||
+        (version == command_version && !cursor_get_u8(&c, &k))) {
+        return false;
+    }
+    struct cursor tx = c;
+    uint32_t n;
+    switch (k) {
+        case COMMAND_KIND_COMMAND:
+            break;
+        case COMMAND_KIND_TICK:
+            if (c.left != 0) {
+                return false;
+            }
+            break;
+        case COMMAND_KIND_TRANSACTION:
+            if (!cursor_get_u32(&tx, &n) || !transaction_valid(tx, n)) {
+                return false;
+            }
+            break;
+        default:
+            return false;
+    }
+    *time_ms = (int64_t)t;
+    *kind = (enum command_kind)k;
+    *body = c.p;
+    *body_len = c.left;
+    return true;
 }
 
 bool command_get(const void *payload,
@@ -82,14 +187,39 @@ bool command_get(const void *payload,
                  const void **argv_blob,
                  size_t *argv_len)
 {
-    struct cursor c = cursor_make(payload, len);
-    uint8_t version;
-    uint64_t t;
-    if (!cursor_get_u8(&c, &version) || version != command_version || !cursor_get_u64(&c, &t)) {
+    enum command_kind kind;
+    int64_t t;
+    const void *body;
+    size_t body_len;
+    if (!command_get_kind(payload, len, &t, &kind, &body, &body_len) ||
+        kind != COMMAND_KIND_COMMAND) {
         return false;
     }
-    *time_ms = (int64_t)t;
-    *argv_blob = c.p;
-    *argv_len = c.left;
+    *time_ms = t;
+    *argv_blob = body;
+    *argv_len = body_len;
+    return true;
+}
+
+void command_tx_begin(struct command_tx_iter *it, const void *body, size_t len)
+{
+    it->c = cursor_make(body, len);
+    if (!cursor_get_u32(&it->c, &it->n)) {
+        it->n = 0;
+    }
+    it->left = it->n;
+}
+
+bool command_tx_next(struct command_tx_iter *it, const void **blob, size_t *len)
+{
+    uint32_t k;
+    const uint8_t *p;
+    if (it->left == 0 || !cursor_get_u32(&it->c, &k) || !cursor_get_bytes(&it->c, k, &p)) {
+        it->left = 0;
+        return false;
+    }
+    it->left--;
+    *blob = p;
+    *len = k;
     return true;
 }

@@ -12,6 +12,13 @@
  *           fsm.decode(resp_bytes) -> value: {ok = s}, {err = s}, string, integer, array
  *             table, or fsm.null for a null bulk string or array
  *           fsm.null: the sentinel for RESP null
+ *           fsm.payload(kind, ...) -> bytes | nil: an entry's payload (command.h) stamped
+ *             with time_ms: ("command", cmd [, time_ms]), ("tick" [, time_ms]),
+ *             ("transaction", {cmd, ...} [, time_ms]), ("body", n, bytes [, time_ms])
+ *             (command_put_transaction_body: nil when refused), ("argv", cmd) (the argv
+ *             blob alone)
+ *           fsm.payload_decode(bytes) -> {kind = "command"|"tick"|"transaction", time_ms=,
+ *             cmd = {...} or false (not an argv blob), cmds = {{...}, ...}} | nil
  * Machine:  m:apply(cmd, ctx) -> RESP bytes (ctx = {index=, term=, time_ms=, seed=}, each
  *             optional, default 0); m:query(cmd [, ctx]) -> RESP bytes (raises if the
  *             script has no query; ctx = {index=, term=, time_ms=}, default: the last
@@ -21,6 +28,8 @@
  *           m:check(cmd) -> info, {key, ...} (fsm_command_check, fsm_command_keys) |
  *             nil, err (the node's error text; "" without a table); m:keys(cmd) -> {key,
  *             ...} (fsm_command_keys of the command found, its arity unchecked);
+ *           m:apply_entry(payload, {index=, term=} [, raft entry type]) -> RESP bytes
+ *             (fsm_job_apply_entry, as the node applies an entry);
  *           m:restore(bytes [, chunk_bytes = 4096]); m:last_error() -> string;
  *           m:close() (also __gc and __close)
  * Errors from the host (not script errors, which are error replies) raise Lua errors.
@@ -30,7 +39,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "command.h"
 #include "fsm/fsm.h"
+#include "fsm/job.h"
+#include "raft/raft.h"
 
 #define MACHINE_MT "luaraft.fsm.machine"
 #define NULL_KEY "luaraft.fsm.null"
@@ -256,30 +268,15 @@ static int machine_keys(lua_State *L)
 
 struct snapshot_sink
 {
-    struct fsm_reply bytes;
+    struct buf b;
     lua_Integer writes;
 };
 
 static int snapshot_sink_write(void *arg, const void *data, size_t len)
 {
     struct snapshot_sink *sink = arg;
-    struct fsm_reply *b = &sink->bytes;
-    if (len > b->cap - b->len) {
-        size_t cap = b->cap > 0 ? b->cap : 4096;
-        while (cap - b->len < len) {
-            cap *= 2;
-        }
-        char *data_grown = realloc(b->data, cap);
-        if (data_grown == NULL) {
-            return -1;
-        }
-        b->data = data_grown;
-        b->cap = cap;
-    }
-    memcpy(b->data + b->len, data, len);
-    b->len += len;
     sink->writes++;
-    return 0;
+    return buf_append(&sink->b, data, len) == 0 ? 0 : -1;
 }
 
 static int machine_snapshot(lua_State *L)
@@ -288,12 +285,12 @@ static int machine_snapshot(lua_State *L)
     struct snapshot_sink sink = {{NULL, 0, 0}, 0};
     int rv = fsm_snapshot(m->f, snapshot_sink_write, &sink);
     if (rv != 0) {
-        fsm_reply_free(&sink.bytes);
+        buf_free(&sink.b);
         return luaL_error(L, "luaraft.fsm: snapshot: %s: %s", fsm_strerror(rv),
                           fsm_last_error(m->f));
     }
-    lua_pushlstring(L, sink.bytes.data != NULL ? sink.bytes.data : "", sink.bytes.len);
-    fsm_reply_free(&sink.bytes);
+    lua_pushlstring(L, sink.b.data != NULL ? (const char *)sink.b.data : "", sink.b.len);
+    buf_free(&sink.b);
     lua_pushinteger(L, sink.writes); /* bytes writes */
     return 2;
 }
@@ -350,6 +347,9 @@ static int machine_close(lua_State *L)
     fsm_reply_free(&m->reply);
     return 0;
 }
+
+/* fsm.payload, fsm.payload_decode, m:apply_entry (they use the helpers above). */
+#include "testing/fsm_lua_entries.c"
 
 /* ------------------------------------------------------------------------------------
  * fsm.decode: RESP2 bytes to Lua values, for asserts
@@ -478,21 +478,18 @@ int luaopen_luaraft_fsm(lua_State *L)
         {NULL, NULL},
     };
     static const luaL_Reg machine_methods[] = {
-        {"apply", machine_apply},
-        {"query", machine_query},
-        {"is_read", machine_is_read},
-        {"snapshot", machine_snapshot},
-        {"commands", machine_commands},
-        {"check", machine_check},
-        {"keys", machine_keys},
-        {"restore", machine_restore},
-        {"last_error", machine_last_error},
-        {"close", machine_close},
-        {NULL, NULL},
+        {"apply", machine_apply},       {"query", machine_query},
+        {"is_read", machine_is_read},   {"snapshot", machine_snapshot},
+        {"commands", machine_commands}, {"check", machine_check},
+        {"keys", machine_keys},         {"apply_entry", machine_apply_entry},
+        {"restore", machine_restore},   {"last_error", machine_last_error},
+        {"close", machine_close},       {NULL, NULL},
     };
     static const luaL_Reg module_funcs[] = {
         {"open", fsm_lua_open},
         {"decode", fsm_lua_decode},
+        {"payload", fsm_lua_payload},
+        {"payload_decode", fsm_lua_payload_decode},
         {NULL, NULL},
     };
     luaL_newmetatable(L, MACHINE_MT);     /* mt */
