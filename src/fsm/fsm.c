@@ -153,7 +153,8 @@ struct fsm_call_args
     struct fsm *f;
     const char *fn;            /* "apply", "query" or "tick" */
     const struct fsm_ctx *ctx; /* never NULL */
-    bool entry;                /* an entry being applied: reseeds, ctx.seed, moves the clock */
+    bool entry;                /* an entry being applied: ctx.seed, moves the clock */
+    bool seeded;               /* math.randomseed(ctx->seed) first (every entry's call) */
     int argc;                  /* 0 for tick, which gets no cmd */
     const char *const *argv;
     const size_t *argvlen;
@@ -187,7 +188,7 @@ static int fsm_call_protected(lua_State *L)
     lua_rawgeti(L, LUA_REGISTRYINDEX, f->module_ref); /* a M */
     lua_getfield(L, -1, a->fn);                       /* a M fn */
     f->time_ms = a->ctx->time_ms;
-    if (a->entry) {
+    if (a->seeded) {
         lua_rawgeti(L, LUA_REGISTRYINDEX, f->randomseed_ref); /* a M fn randomseed */
         lua_pushinteger(L, (lua_Integer)a->ctx->seed);        /* a M fn randomseed seed */
         lua_call(L, 1, 0);                                    /* a M fn */
@@ -203,8 +204,8 @@ static int fsm_call_protected(lua_State *L)
     }
     push_ctx(L, a->ctx, a->entry); /* a M fn [cmd] ctx */
     sandbox_begin(f, true);
-    lua_call(L, nargs, 1); /* a M reply */
-    int rv = a->out != NULL ? reply_encode(L, -1, a->out) : 0;
+    lua_call(L, nargs, 1);                                     /* a M reply */
+    int rv = a->out != NULL ? reply_encode(L, -1, a->out) : 0; /* NULL: a tick's, dropped */
     if (rv != 0) {
         a->host_error = rv;
         return luaL_error(L, "out of memory (reply buffer)");
@@ -216,15 +217,12 @@ static int fsm_call(struct fsm_call_args *a)
 {
     struct fsm *f = a->f;
     lua_State *L = f->L;
-    struct fsm_reply none = {0};
-    if (a->out == NULL) {
-        a->out = &none; /* a tick: its reply is encoded nowhere, its error text dropped */
-    }
+    struct fsm_reply *out = a->out; /* NULL for a tick: reply and error dropped */
     int64_t clock = f->time_ms;
     if (a->entry) {
         f->applied = *a->ctx;
     }
-    size_t mark = a->out->len;
+    size_t mark = out != NULL ? out->len : 0;
     f->last_error[0] = '\0';
     lua_settop(L, 0);
     lua_pushcfunction(L, fsm_msghandler);     /* h */
@@ -237,13 +235,14 @@ static int fsm_call(struct fsm_call_args *a)
     f->time_ms = a->entry ? a->ctx->time_ms : clock; /* a query leaves the clock alone */
     if (status == LUA_OK && !budget && !memory) {
         lua_settop(L, 0);
-        fsm_reply_free(&none);
         return 0;
     }
-    a->out->len = mark;
+    if (out != NULL) {
+        out->len = mark;
+    }
     if (a->host_error != 0) {
         lua_settop(L, 0);
-        return a->host_error; /* only with a caller's out: none never fails to grow */
+        return a->host_error;
     }
     const char *text = budget ? fsm_budget_text : memory ? fsm_memory_text : NULL;
     if (text == NULL) {
@@ -252,13 +251,12 @@ static int fsm_call(struct fsm_call_args *a)
                    : "ERR error in error handling";
     }
     fsm_take_error(f, text);
-    int rv = reply_append_error(a->out, text, strlen(text));
+    int rv = out != NULL ? reply_append_error(out, text, strlen(text)) : FSM_ESCRIPT;
     lua_settop(L, 0);
     if (memory) {
         lua_gc(L, LUA_GCCOLLECT);
     }
-    fsm_reply_free(&none);
-    return a->out == &none ? 0 : rv;
+    return rv;
 }
 
 int fsm_apply(struct fsm *f,
@@ -276,6 +274,7 @@ int fsm_apply(struct fsm *f,
         .fn = "apply",
         .ctx = ctx,
         .entry = true,
+        .seeded = true,
         .argc = argc,
         .argv = argv,
         .argvlen = argvlen,
@@ -319,6 +318,46 @@ int fsm_query(struct fsm *f,
 {
     struct fsm_ctx ctx = fsm_applied(f);
     return fsm_query_at(f, &ctx, argc, argv, argvlen, out);
+}
+
+int fsm_apply_command(struct fsm *f,
+                      const struct fsm_ctx *ctx,
+                      int argc,
+                      const char *const *argv,
+                      const size_t *argvlen,
+                      struct fsm_reply *out)
+{
+    if (argc < 1) {
+        return FSM_EINVAL;
+    }
+    if (!fsm_is_read(f, argv[0], argvlen[0])) {
+        return fsm_apply(f, ctx, argc, argv, argvlen, out);
+    }
+    if (!f->has_query) {
+        return FSM_ENOTSUP;
+    }
+    fsm_set_applied(f, ctx);
+    struct fsm_call_args a = {
+        .f = f,
+        .fn = "query",
+        .ctx = ctx,
+        .seeded = true,
+        .argc = argc,
+        .argv = argv,
+        .argvlen = argvlen,
+        .out = out,
+    };
+    return fsm_call(&a);
+}
+
+int fsm_tick(struct fsm *f, const struct fsm_ctx *ctx)
+{
+    fsm_set_applied(f, ctx);
+    if (!f->has_tick) {
+        return 0;
+    }
+    struct fsm_call_args a = {.f = f, .fn = "tick", .ctx = ctx, .entry = true, .seeded = true};
+    return fsm_call(&a);
 }
 
 struct fsm_ctx fsm_applied(const struct fsm *f)

@@ -203,6 +203,7 @@ enum {
     fsm_command_flags_max = 16,      /* flags a script may list for one command */
     fsm_command_flag_bytes_max = 32, /* one flag */
     fsm_command_err_bytes_max = 320, /* fsm_command_check's longest error text, NUL included */
+    fsm_tick_ms_max = 86400000,      /* M.tick_ms: one day */
 };
 
 /* One command of the table. */
@@ -301,6 +302,34 @@ int fsm_query_at(struct fsm *f,
                  const char *const *argv,
                  const size_t *argvlen,
                  struct fsm_reply *out);
+
+/*
+ * Runs one command of a TRANSACTION entry (fsm/job.c): a read (fsm_is_read) through
+ * M.query(cmd, ctx) with ctx the entry's {index, term, time_ms, time}, anything else
+ * through M.apply(cmd, ctx) with the whole ctx; both with math.random seeded by
+ * ctx->seed, under a budget of their own, and with the clock at ctx->time_ms. Replies and
+ * errors as fsm_apply.
+ *
+ * Errors: FSM_EINVAL; FSM_ENOTSUP (a read, and the script has no query); FSM_ENOMEM.
+ */
+int fsm_apply_command(struct fsm *f,
+                      const struct fsm_ctx *ctx,
+                      int argc,
+                      const char *const *argv,
+                      const size_t *argvlen,
+                      struct fsm_reply *out);
+
+/*
+ * Applies a TICK entry: moves the clock to ctx->time_ms (and the applied index, as every
+ * entry) and, if the script defines M.tick, runs M.tick(ctx) like an apply (seeded, under
+ * the limits). Its reply is dropped, and so is its error (fsm_last_error has it), which
+ * is the same on every replica. Returns 0, or FSM_ESCRIPT when M.tick failed.
+ */
+int fsm_tick(struct fsm *f, const struct fsm_ctx *ctx);
+
+/* M.tick_ms, the idle milliseconds after which the leader logs a TICK entry; 0 when the
+ * script does not declare it. Read at load time, like the command table: any thread. */
+int64_t fsm_tick_ms(const struct fsm *f);
 
 /*
  * Where the state is: the index, term and time of the last entry applied (seed 0), which

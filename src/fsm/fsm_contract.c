@@ -45,6 +45,14 @@ static const char contract_reads_query[] =
     "the commands in M.reads are served by M.query(cmd), so a script with M.reads must "
     "define it (see README.md, Writing a state machine)";
 
+static const char contract_optional[] =
+    "M.tick(ctx) and M.keyspace(ctx) are optional, but when present they must be functions "
+    "(see README.md, Writing a state machine)";
+static const char contract_tick_ms[] =
+    "M.tick_ms is optional; when present it is the milliseconds of idle log after which the "
+    "leader logs a TICK entry, an integer from 1 to 86400000 (see README.md, Writing a state "
+    "machine)";
+
 /* Appends one problem to c->why, after a "; " when there is one already. */
 __attribute__((format(printf, 2, 3))) void fsm_contract_add(struct fsm_contract *c,
                                                             const char *fmt,
@@ -169,6 +177,34 @@ static void check_reads(lua_State *L, struct fsm *f, int idx, struct fsm_contrac
     }
 }
 
+/* Checks M.tick, M.keyspace and M.tick_ms (M at idx) and loads them into f. [-0, +0, e] */
+static void check_tick(lua_State *L, struct fsm *f, int idx, struct fsm_contract *c)
+{
+    static const char *const names[] = {"tick", "keyspace"};
+    bool *has[] = {&f->has_tick, &f->has_keyspace};
+    for (int i = 0; i < 2; i++) {
+        int type = lua_getfield(L, idx, names[i]); /* fn */
+        lua_pop(L, 1);                             /* */
+        *has[i] = type == LUA_TFUNCTION;
+        if (type != LUA_TNIL && type != LUA_TFUNCTION) {
+            fsm_contract_add(c, "M.%s is a %s, not a function", names[i], lua_typename(L, type));
+        }
+    }
+    if (c->len > 0) {
+        fsm_contract_explain(c, contract_optional);
+        return;
+    }
+    int type = lua_getfield(L, idx, "tick_ms"); /* tick_ms */
+    lua_Integer ms = lua_isinteger(L, -1) ? lua_tointeger(L, -1) : 0;
+    lua_pop(L, 1); /* */
+    if (type != LUA_TNIL && (ms < 1 || ms > fsm_tick_ms_max)) {
+        fsm_contract_add(c, "M.tick_ms is %s",
+                         type == LUA_TNUMBER ? "out of range" : "not a number");
+        fsm_contract_explain(c, contract_tick_ms);
+    }
+    f->tick_ms = type == LUA_TNIL ? 0 : ms;
+}
+
 /*
  * Checks the module table at idx against the contract, loading M.reads into f; returns
  * false with c->why saying what is missing and what it must be. [-0, +0, e]
@@ -193,7 +229,15 @@ bool fsm_check_module(lua_State *L, struct fsm *f, int idx, struct fsm_contract 
     if (c->len == 0) {
         fsm_check_commands(L, f, idx, c);
     }
+    if (c->len == 0) {
+        check_tick(L, f, idx, c);
+    }
     return c->len == 0;
+}
+
+int64_t fsm_tick_ms(const struct fsm *f)
+{
+    return f->tick_ms;
 }
 
 bool fsm_is_read(struct fsm *f, const char *name, size_t len)

@@ -58,6 +58,9 @@ struct fsm
     int stream_ref;                    /* registry: the w/r stream userdata */
     char chunk_name[64];               /* the script's basename, as it appears in its errors */
     bool has_query;                    /* M.query is a function (checked at load) */
+    bool has_tick;                     /* M.tick is a function */
+    bool has_keyspace;                 /* M.keyspace is a function */
+    int64_t tick_ms;                   /* M.tick_ms, 0 when not given */
     bool globals_locked;               /* sandbox_lock_globals has run */
     struct fsm_stream_box *stream_box; /* the w/r userdata, anchored by stream_ref */
     char **reads;                      /* M.reads, upper-cased, sorted */

@@ -4,6 +4,7 @@
  */
 #include "fsm/job.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -49,6 +50,7 @@ static uint64_t entry_seed(uint64_t index, uint64_t term)
 }
 
 static const char malformed_reply[] = "-ERR malformed log entry\r\n";
+static const char no_query_reply[] = "-ERR the script has no query function\r\n";
 
 static void append_raw(struct fsm_reply *r, const char *s, size_t n)
 {
@@ -68,6 +70,61 @@ static void append_raw(struct fsm_reply *r, const char *s, size_t n)
     r->len += n;
 }
 
+/* Appends "*<n>\r\n". */
+static void append_array_header(struct fsm_reply *r, unsigned n)
+{
+    char line[16];
+    int len = snprintf(line, sizeof line, "*%u\r\n", n);
+    append_raw(r, line, (size_t)len);
+}
+
+/* Runs one command (an argv blob) of an entry, appending its reply to out; in a
+ * transaction, a read goes to M.query (fsm_apply_command). */
+static void apply_blob(struct fsm *f,
+                       const struct fsm_ctx *ctx,
+                       const void *blob,
+                       size_t len,
+                       bool in_transaction,
+                       struct fsm_reply *out)
+{
+    int argc;
+    const char **argv;
+    size_t *argvlen;
+    if (!command_get_argv(blob, len, &argc, &argv, &argvlen)) {
+        append_raw(out, malformed_reply, sizeof malformed_reply - 1);
+        return;
+    }
+    int rv = in_transaction ? fsm_apply_command(f, ctx, argc, argv, argvlen, out)
+                            : fsm_apply(f, ctx, argc, argv, argvlen, out);
+    if (rv == FSM_ENOTSUP) {
+        append_raw(out, no_query_reply, sizeof no_query_reply - 1);
+    } else if (rv != 0) {
+        static const char oom[] = "-ERR out of memory while applying\r\n";
+        append_raw(out, oom, sizeof oom - 1);
+    }
+    free(argv);
+    free(argvlen);
+}
+
+/* A TRANSACTION: its commands back to back, each with the entry's ctx and a budget of its
+ * own; a command's error is its reply and the rest still run (Redis's EXEC); the reply is
+ * the array of theirs. */
+static void apply_transaction(struct fsm *f,
+                              const struct fsm_ctx *ctx,
+                              const void *body,
+                              size_t len,
+                              struct fsm_reply *out)
+{
+    struct command_tx_iter it;
+    command_tx_begin(&it, body, len);
+    append_array_header(out, it.n);
+    const void *blob;
+    size_t blob_len;
+    while (command_tx_next(&it, &blob, &blob_len)) {
+        apply_blob(f, ctx, blob, blob_len, true, out);
+    }
+}
+
 /* Applies one committed entry. A payload that does not decode gets the same error reply
  * on every replica (the bytes are the same everywhere), so replicas cannot diverge. */
 void fsm_job_apply_entry(struct fsm *f, struct fsm_job_entry *e)
@@ -85,13 +142,10 @@ void fsm_job_apply_entry(struct fsm *f, struct fsm_job_entry *e)
         return;
     }
     int64_t time_ms;
-    const void *blob;
-    size_t blob_len;
-    int argc;
-    const char **argv;
-    size_t *argvlen;
-    if (!command_get(e->payload, e->len, &time_ms, &blob, &blob_len) ||
-        !command_get_argv(blob, blob_len, &argc, &argv, &argvlen)) {
+    enum command_kind kind;
+    const void *body;
+    size_t len;
+    if (!command_get_kind(e->payload, e->len, &time_ms, &kind, &body, &len)) {
         append_raw(&e->reply, malformed_reply, sizeof malformed_reply - 1);
         return;
     }
@@ -103,14 +157,19 @@ void fsm_job_apply_entry(struct fsm *f, struct fsm_job_entry *e)
     };
     struct fsm_reply scratch = {0};
     struct fsm_reply *out = e->want_reply ? &e->reply : &scratch;
-    int rv = fsm_apply(f, &ctx, argc, argv, argvlen, out);
-    if (rv != 0 && e->want_reply) {
-        static const char oom[] = "-ERR out of memory while applying\r\n";
-        append_raw(out, oom, sizeof oom - 1);
+    switch (kind) {
+        case COMMAND_KIND_COMMAND:
+            apply_blob(f, &ctx, body, len, false, out);
+            break;
+        case COMMAND_KIND_TICK:
+            fsm_tick(f, &ctx); /* its error is swallowed, the same on every replica */
+            append_raw(out, "+OK\r\n", 5);
+            break;
+        case COMMAND_KIND_TRANSACTION:
+            apply_transaction(f, &ctx, body, len, out);
+            break;
     }
     fsm_reply_free(&scratch);
-    free(argv);
-    free(argvlen);
 }
 
 void fsm_job_run_query(struct fsm *f, struct fsm_job_query *q)
@@ -124,8 +183,7 @@ void fsm_job_run_query(struct fsm *f, struct fsm_job_query *q)
     }
     int rv = fsm_query(f, argc, argv, argvlen, &q->reply);
     if (rv == FSM_ENOTSUP) {
-        static const char e[] = "-ERR the script has no query function\r\n";
-        append_raw(&q->reply, e, sizeof e - 1);
+        append_raw(&q->reply, no_query_reply, sizeof no_query_reply - 1);
     } else if (rv != 0) {
         static const char e[] = "-ERR out of memory while querying\r\n";
         append_raw(&q->reply, e, sizeof e - 1);

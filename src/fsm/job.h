@@ -73,9 +73,20 @@ struct fsm_job *fsm_job_new(enum fsm_job_type type);
 /* Frees a job with its entries, queries and replies. */
 void fsm_job_free(struct fsm_job *job);
 
-/* Applies one committed entry: decodes its payload (command.h) and runs M.apply. A
- * payload that does not decode gets the same error reply on every replica (the bytes are
- * the same everywhere), so replicas cannot diverge. Only NORMAL entries reach the script. */
+/*
+ * Applies one committed entry: decodes its payload (command.h) and runs it, with the ctx
+ * {index, term, time_ms = the payload's time, seed = a hash of index and term}:
+ *   COMMAND      M.apply(cmd, ctx); its reply is the entry's.
+ *   TICK         fsm_tick: the clock moves to the entry's time and M.tick(ctx) runs if the
+ *                script has it, its reply and error dropped; the entry's reply is +OK.
+ *   TRANSACTION  its commands back to back (fsm_apply_command: a read through M.query, a
+ *                write through M.apply), each with the entry's ctx and a budget of its own;
+ *                a command's error is its reply and the rest still run (Redis's EXEC); the
+ *                entry's reply is the RESP array of theirs.
+ * A payload that does not decode gets the same error reply on every replica (the bytes
+ * are the same everywhere), so replicas cannot diverge. Only NORMAL entries reach the
+ * script; every entry moves the fsm's applied index (fsm_applied).
+ */
 void fsm_job_apply_entry(struct fsm *f, struct fsm_job_entry *e);
 
 /* Runs one query (an argv blob) through M.query. */

@@ -29,7 +29,8 @@
  *             nil, err (the node's error text; "" without a table); m:keys(cmd) -> {key,
  *             ...} (fsm_command_keys of the command found, its arity unchecked);
  *           m:apply_entry(payload, {index=, term=} [, raft entry type]) -> RESP bytes
- *             (fsm_job_apply_entry, as the node applies an entry);
+ *             (fsm_job_apply_entry, as the node applies an entry); m:tick_ms() -> integer
+ *             (M.tick_ms, 0 when not declared);
  *           m:restore(bytes [, chunk_bytes = 4096]); m:last_error() -> string;
  *           m:close() (also __gc and __close)
  * Errors from the host (not script errors, which are error replies) raise Lua errors.
@@ -174,6 +175,12 @@ static int machine_query(lua_State *L)
     int rv = at ? fsm_query_at(m->f, &ctx, argc, argv, argvlen, &m->reply)
                 : fsm_query(m->f, argc, argv, argvlen, &m->reply);
     return push_reply(L, m, rv);
+}
+
+static int machine_tick_ms(lua_State *L)
+{
+    lua_pushinteger(L, (lua_Integer)fsm_tick_ms(check_machine(L)->f)); /* ms */
+    return 1;
 }
 
 static int machine_is_read(lua_State *L)
@@ -478,12 +485,19 @@ int luaopen_luaraft_fsm(lua_State *L)
         {NULL, NULL},
     };
     static const luaL_Reg machine_methods[] = {
-        {"apply", machine_apply},       {"query", machine_query},
-        {"is_read", machine_is_read},   {"snapshot", machine_snapshot},
-        {"commands", machine_commands}, {"check", machine_check},
-        {"keys", machine_keys},         {"apply_entry", machine_apply_entry},
-        {"restore", machine_restore},   {"last_error", machine_last_error},
-        {"close", machine_close},       {NULL, NULL},
+        {"apply", machine_apply},
+        {"query", machine_query},
+        {"is_read", machine_is_read},
+        {"snapshot", machine_snapshot},
+        {"commands", machine_commands},
+        {"check", machine_check},
+        {"keys", machine_keys},
+        {"apply_entry", machine_apply_entry},
+        {"restore", machine_restore},
+        {"last_error", machine_last_error},
+        {"tick_ms", machine_tick_ms},
+        {"close", machine_close},
+        {NULL, NULL},
     };
     static const luaL_Reg module_funcs[] = {
         {"open", fsm_lua_open},
