@@ -1,5 +1,6 @@
--- The reply mapping: each Lua value a script returns becomes the RESP2 bytes README.md
--- promises, byte for byte (checked on the raw bytes, not through fsm.decode).
+-- The reply mapping: each Lua value a script returns becomes the RESP bytes README.md
+-- promises, byte for byte (checked on the raw bytes, not through fsm.decode): RESP2, and
+-- RESP3's map, set and double (Redis 7.0's formatting) where the script asks for them.
 local S = dofile(debug.getinfo(1, "S").source:sub(2):match("^(.*)/") .. "/support.lua")
 
 local source = [==[
@@ -32,6 +33,31 @@ local values = {
         return t
     end,
     cyclic = function() local t = {}; t[1] = t; return t end,
+    map = function() return { map = { "a", 1, "b", { "x", "y" } } } end,
+    empty_map = function() return { map = {} } end,
+    odd_map = function() return { map = { "a", 1, "b" } } end,
+    bad_map = function() return { map = "a" } end,
+    nested_map = function() return { map = { "m", { map = { "k", { set = { 1 } } } } } } end,
+    map_in_array = function() return { 1, { map = { "k", nil } } } end,
+    set = function() return { set = { "x", "y", 3 } } end,
+    empty_set = function() return { set = {} } end,
+    double = function() return { double = 1.5 } end,
+    double_int = function() return { double = 3 } end,
+    double_third = function() return { double = 1 / 3 } end,
+    double_neg_zero = function() return { double = -0.0 } end,
+    double_big = function() return { double = 1e300 } end,
+    double_inf = function() return { double = math.huge } end,
+    double_neg_inf = function() return { double = -math.huge } end,
+    double_nan = function() return { double = 0 / 0 } end,
+    double_neg_nan = function() return { double = -(0 / 0) } end,
+    bad_double = function() return { double = "1.5" } end,
+    map_over_array = function() return { 1, 2, map = { "k", "v" } } end,
+    err_over_map = function() return { err = "E x", map = { "k", "v" } } end,
+    deep_map = function()
+        local t = {}
+        for _ = 1, 40 do t = { map = { "k", t } } end
+        return t
+    end,
 }
 function M.apply(cmd) return values[cmd[1]]() end
 function M.snapshot(w) end
@@ -73,6 +99,28 @@ describe("fsm replies", function()
         { "err_crlf", "-ERR a  b\r\n" },
         { "deep", "-ERR reply nested more than 32 levels deep\r\n" },
         { "cyclic", "-ERR reply nested more than 32 levels deep\r\n" },
+        -- RESP3 forms, for the node to pass on (or turn into RESP2 at a RESP2 connection)
+        { "map", "%2\r\n$1\r\na\r\n:1\r\n$1\r\nb\r\n*2\r\n$1\r\nx\r\n$1\r\ny\r\n" },
+        { "empty_map", "%0\r\n" },
+        { "odd_map", "-ERR a map reply needs a value after each key: {map = {k1, v1, ...}}\r\n" },
+        { "bad_map", "-ERR a map reply holds a string, not a table\r\n" },
+        { "nested_map", "%1\r\n$1\r\nm\r\n%1\r\n$1\r\nk\r\n~1\r\n:1\r\n" },
+        { "map_in_array", "-ERR a map reply needs a value after each key: {map = {k1, v1, ...}}\r\n" },
+        { "set", "~3\r\n$1\r\nx\r\n$1\r\ny\r\n:3\r\n" },
+        { "empty_set", "~0\r\n" },
+        { "double", ",1.5\r\n" },
+        { "double_int", ",3\r\n" },
+        { "double_third", ",0.33333333333333331\r\n" },
+        { "double_neg_zero", ",-0\r\n" },
+        { "double_big", ",1.0000000000000001e+300\r\n" },
+        { "double_inf", ",inf\r\n" },
+        { "double_neg_inf", ",-inf\r\n" },
+        { "double_nan", ",nan\r\n" },
+        { "double_neg_nan", ",nan\r\n" },
+        { "bad_double", "-ERR a double reply holds a string, not a number\r\n" },
+        { "map_over_array", "%1\r\n$1\r\nk\r\n$1\r\nv\r\n" },
+        { "err_over_map", "-E x\r\n" },
+        { "deep_map", "-ERR reply nested more than 32 levels deep\r\n" },
     }
     for _, case in ipairs(cases) do
         it("encodes " .. case[1], function()
@@ -97,6 +145,18 @@ describe("fsm replies", function()
         assert.are.equal(fsm.null, fsm.decode("$-1\r\n"))
         assert.are.equal(fsm.null, fsm.decode("*-1\r\n"))
         assert.are.same({ "a", fsm.null, 1 }, fsm.decode("*3\r\n$1\r\na\r\n$-1\r\n:1\r\n"))
+        -- the RESP3 forms come back as the script writes them
+        assert.are.same({ map = { "a", 1, "b", { set = { "x" } } } },
+            fsm.decode("%2\r\n$1\r\na\r\n:1\r\n$1\r\nb\r\n~1\r\n$1\r\nx\r\n"))
+        assert.are.same({ map = {} }, fsm.decode("%0\r\n"))
+        assert.are.same({ double = 1.5 }, fsm.decode(",1.5\r\n"))
+        assert.are.same({ double = math.huge }, fsm.decode(",inf\r\n"))
+        assert.are.same({ double = -math.huge }, fsm.decode(",-inf\r\n"))
+        local nan = fsm.decode(",nan\r\n").double
+        assert.is_true(nan ~= nan)
+        assert.are.equal(fsm.null, fsm.decode("_\r\n"))
+        assert.has_error(function() fsm.decode(",1.5x\r\n") end)
+        assert.has_error(function() fsm.decode("%1\r\n:1\r\n") end)
         assert.has_error(function() fsm.decode("$5\r\nab\r\n") end)
         assert.has_error(function() fsm.decode(":1\r\n:2\r\n") end)
     end)

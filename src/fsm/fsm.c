@@ -154,7 +154,8 @@ struct fsm_call_args
     const char *fn;            /* "apply", "query" or "tick" */
     const struct fsm_ctx *ctx; /* never NULL */
     bool entry;                /* an entry being applied: ctx.seed, moves the clock */
-    bool seeded;               /* math.randomseed(ctx->seed) first (every entry's call) */
+    bool seeded;               /* math.randomseed(ctx->seed) first: every entry's call, and a
+                                  read inside a transaction (a query has seed 0) */
     int argc;                  /* 0 for tick, which gets no cmd */
     const char *const *argv;
     const size_t *argvlen;
@@ -259,6 +260,33 @@ static int fsm_call(struct fsm_call_args *a)
     return rv;
 }
 
+/* Runs M[fn](cmd, ctx) for a command; entry and seeded as in struct fsm_call_args. */
+static int call_command(struct fsm *f,
+                        const char *fn,
+                        const struct fsm_ctx *ctx,
+                        bool entry,
+                        int argc,
+                        const char *const *argv,
+                        const size_t *argvlen,
+                        struct fsm_reply *out)
+{
+    if (argc < 1) {
+        return FSM_EINVAL;
+    }
+    struct fsm_call_args a = {
+        .f = f,
+        .fn = fn,
+        .ctx = ctx,
+        .entry = entry,
+        .seeded = ctx->seed != 0 || entry,
+        .argc = argc,
+        .argv = argv,
+        .argvlen = argvlen,
+        .out = out,
+    };
+    return fsm_call(&a);
+}
+
 int fsm_apply(struct fsm *f,
               const struct fsm_ctx *ctx,
               int argc,
@@ -266,21 +294,7 @@ int fsm_apply(struct fsm *f,
               const size_t *argvlen,
               struct fsm_reply *out)
 {
-    if (argc < 1) {
-        return FSM_EINVAL;
-    }
-    struct fsm_call_args a = {
-        .f = f,
-        .fn = "apply",
-        .ctx = ctx,
-        .entry = true,
-        .seeded = true,
-        .argc = argc,
-        .argv = argv,
-        .argvlen = argvlen,
-        .out = out,
-    };
-    return fsm_call(&a);
+    return call_command(f, "apply", ctx, true, argc, argv, argvlen, out);
 }
 
 int fsm_query_at(struct fsm *f,
@@ -293,21 +307,9 @@ int fsm_query_at(struct fsm *f,
     if (!f->has_query) {
         return FSM_ENOTSUP;
     }
-    if (argc < 1) {
-        return FSM_EINVAL;
-    }
     struct fsm_ctx at = *ctx;
-    at.seed = 0;
-    struct fsm_call_args a = {
-        .f = f,
-        .fn = "query",
-        .ctx = &at,
-        .argc = argc,
-        .argv = argv,
-        .argvlen = argvlen,
-        .out = out,
-    };
-    return fsm_call(&a);
+    at.seed = 0; /* math.random continues where the last call left it */
+    return call_command(f, "query", &at, false, argc, argv, argvlen, out);
 }
 
 int fsm_query(struct fsm *f,
@@ -337,17 +339,7 @@ int fsm_apply_command(struct fsm *f,
         return FSM_ENOTSUP;
     }
     fsm_set_applied(f, ctx);
-    struct fsm_call_args a = {
-        .f = f,
-        .fn = "query",
-        .ctx = ctx,
-        .seeded = true,
-        .argc = argc,
-        .argv = argv,
-        .argvlen = argvlen,
-        .out = out,
-    };
-    return fsm_call(&a);
+    return call_command(f, "query", ctx, false, argc, argv, argvlen, out);
 }
 
 int fsm_tick(struct fsm *f, const struct fsm_ctx *ctx)

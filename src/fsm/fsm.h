@@ -42,9 +42,15 @@
  *
  * Replies are encoded straight to RESP2: string -> bulk string; integer -> integer; a
  * float with an integral value -> integer, other floats -> bulk string ("%.17g"); nil and
- * false -> null bulk; true -> integer 1; {ok = "s"} -> status +s; {err = "s"} -> error -s;
- * any other table -> array of t[1], t[2], ... up to the first nil (never #t, whose border
- * depends on the table's layout), at most fsm_reply_depth_max levels deep.
+ * false -> null bulk ($-1); true -> integer 1; {ok = "s"} -> status +s; {err = "s"} ->
+ * error -s; and three RESP3 forms where the script asks for them (the node turns them
+ * into Redis's RESP2 forms for a RESP2 connection): {map = {k1, v1, k2, v2, ...}} -> map
+ * %n of n pairs (an odd count is an error), {set = {...}} -> set ~n, {double = x} ->
+ * double ",x" as Redis 7.0 writes it ("%.17g", inf and -inf; every NaN "nan"). Any other
+ * table -> array of t[1], t[2], ... up to the first nil (never #t, whose border depends on
+ * the table's layout). The fields are looked at in the order err, ok, map, set, double
+ * (so a table with a map field is a map, whatever else it holds). Nesting: at most
+ * fsm_reply_depth_max levels.
  *
  * A Lua error inside apply or query becomes an error reply and the fsm stays usable:
  * error("msg") -> "-ERR msg" with the "chunk:line: " prefix removed, error({err = "X y"})
@@ -146,7 +152,7 @@ struct fsm_ctx
     uint64_t seed;   /* seeds math.random for this entry */
 };
 
-/* A growable buffer of RESP2 bytes. Zero-initialized or fsm_reply_init() is empty. */
+/* A growable buffer of RESP bytes. Zero-initialized or fsm_reply_init() is empty. */
 struct fsm_reply
 {
     char *data;
@@ -266,7 +272,7 @@ void fsm_command_keys(const struct fsm_command *c,
 
 /*
  * Runs M.apply(cmd, ctx) with cmd = {argv[0], ..., argv[argc - 1]} and appends the
- * reply to out (RESP2 bytes). A script error, an exceeded budget or an unencodable
+ * reply to out (RESP bytes, above). A script error, an exceeded budget or an unencodable
  * reply value is an error reply, still with return value 0: the caller sends out's
  * bytes either way. After the call, out holds exactly one more reply, or is unchanged.
  *

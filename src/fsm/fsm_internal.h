@@ -179,8 +179,8 @@ int sandbox_pairs(lua_State *L);
 int sandbox_next(lua_State *L);
 
 /*
- * Encodes the value at idx as one RESP2 reply appended to out. Raises a Lua error for a
- * value that cannot be encoded (a function, nesting too deep); returns FSM_ENOMEM if out
+ * Encodes the value at idx as one RESP reply (fsm.h's mapping) appended to out. Raises a Lua error
+ * for a value that cannot be encoded (a function, nesting too deep); returns FSM_ENOMEM if out
  * could not grow (out then holds a partial reply: the caller truncates). [-0, +0, v]
  */
 int reply_encode(lua_State *L, int idx, struct fsm_reply *out);

@@ -1,5 +1,6 @@
 /*
- * Lua values to RESP2 bytes (the mapping is in fsm.h). The encoder reads tables with raw
+ * Lua values to RESP bytes: RESP2, and RESP3's map, set and double where the script asks
+ * for them (the mapping is in fsm.h). The encoder reads tables with raw
  * accesses only, so no metamethod runs and the bytes depend on the value alone.
  */
 #include <lauxlib.h>
@@ -122,6 +123,84 @@ static int reply_encode_number(lua_State *L, int idx, struct fsm_reply *out)
     return reply_append_bulk(out, text, (size_t)len);
 }
 
+/* A RESP3 double as Redis 7.0 writes one (networking.c, addReplyDouble): "%.17g", and
+ * inf and -inf spelled out; every NaN is "nan", whatever its sign bit. */
+static int reply_append_double(struct fsm_reply *r, double d)
+{
+    char text[64];
+    int len;
+    if (isnan(d)) {
+        len = snprintf(text, sizeof text, ",nan\r\n");
+    } else if (isinf(d)) {
+        len = snprintf(text, sizeof text, ",%s\r\n", d > 0 ? "inf" : "-inf");
+    } else {
+        len = snprintf(text, sizeof text, ",%.17g\r\n", d);
+    }
+    return reply_append(r, text, (size_t)len);
+}
+
+static int reply_encode_depth(lua_State *L, int idx, struct fsm_reply *out, int depth);
+
+/* The elements t[1], t[2], ... up to the first nil (never #t, whose border depends on the
+ * table's layout), after a header "<prefix><n / per>"; a count that per does not divide
+ * is an error. [-0, +0, v] */
+static int reply_encode_list(lua_State *L,
+                             int t,
+                             char prefix,
+                             lua_Integer per,
+                             struct fsm_reply *out,
+                             int depth)
+{
+    lua_Integer n = 0;
+    while (lua_rawgeti(L, t, n + 1) != LUA_TNIL) { /* t[n + 1] */
+        lua_pop(L, 1);                             /* */
+        n++;
+    }
+    lua_pop(L, 1); /* */
+    if (n % per != 0) {
+        return luaL_error(L, "a map reply needs a value after each key: {map = {k1, v1, ...}}");
+    }
+    int rv = reply_append_number_line(out, prefix, (long long)(n / per));
+    luaL_checkstack(L, 2, "reply encoding");
+    for (lua_Integer i = 1; rv == 0 && i <= n; i++) {
+        lua_rawgeti(L, t, i); /* t[i] */
+        rv = reply_encode_depth(L, -1, out, depth + 1);
+        lua_pop(L, 1); /* */
+    }
+    return rv;
+}
+
+/*
+ * The RESP3 forms: {map = {k1, v1, ...}} -> %n, {set = {...}} -> ~n, {double = x} -> ,x.
+ * Sets *done when t is one of them. [-0, +0, v]
+ */
+static int reply_encode_resp3(lua_State *L, int t, struct fsm_reply *out, int depth, bool *done)
+{
+    static const char *const fields[] = {"map", "set", "double"};
+    for (int i = 0; i < 3; i++) {
+        lua_pushstring(L, fields[i]); /* key */
+        int type = lua_rawget(L, t);  /* t[key] */
+        if (type == LUA_TNIL) {
+            lua_pop(L, 1); /* */
+            continue;
+        }
+        *done = true;
+        int rv;
+        if (i == 2 && type == LUA_TNUMBER) {
+            rv = reply_append_double(out, (double)lua_tonumber(L, -1));
+        } else if (i < 2 && type == LUA_TTABLE) {
+            rv = reply_encode_list(L, lua_absindex(L, -1), i == 0 ? '%' : '~', i == 0 ? 2 : 1, out,
+                                   depth);
+        } else {
+            return luaL_error(L, "a %s reply holds a %s, not a %s", fields[i], luaL_typename(L, -1),
+                              i == 2 ? "number" : "table");
+        }
+        lua_pop(L, 1); /* */
+        return rv;
+    }
+    return 0;
+}
+
 /* If t[key] is a string, appends it as a line with prefix and sets *done. [-0, +0, m] */
 static int reply_encode_field_line(lua_State *L,
                                    int t,
@@ -179,21 +258,11 @@ static int reply_encode_depth(lua_State *L, int idx, struct fsm_reply *out, int 
         return rv;
     }
 
-    /* An array ends at the first nil: #t may differ between equal tables. */
-    lua_Integer n = 0;
-    while (lua_rawgeti(L, idx, n + 1) != LUA_TNIL) { /* t[n + 1] */
-        lua_pop(L, 1);                               /* */
-        n++;
+    rv = reply_encode_resp3(L, idx, out, depth, &done);
+    if (rv != 0 || done) {
+        return rv;
     }
-    lua_pop(L, 1); /* */
-    rv = reply_append_number_line(out, '*', (long long)n);
-    luaL_checkstack(L, 2, "reply encoding");
-    for (lua_Integer i = 1; rv == 0 && i <= n; i++) {
-        lua_rawgeti(L, idx, i); /* t[i] */
-        rv = reply_encode_depth(L, -1, out, depth + 1);
-        lua_pop(L, 1); /* */
-    }
-    return rv;
+    return reply_encode_list(L, idx, '*', 1, out, depth);
 }
 
 int reply_encode(lua_State *L, int idx, struct fsm_reply *out)

@@ -10,7 +10,9 @@
  *
  * Module:   fsm.open(path [, {instructions_max=, memory_bytes_max=}]) -> machine | nil, msg
  *           fsm.decode(resp_bytes) -> value: {ok = s}, {err = s}, string, integer, array
- *             table, or fsm.null for a null bulk string or array
+ *             table, or fsm.null for a null bulk string or array (and RESP3's _); the
+ *             RESP3 forms as the script writes them: {map = {k1, v1, ...}}, {set = {...}},
+ *             {double = x}
  *           fsm.null: the sentinel for RESP null
  *           fsm.payload(kind, ...) -> bytes | nil: an entry's payload (command.h) stamped
  *             with time_ms: ("command", cmd [, time_ms]), ("tick" [, time_ms]),
@@ -383,18 +385,34 @@ static const char *decode_line(lua_State *L, struct decoder *d, size_t *len)
     return NULL;
 }
 
-static long long decode_integer(lua_State *L, const char *s, size_t len)
+/* The number s[0, len) as a C string in buf[64]; raises "bad <what>" for a bad length. */
+static char *number_text(lua_State *L, const char *s, size_t len, char *buf, const char *what)
 {
-    char buf[32];
-    if (len == 0 || len >= sizeof buf) {
-        luaL_error(L, "fsm.decode: bad integer");
+    if (len == 0 || len >= 64) {
+        luaL_error(L, "fsm.decode: bad %s", what);
     }
     memcpy(buf, s, len);
     buf[len] = '\0';
-    char *endp;
-    long long v = strtoll(buf, &endp, 10);
+    return buf;
+}
+
+static long long decode_integer(lua_State *L, const char *s, size_t len)
+{
+    char buf[64], *endp;
+    long long v = strtoll(number_text(L, s, len, buf, "integer"), &endp, 10);
     if (*endp != '\0') {
         luaL_error(L, "fsm.decode: bad integer '%s'", buf);
+    }
+    return v;
+}
+
+/* A RESP3 double's text: what strtod reads, whole ("inf", "-inf" and "nan" too). */
+static double decode_double(lua_State *L, const char *s, size_t len)
+{
+    char buf[64], *endp;
+    double v = strtod(number_text(L, s, len, buf, "double"), &endp);
+    if (*endp != '\0') {
+        luaL_error(L, "fsm.decode: bad double '%s'", buf);
     }
     return v;
 }
@@ -436,22 +454,39 @@ static void decode_value(lua_State *L, struct decoder *d, int depth)
             d->p += n + 2;
             return;
         }
-        case '*': {
+        case '*':
+        case '%':
+        case '~': {
             long long n = decode_integer(L, line, len);
-            if (n == -1) {
+            if (n == -1 && type == '*') {
                 lua_getfield(L, LUA_REGISTRYINDEX, NULL_KEY); /* null */
                 return;
             }
-            if (n < 0 || n > d->end - d->p) {
-                luaL_error(L, "fsm.decode: bad array length");
+            long long items = type == '%' ? 2 * n : n;
+            if (n < 0 || items > d->end - d->p) {
+                luaL_error(L, "fsm.decode: bad aggregate length");
             }
-            lua_createtable(L, (int)n, 0); /* t */
-            for (long long i = 1; i <= n; i++) {
-                decode_value(L, d, depth + 1);      /* t v */
-                lua_rawseti(L, -2, (lua_Integer)i); /* t */
+            if (type != '*') {
+                lua_createtable(L, 0, 1); /* wrap */
+            }
+            lua_createtable(L, (int)items, 0); /* [wrap] t */
+            for (long long i = 1; i <= items; i++) {
+                decode_value(L, d, depth + 1);      /* [wrap] t v */
+                lua_rawseti(L, -2, (lua_Integer)i); /* [wrap] t */
+            }
+            if (type != '*') {
+                lua_setfield(L, -2, type == '%' ? "map" : "set"); /* wrap */
             }
             return;
         }
+        case ',':
+            lua_createtable(L, 0, 1);                       /* t */
+            lua_pushnumber(L, decode_double(L, line, len)); /* t x */
+            lua_setfield(L, -2, "double");                  /* t */
+            return;
+        case '_':
+            lua_getfield(L, LUA_REGISTRYINDEX, NULL_KEY); /* null */
+            return;
         default:
             luaL_error(L, "fsm.decode: unknown type byte 0x%02x", (unsigned)(unsigned char)type);
     }
