@@ -2,7 +2,14 @@
 -- Commands: INCR -> integer, INCRBY n -> integer (the new value), GET -> integer (a read).
 -- Try it: scripts/cluster.sh examples/counter.lua, then redis-cli -p 6001 INCR -> (integer) 1,
 -- redis-cli -p 6002 INCRBY 41 -> (integer) 42, redis-cli -p 6003 GET -> (integer) 42.
-local M = { reads = { GET = true } }
+local M = {}
+-- The command table: the node refuses any other command, or a wrong number of arguments,
+-- before it is logged; GET is a read (M.query), the others writes (M.apply).
+M.commands = {
+    INCR = { arity = 1 },
+    INCRBY = { arity = 2 },
+    GET = { read = true, arity = 1 },
+}
 local n = 0 -- the state lives in an upvalue: globals are locked after load
 
 function M.apply(cmd)

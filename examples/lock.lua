@@ -97,12 +97,20 @@ local commands = {
     end },
 }
 
-M.reads = { HOLDER = true, TOKEN = true }
+-- The command table the node checks every command against before it is logged (arity
+-- counts the name; keys = {first, last, step}, as in Redis's command table).
+M.commands = {
+    ACQUIRE = { arity = 4, keys = { 1, 1, 1 } },
+    RENEW = { arity = 4, keys = { 1, 1, 1 } },
+    RELEASE = { arity = 3, keys = { 1, 1, 1 } },
+    HOLDER = { read = true, arity = 2, keys = { 1, 1, 1 } },
+    TOKEN = { read = true, arity = 2, keys = { 1, 1, 1 } },
+}
 
 local function run(cmd, reads_only)
     local name = cmd[1]:upper()
     local c = commands[name]
-    if not c or (reads_only and not M.reads[name]) then
+    if not c or (reads_only and not M.commands[name].read) then
         error("unknown command '" .. cmd[1] .. "'")
     end
     if #cmd ~= c[1] then

@@ -172,6 +172,12 @@ describe("host names in addresses", function()
             end)
             for i = 1, 3 do
                 assert.equal("hello", c:rc(i, "GET", "greeting"))
+            -- Every line a node wrote so far is in the log's format, with its id.
+            for i = 1, 3 do
+                for line in S.read_file(c:log(i)):gmatch("[^\n]+") do
+                    assert_log_line(line, i)
+                end
+            end
                 assert.truthy(S.read_file(c.dir .. "/more/n" .. i .. "/cluster"):find("localhost"))
             end
 

@@ -89,7 +89,7 @@ describe("the script's identity", function()
 
             local status, out = run_refused(c, 1, COUNTER)
             assert.equal(1, status, out)
-            local want = "luaraft: " .. c.dir .. "/n1 was made by script " .. named(S.kv)
+            local want = "luaraft[1]: " .. c.dir .. "/n1 was made by script " .. named(S.kv)
                 .. ", not by " .. named(COUNTER) .. ": " .. TOLD
             assert.truthy(out:find(want, 1, true), "wanted\n" .. want .. "\ngot\n" .. out)
 
@@ -118,7 +118,7 @@ describe("the script's identity", function()
 
         local status, out = run_refused(c, 1, COUNTER, copy)
         assert.equal(1, status, out)
-        local want = "luaraft: " .. copy .. " holds a snapshot of script " .. named(S.kv) .. " ("
+        local want = "luaraft[1]: " .. copy .. " holds a snapshot of script " .. named(S.kv) .. " ("
             .. copy .. "/" .. snaps[1] .. "), not of " .. named(COUNTER) .. ": " .. TOLD
         assert.truthy(out:find(want, 1, true), "wanted\n" .. want .. "\ngot\n" .. out)
 

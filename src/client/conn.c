@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "client/resp.h"
+#include "client/resp3.h"
 #include "client/server_internal.h"
 #include "util/assert.h"
 #include "util/buf.h"
@@ -51,6 +52,7 @@ static struct server_request *request_new(struct server_client *c)
         return NULL;
     }
     req->client = c;
+    req->proto = c->proto;
     c->refs++;
     return req;
 }
@@ -98,6 +100,10 @@ void client_close(struct server_client *c)
         return;
     }
     c->closing = true;
+    if (c->opened && c->server->cb.close != NULL) {
+        c->opened = false;
+        c->server->cb.close(c->server->cb.arg, c->session);
+    }
     server_list_remove(c, SERVER_LIST_READY);
     server_list_remove(c, SERVER_LIST_DIRTY);
     if (c->counted) {
@@ -288,7 +294,8 @@ static void dispatch(struct server_client *c, const struct resp_command *cmd)
     fifo_push(c, req);
     lr_assert(cmd->argc >= 1);
     lr_assert(cmd->argc <= (size_t)INT32_MAX);
-    c->server->cb.command(c->server->cb.arg, req, (int)cmd->argc, cmd->argv, cmd->argvlen);
+    c->server->cb.command(c->server->cb.arg, req, c->session, (int)cmd->argc, cmd->argv,
+                          cmd->argvlen);
 }
 
 /* Hands the node every complete command the parser holds, as far as the limits allow. */
@@ -393,7 +400,18 @@ void server_reply(struct server_request *req, const void *resp, size_t len)
         request_free(req);
         return;
     }
-    if (len > 0) {
+    if (req->proto < 3 && resp3_has_resp3(resp, len)) {
+        struct buf b;
+        buf_init(&b);
+        if (resp3_to_resp2(resp, len, &b) != 0) {
+            buf_free(&b);
+            client_close(c);
+            request_free(req);
+            return;
+        }
+        req->reply = (char *)b.data;
+        len = b.len;
+    } else if (len > 0) {
         req->reply = malloc(len);
         if (req->reply == NULL) {
             /* The reply cannot be sent, and the ones after it must not overtake it. */
@@ -412,4 +430,32 @@ void server_reply(struct server_request *req, const void *resp, size_t len)
     }
     server_list_add(c, SERVER_LIST_DIRTY);
     client_update(c);
+}
+
+void server_set_protocol(struct server_request *req, int proto)
+{
+    lr_assert(proto == 2 || proto == 3);
+    req->proto = proto;
+    req->client->proto = proto;
+}
+
+void server_close_after(struct server_request *req)
+{
+    struct server_client *c = req->client;
+    if (c->closing) {
+        return;
+    }
+    c->close_after_flush = true;
+    c->parked = false;
+    server_list_remove(c, SERVER_LIST_READY);
+}
+
+void server_request_set_tag(struct server_request *req, void *tag)
+{
+    req->tag = tag;
+}
+
+void *server_request_tag(const struct server_request *req)
+{
+    return req->tag;
 }

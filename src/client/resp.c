@@ -561,3 +561,35 @@ int resp_put_array(struct buf *b, size_t n)
     lr_assert(n <= (size_t)INT64_MAX);
     return put_header(b, '*', (int64_t)n);
 }
+
+int resp_put_map(struct buf *b, size_t pairs)
+{
+    lr_assert(pairs <= (size_t)INT64_MAX);
+    return put_header(b, '%', (int64_t)pairs);
+}
+
+int resp_put_set(struct buf *b, size_t n)
+{
+    lr_assert(n <= (size_t)INT64_MAX);
+    return put_header(b, '~', (int64_t)n);
+}
+
+int resp_put_null3(struct buf *b)
+{
+    return buf_append(b, "_\r\n", 3) == 0 ? 0 : RESP_ENOMEM;
+}
+
+int resp_put_verbatim(struct buf *b, const void *data, size_t len)
+{
+    lr_assert(len <= (size_t)INT64_MAX - 4);
+    if (put_header(b, '=', (int64_t)len + 4) != 0 || buf_append(b, "txt:", 4) != 0 ||
+        buf_append(b, data, len) != 0 || buf_append(b, "\r\n", 2) != 0) {
+        return RESP_ENOMEM;
+    }
+    return 0;
+}
+
+int resp_put_cstr(struct buf *b, const char *s)
+{
+    return resp_put_bulk(b, s, strlen(s));
+}

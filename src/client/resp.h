@@ -141,7 +141,13 @@ int resp_put_status(struct buf *b, const char *text, size_t len);
 int resp_put_error(struct buf *b, const char *text, size_t len);
 int resp_put_integer(struct buf *b, int64_t v);
 int resp_put_bulk(struct buf *b, const void *data, size_t len);
-int resp_put_null(struct buf *b);            /* the null bulk string, "$-1\r\n" */
-int resp_put_array(struct buf *b, size_t n); /* then put the n elements */
+int resp_put_null(struct buf *b);                /* the null bulk string, "$-1\r\n" */
+int resp_put_array(struct buf *b, size_t n);     /* then put the n elements */
+int resp_put_cstr(struct buf *b, const char *s); /* a bulk string */
+/* RESP3 (a RESP2 connection gets them converted, client/resp3.h): */
+int resp_put_map(struct buf *b, size_t pairs); /* then the keys and values, in turn */
+int resp_put_set(struct buf *b, size_t n);
+int resp_put_null3(struct buf *b);                                  /* "_\r\n" */
+int resp_put_verbatim(struct buf *b, const void *data, size_t len); /* a "txt" verbatim */
 
 #endif

@@ -148,6 +148,7 @@ static void server_connection_cb(uv_stream_t *listener, int status)
     }
     c->server = s;
     c->refs = 1;
+    c->proto = 2;
     resp_parser_init(&c->parser, NULL);
     uv_tcp_init(s->loop, &c->tcp);
     c->tcp.data = c;
@@ -167,6 +168,10 @@ static void server_connection_cb(uv_stream_t *listener, int status)
     }
     c->counted = true;
     s->clients_active++;
+    if (s->cb.open != NULL) {
+        c->session = s->cb.open(s->cb.arg);
+        c->opened = true;
+    }
     client_update(c);
 }
 

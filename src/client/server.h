@@ -41,10 +41,17 @@ struct server_request;
 struct server_callbacks
 {
     void *arg;
+    /* A connection was accepted: returns its session, the node's state of it (NULL is a
+     * valid session), handed to every command of the connection. Optional. */
+    void *(*open)(void *arg);
+    /* The connection is gone; commands of it not yet answered still are, later (into the
+     * void). Called once per opened session, also when the server closes. Optional. */
+    void (*close)(void *arg, void *session);
     /* A command. argv lives during the call only; the node must eventually call
      * server_reply(req, ...) exactly once. */
     void (*command)(void *arg,
                     struct server_request *req,
+                    void *session,
                     int argc,
                     const char *const *argv,
                     const size_t *argvlen);
@@ -59,8 +66,21 @@ int server_start(struct server **out,
                  char *errmsg,
                  size_t errmsg_size);
 
-/* Answers req with RESP bytes (copied); req is invalid afterwards. */
+/* Answers req with RESP bytes (copied); req is invalid afterwards. Replies may use RESP3
+ * types: a connection that speaks RESP2 gets them converted (client/resp3.h). */
 void server_reply(struct server_request *req, const void *resp, size_t len);
+
+/* From req on (its own reply included), the connection speaks RESP version proto (2 or 3;
+ * every connection starts with 2). */
+void server_set_protocol(struct server_request *req, int proto);
+
+/* Closes req's connection once req's reply is written (QUIT): commands after it are not
+ * read. */
+void server_close_after(struct server_request *req);
+
+/* A word the node keeps with a request until it is answered (NULL at first). */
+void server_request_set_tag(struct server_request *req, void *tag);
+void *server_request_tag(const struct server_request *req);
 
 /* Number of connected clients, for RAFT.INFO. */
 uint32_t server_clients(const struct server *s);

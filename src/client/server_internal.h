@@ -33,6 +33,8 @@ struct server_request
     struct server_request *next; /* in the client's FIFO, then in a write */
     char *reply;                 /* the answer, once done */
     size_t reply_len;
+    void *tag;
+    int proto; /* the connection's RESP version when the command came */
     bool done;
 };
 
@@ -55,6 +57,9 @@ struct server_client
     struct server_client *list_prev[SERVER_LISTS], *list_next[SERVER_LISTS];
     bool in_list[SERVER_LISTS];
     struct resp_parser parser;
+    void *session;                      /* from callbacks.open */
+    int proto;                          /* RESP version of the next command: 2 until HELLO 3 */
+    bool opened;                        /* callbacks.open was called: close must follow */
     struct server_request *head, *tail; /* requests whose replies are not yet written */
     uint32_t fifo_len;
     uint32_t writes;    /* uv_writes in flight */

@@ -10,6 +10,8 @@
 
 #include "fsm/job.h"
 #include "node/internal.h"
+#include "node/pending_api.h"
+#include "node/introspect.h"
 #include "util/assert.h"
 
 void apply_dispatch(struct node *n, raft_index commit)
@@ -66,7 +68,11 @@ void node_fsm_done(struct node *n, struct fsm_job *job)
         case FSM_JOB_QUERY:
             for (unsigned i = 0; i < job->n_queries; i++) {
                 struct fsm_job_query *q = &job->queries[i];
-                node_reply(n, q->tag, q->reply.data, q->reply.len);
+                if (PENDING_QUERY_KIND(q) == FSM_QUERY_KEYSPACE) {
+                    introspect_info_done(n, q);
+                } else {
+                    node_reply(n, q->tag, q->reply.data, q->reply.len);
+                }
             }
             break;
         case FSM_JOB_RESTORE:

@@ -1,72 +1,30 @@
 /*
- * Client commands: the built-in ones are answered here and never logged; the script's
- * reads (M.reads) join this turn's ReadIndex batch; every other command is a write,
- * proposed on the leader or forwarded to it by a follower.
+ * Client commands, routed: the node's own (connection.c, never logged); MULTI and WATCH
+ * (multi.c); and the script's, checked against its command table (Redis's errors for an
+ * unknown command or a wrong number of arguments, before anything is logged), then run in
+ * the connection's order (session.c): reads join a ReadIndex batch, writes are proposed on
+ * the leader or forwarded to it by a follower.
  */
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "client/resp.h"
 #include "command.h"
 #include "fsm/fsm.h"
+#include "node/cluster_view.h"
 #include "node/internal.h"
+#include "node/pending_api.h"
+#include "node/introspect.h"
+#include "node/session.h"
 #include "util/assert.h"
 
 static bool name_is(const char *s, size_t len, const char *name)
 {
-    size_t k = strlen(name);
-    if (len != k) {
-        return false;
-    }
-    for (size_t i = 0; i < k; i++) {
-        char ch = s[i];
-        if (ch >= 'a' && ch <= 'z') {
-            ch = (char)(ch - 'a' + 'A');
-        }
-        if (ch != name[i]) {
-            return false;
-        }
-    }
-    return true;
-}
-
-static const char *role_text(struct node *n)
-{
-    if (n->dur.store_failed) {
-        return "failed";
-    }
-    if (!raft_is_voter(n->raft, n->c->id)) {
-        return "learner";
-    }
-    switch (raft_role_of(n->raft)) {
-        case RAFT_LEADER:
-            return "leader";
-        case RAFT_CANDIDATE:
-        case RAFT_PRECANDIDATE:
-            return "candidate";
-        default:
-            return "follower";
-    }
-}
-
-struct text
-{
-    char s[node_info_bytes_max];
-    size_t len;
-};
-
-__attribute__((format(printf, 2, 3))) static void put(struct text *t, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int k = vsnprintf(t->s + t->len, sizeof t->s - t->len, fmt, ap);
-    va_end(ap);
-    if (k > 0 && (size_t)k < sizeof t->s - t->len) {
-        t->len += (size_t)k;
-    }
+    return strlen(name) == len && strncasecmp(s, name, len) == 0;
 }
 
 static const char *leader_addr(struct node *n, raft_id leader)
@@ -78,88 +36,143 @@ static const char *leader_addr(struct node *n, raft_id leader)
     return a != NULL ? a : "";
 }
 
-static void reply_info(struct node *n, struct server_request *req)
+static const char no_leader_reply[] = "-TRYAGAIN no leader; retry\r\n";
+
+struct first_key
 {
-    struct text *t = calloc(1, sizeof *t);
-    lr_assert(t != NULL);
-    raft_id leader = raft_leader_of(n->raft);
-    put(t, "# Raft\r\n");
-    put(t, "role:%s\r\n", role_text(n));
-    put(t, "node_id:%" PRIu64 "\r\n", n->c->id);
-    put(t, "term:%" PRIu64 "\r\n", raft_current_term(n->raft));
-    put(t, "leader_id:%" PRIu64 "\r\n", leader);
-    put(t, "leader_addr:%s\r\n", leader_addr(n, leader));
-    put(t, "commit_index:%" PRIu64 "\r\n", raft_commit_index(n->raft));
-    put(t, "applied_index:%" PRIu64 "\r\n", n->applied);
-    put(t, "last_log_index:%" PRIu64 "\r\n", raft_last_index(n->raft));
-    put(t, "snapshot_index:%" PRIu64 "\r\n", n->snap.index);
-    put(t, "log_cache_bytes:%" PRIu64 "\r\n", n->cache.bytes);
-    put(t, "log_bytes:%" PRIu64 "\r\n", n->cache.log_bytes);
-    put(t, "store_failed:%s\r\n", n->dur.store_failed ? "yes" : "no");
-    put(t, "clients:%" PRIu32 "\r\n", n->io->clients(n->io->arg));
-    put(t, "script:%s\r\n", n->script_name);
-    put(t, "script_hash:%s\r\n", n->script_hash);
-    for (int i = 0; i < n->n_members; i++) {
-        raft_id id = n->members[i].id;
-        if (id == n->c->id) {
-            continue;
-        }
-        struct raft_peer_info pi;
-        bool known = raft_peer_info(n->raft, id, &pi);
-        put(t, "peer_%" PRIu64 ":match=%" PRIu64 ",state=%s,connected=%s\r\n", id,
-            known ? pi.match : 0, known && pi.state != NULL ? pi.state : "unknown",
-            n->io->peer_connected(n->io->arg, id) ? "yes" : "no");
+    bool found;
+    uint16_t slot;
+};
+
+static void note_first_key(void *arg, const char *key, size_t len)
+{
+    struct first_key *k = arg;
+    if (!k->found) {
+        k->found = true;
+        k->slot = cluster_keyslot(key, len);
     }
-    struct buf b;
-    buf_init(&b);
-    resp_put_bulk(&b, t->s, t->len);
-    node_reply(n, req, b.data, b.len);
-    buf_free(&b);
-    free(t);
 }
 
-static void reply_ping(struct node *n,
-                       struct server_request *req,
-                       int argc,
-                       const char *const *argv,
-                       const size_t *argvlen)
+/* The hash slot of a command's first key (0 without keys, and for a transaction). */
+static uint16_t first_key_slot(struct node *n, const void *blob, size_t len)
 {
-    if (argc != 2) {
-        node_reply_text(n, req, "+PONG\r\n");
+    int argc;
+    const char **argv;
+    size_t *argvlen;
+    struct first_key k = {false, 0};
+    if (transaction_is(blob, len) || !command_get_argv(blob, len, &argc, &argv, &argvlen)) {
+        return 0;
+    }
+    const struct fsm_command *c = argc > 0 ? fsm_command_find(n->fsm, argv[0], argvlen[0]) : NULL;
+    if (c != NULL) {
+        fsm_command_keys(c, argc, argv, argvlen, note_first_key, &k);
+    }
+    free(argv);
+    free(argvlen);
+    return k.slot;
+}
+
+/* Where a write on a follower goes for a client that asked for redirects (RAFT.REDIRECT
+ * ON): Redis Cluster's -MOVED with the slot of its first key and the leader's client
+ * address, which cluster clients follow (the whole cluster is one shard). */
+static void reply_moved(struct node *n,
+                        struct server_request *req,
+                        raft_id leader,
+                        const struct buf *blob)
+{
+    const char *addr = leader_addr(n, leader);
+    if (addr[0] == '\0') {
+        node_reply_text(n, req, no_leader_reply);
         return;
     }
-    struct buf b;
-    buf_init(&b);
-    resp_put_bulk(&b, argv[1], argvlen[1]);
-    node_reply(n, req, b.data, b.len);
-    buf_free(&b);
+    char text[node_host_bytes_max + 64];
+    snprintf(text, sizeof text, "-MOVED %u %s\r\n",
+             (unsigned)first_key_slot(n, blob->data, blob->len), addr);
+    node_reply_text(n, req, text);
 }
 
-/* Commands the node answers itself; returns false for the script's commands. */
-static bool builtin(struct node *n,
-                    struct server_request *req,
-                    int argc,
-                    const char *const *argv,
-                    const size_t *argvlen)
+void session_run(struct node *n,
+                 struct session *s,
+                 struct server_request *req,
+                 enum session_kind kind,
+                 struct buf *blob)
 {
-    if (name_is(argv[0], argvlen[0], "PING")) {
-        reply_ping(n, req, argc, argv, argvlen);
-    } else if (name_is(argv[0], argvlen[0], "RAFT.INFO")) {
-        reply_info(n, req);
-    } else if (n->dur.store_failed) {
-        node_reply_text(n, req,
-                        "-ERR this node's store failed (see its log): it serves nothing until "
-                        "it is restarted\r\n");
-    } else if (name_is(argv[0], argvlen[0], "RAFT.SNAPSHOT")) {
-        snapshots_request(n, req);
-    } else {
-        return false;
+    if (kind == SESSION_BARRIER) {
+        multi_watch_run(n, req, s, blob);
+        return;
     }
-    return true;
+    raft_id leader = raft_leader_of(n->raft);
+    if (kind == SESSION_READ) {
+        if (leader == 0) {
+            node_reply_text(n, req, no_leader_reply);
+            return;
+        }
+        reads_take(n, req, blob->data, blob->len); /* the batch owns the bytes now */
+        buf_init(blob);
+        return;
+    }
+    if (raft_role_of(n->raft) == RAFT_LEADER) {
+        struct origin o = {req, 0, 0};
+        writes_take(n, blob->data, blob->len, &o);
+    } else if (leader != 0 && s != NULL && s->redirect) {
+        reply_moved(n, req, leader, blob);
+    } else if (leader != 0) {
+        writes_forward(n, req, leader, blob->data, blob->len);
+    } else {
+        node_reply_text(n, req, no_leader_reply);
+    }
+}
+
+/* The script's command: checked, encoded, then run in the connection's order. */
+static void script_command(struct node *n,
+                           struct server_request *req,
+                           struct session *s,
+                           int argc,
+                           const char *const *argv,
+                           const size_t *argvlen)
+{
+    char err[256];
+    const struct fsm_command *c = fsm_command_check(n->fsm, argc, argv, argvlen, err, sizeof err);
+    if (c == NULL && err[0] != '\0') {
+        if (s != NULL && s->in_multi) {
+            s->multi_dirty = true;
+        }
+        conn_reply_error(n, req, "%s", err);
+        return;
+    }
+    size_t bytes = command_argv_bytes(argc, argvlen);
+    if (bytes > node_command_bytes_max) {
+        if (s != NULL && s->in_multi) {
+            s->multi_dirty = true;
+        }
+        conn_reply_error(n, req, "ERR the command takes %zu bytes, more than the limit of %d bytes",
+                         bytes, (int)node_command_bytes_max);
+        return;
+    }
+    if (s != NULL && s->in_multi) {
+        multi_queue(n, req, s, argc, argv, argvlen);
+        return;
+    }
+    struct buf blob;
+    buf_init(&blob);
+    if (command_put_argv(&blob, argc, argv, argvlen) != 0) {
+        buf_free(&blob);
+        node_reply_text(n, req, "-ERR out of memory\r\n");
+        return;
+    }
+    bool read = c != NULL ? c->read : fsm_is_read(n->fsm, argv[0], argvlen[0]);
+    enum session_kind kind = read ? SESSION_READ : SESSION_WRITE;
+    if (s != NULL) {
+        session_submit(n, s, req, kind, &blob);
+    } else {
+        session_run(n, NULL, req, kind, &blob);
+    }
+    buf_free(&blob);
 }
 
 void commands_route(struct node *n,
                     struct server_request *req,
+                    struct session *s,
                     int argc,
                     const char *const *argv,
                     const size_t *argvlen)
@@ -172,42 +185,28 @@ void commands_route(struct node *n,
         node_reply_text(n, req, "-ERR empty command\r\n");
         return;
     }
-    if (builtin(n, req, argc, argv, argvlen)) {
+    if (multi_command(n, req, s, argc, argv, argvlen)) {
         return;
     }
-    size_t bytes = command_argv_bytes(argc, argvlen);
-    if (bytes > node_command_bytes_max) {
-        char text[160];
-        snprintf(text, sizeof text,
-                 "-ERR the command takes %zu bytes, more than the limit of %d bytes\r\n", bytes,
-                 (int)node_command_bytes_max);
-        node_reply_text(n, req, text);
+    if (s != NULL && s->in_multi && connection_find(argv[0], argvlen[0]) != NULL &&
+        !name_is(argv[0], argvlen[0], "QUIT") && !name_is(argv[0], argvlen[0], "RESET")) {
+        /* The node's own commands are not log entries, so they cannot run inside one. */
+        s->multi_dirty = true;
+        conn_reply_error(n, req, "ERR %.*s is answered by the node and cannot be queued in MULTI",
+                         (int)(argvlen[0] > 64 ? 64 : argvlen[0]), argv[0]);
         return;
     }
-    struct buf blob;
-    buf_init(&blob);
-    if (command_put_argv(&blob, argc, argv, argvlen) != 0) {
-        buf_free(&blob);
-        node_reply_text(n, req, "-ERR out of memory\r\n");
+    if (connection_command(n, req, s, argc, argv, argvlen)) {
         return;
     }
-    raft_id leader = raft_leader_of(n->raft);
-    if (fsm_is_read(n->fsm, argv[0], argvlen[0])) {
-        if (leader == 0) {
-            buf_free(&blob);
-            node_reply_text(n, req, "-TRYAGAIN no leader; retry\r\n");
-            return;
+    if (n->dur.store_failed) {
+        if (s != NULL && s->in_multi) {
+            s->multi_dirty = true;
         }
-        reads_take(n, req, blob.data, blob.len); /* the batch owns the bytes now */
+        node_reply_text(n, req,
+                        "-ERR this node's store failed (see its log): it serves nothing until "
+                        "it is restarted\r\n");
         return;
     }
-    if (raft_role_of(n->raft) == RAFT_LEADER) {
-        struct origin o = {req, 0, 0};
-        writes_take(n, blob.data, blob.len, &o);
-    } else if (leader != 0) {
-        writes_forward(n, req, leader, blob.data, blob.len);
-    } else {
-        node_reply_text(n, req, "-TRYAGAIN no leader; retry\r\n");
-    }
-    buf_free(&blob);
+    script_command(n, req, s, argc, argv, argvlen);
 }

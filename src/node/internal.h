@@ -35,6 +35,7 @@
 #include "util/buf.h"
 
 struct server_request; /* a client command awaiting its answer (opaque to the node) */
+struct session;        /* a client connection (session.h) */
 
 /* Named limits of the node, units last. */
 enum {
@@ -84,6 +85,13 @@ struct node_io
      * SNAPSHOT job ends with node_snapshot_written() once its file is complete. */
     void (*fsm_submit)(void *arg, struct fsm_job *job);
     void (*reply)(void *arg, struct server_request *req, const void *resp, size_t len);
+    /* A word kept with req until it is answered (server_request_set_tag), NULL at first. */
+    void (*set_tag)(void *arg, struct server_request *req, void *tag);
+    void *(*tag_of)(void *arg, struct server_request *req);
+    /* From req on, its connection speaks RESP version proto (2 or 3). */
+    void (*set_protocol)(void *arg, struct server_request *req, int proto);
+    /* Closes req's connection once req is answered and written (QUIT). */
+    void (*close_after)(void *arg, struct server_request *req);
     /* Makes the received snapshot file at incoming durable under the name of the
      * snapshot (index, term), written to path. Returns 0 or a negative errno. */
     int (*snapshot_install)(void *arg,
@@ -157,6 +165,7 @@ struct writes
     size_t fwds_n, fwds_cap;
     uint64_t fwd_seq;
     int64_t last_time_ms;
+    uint64_t last_propose_ms; /* node_now() of the last proposal, for TICKs */
 };
 
 struct read_item
@@ -219,6 +228,10 @@ struct node
 
     raft_index applied_sent; /* dispatched to the fsm thread */
     raft_index applied;      /* reported back by it */
+
+    struct session *sessions; /* session.h: one per client connection */
+    uint64_t session_seq;
+    uint32_t sessions_n;
 
     enum raft_role role;
     raft_id leader;
@@ -289,7 +302,16 @@ void durability_free(struct node *n);
 void node_send_message(struct node *n, struct raft_message *m);
 
 /* writes.c */
-void writes_take(struct node *n, const void *argv_blob, size_t len, const struct origin *o);
+/* A write: a command's argv blob, or a transaction in multi.c's form. */
+void writes_take(struct node *n, const void *blob, size_t len, const struct origin *o);
+/* On the leader of a script with M.tick_ms: a TICK entry once nothing was proposed for
+ * that long, so the log's clock moves while the cluster is idle. */
+void writes_tick(struct node *n);
+/* This node became leader. */
+void writes_leader_start(struct node *n);
+/* This turn's proposals so far (transaction.c looks at them for WATCH). */
+size_t writes_turn_count(struct node *n);
+const struct buf *writes_turn_payload(struct node *n, size_t i);
 void writes_propose(struct node *n);
 bool writes_pending_has(struct node *n, raft_index index);
 /* reply: the script's reply for the entry at upto, after node_reply_headroom free bytes
@@ -327,9 +349,16 @@ void snapshots_restored(struct node *n, const struct fsm_job *job);
 void snapshots_stop(struct node *n);
 void snapshots_free(struct node *n);
 
+/* transaction.c */
+bool transaction_is(const void *blob, size_t len);
+/* The TRANSACTION payload of a transaction in multi.c's form: 0, 1 if a watched key was
+ * written since its WATCH (nothing to propose), -1 if malformed. */
+int transaction_payload(struct node *n, const void *blob, size_t len, struct buf *payload);
+
 /* commands.c */
 void commands_route(struct node *n,
                     struct server_request *req,
+                    struct session *s,
                     int argc,
                     const char *const *argv,
                     const size_t *argvlen);
@@ -368,8 +397,13 @@ void node_turn(struct node *n);
 void node_receive(struct node *n, struct raft_message *m);
 void node_receive_snapshot(struct node *n, struct raft_message *m, const char *path);
 void node_frame(struct node *n, raft_id from, uint8_t type, const void *body, size_t len);
+/* A client connection opened (its session goes with each of its commands) or closed. */
+struct session *node_session_open(struct node *n);
+void node_session_close(struct node *n, struct session *s);
+/* A client command; s may be NULL (no order, no MULTI, no connection state). */
 void node_command(struct node *n,
                   struct server_request *req,
+                  struct session *s,
                   int argc,
                   const char *const *argv,
                   const size_t *argvlen);

@@ -13,7 +13,9 @@
 
 #include "fsm/fsm.h"
 #include "node/internal.h"
+#include "node/session.h"
 #include "util/assert.h"
+#include "util/log.h"
 
 const char node_unknown_reply[] =
     "-UNKNOWN the write's outcome is unknown: leadership was lost before it was applied\r\n";
@@ -38,7 +40,7 @@ void node_log(struct node *n, const char *fmt, ...)
         return;
     }
     raft_term term = n->raft != NULL ? raft_current_term(n->raft) : n->term;
-    fprintf(stderr, "luaraft[%" PRIu64 "] term %" PRIu64 ": %s\n", n->c->id, term, line);
+    lr_log_msg(n->c->id, term, line);
 }
 
 void node_fatal(struct node *n, const char *fmt, ...)
@@ -54,7 +56,11 @@ void node_fatal(struct node *n, const char *fmt, ...)
 
 void node_reply(struct node *n, struct server_request *req, const void *resp, size_t len)
 {
+    struct session *s = n->io->tag_of(n->io->arg, req);
     n->io->reply(n->io->arg, req, resp, len);
+    if (s != NULL) {
+        session_answered(n, s); /* may start the connection's next commands */
+    }
 }
 
 void node_reply_text(struct node *n, struct server_request *req, const char *resp)
@@ -76,6 +82,7 @@ static void note_role(struct node *n, const struct raft_update *u)
             node_log(n, "election: became %s", raft_role_name(u->role));
         } else if (u->role == RAFT_LEADER) {
             node_log(n, "election won: this node is the leader");
+            writes_leader_start(n);
         }
     }
     if (u->leader != n->leader && u->role != RAFT_LEADER) {
@@ -148,6 +155,7 @@ void node_tick(struct node *n)
     node_step(n, &ev);
     writes_expire(n);
     reads_expire(n);
+    writes_tick(n);
     snapshots_maybe_start(n);
 }
 
@@ -188,13 +196,24 @@ void node_frame(struct node *n, raft_id from, uint8_t type, const void *body, si
     writes_frame(n, from, type, body, len);
 }
 
+struct session *node_session_open(struct node *n)
+{
+    return session_open(n);
+}
+
+void node_session_close(struct node *n, struct session *s)
+{
+    session_close(n, s);
+}
+
 void node_command(struct node *n,
                   struct server_request *req,
+                  struct session *s,
                   int argc,
                   const char *const *argv,
                   const size_t *argvlen)
 {
-    commands_route(n, req, argc, argv, argvlen);
+    commands_route(n, req, s, argc, argv, argvlen);
 }
 
 void node_stop(struct node *n)
@@ -203,6 +222,7 @@ void node_stop(struct node *n)
         return;
     }
     n->stopping = true;
+    sessions_stop(n);
     writes_stop(n);
     reads_stop(n);
     snapshots_stop(n);
@@ -219,5 +239,6 @@ void node_free(struct node *n)
     writes_free(n);
     reads_free(n);
     snapshots_free(n);
+    sessions_free(n);
     free(n);
 }

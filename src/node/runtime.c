@@ -110,14 +110,27 @@ static void transport_peer_cb(void *arg, raft_id id, bool up)
     node_log(rt->n, "peer %" PRIu64 " %s", id, up ? "up" : "down");
 }
 
+static void *server_open_cb(void *arg)
+{
+    struct runtime *rt = arg;
+    return node_session_open(rt->n);
+}
+
+static void server_close_cb(void *arg, void *session)
+{
+    struct runtime *rt = arg;
+    node_session_close(rt->n, session);
+}
+
 static void server_command_cb(void *arg,
                               struct server_request *req,
+                              void *session,
                               int argc,
                               const char *const *argv,
                               const size_t *argvlen)
 {
     struct runtime *rt = arg;
-    node_command(rt->n, req, argc, argv, argvlen);
+    node_command(rt->n, req, session, argc, argv, argvlen);
 }
 
 /* ------------------------------------------------------------------------------------ */
@@ -240,7 +253,8 @@ static int start_server(struct runtime *rt)
         .out_bytes_max = runtime_client_out_bytes_max,
         .pending_max = runtime_client_pending_max,
     };
-    struct server_callbacks scb = {.arg = rt, .command = server_command_cb};
+    struct server_callbacks scb = {
+        .arg = rt, .open = server_open_cb, .close = server_close_cb, .command = server_command_cb};
     if (server_start(&rt->srv, &rt->loop, &svo, &scb, msg, sizeof msg) != 0) {
         FAIL("cannot serve clients on %s: %s", rt->n->client_addr, msg);
     }

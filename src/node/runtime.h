@@ -30,6 +30,7 @@
 #include "store/snapfile.h"
 #include "store/store.h"
 #include "util/assert.h"
+#include "util/log.h"
 
 enum {
     runtime_send_queue_bytes_max = 64 << 20,
@@ -81,11 +82,10 @@ struct runtime
     int exit_code;
 };
 
-#define FAIL(...)                                 \
-    do {                                          \
-        fprintf(stderr, "luaraft: " __VA_ARGS__); \
-        fputc('\n', stderr);                      \
-        return 1;                                 \
+#define FAIL(...)            \
+    do {                     \
+        lr_log(__VA_ARGS__); \
+        return 1;            \
     } while (0)
 
 /* runtime_io.c */

@@ -129,6 +129,30 @@ static uint32_t io_clients(void *arg)
     return rt->srv != NULL ? server_clients(rt->srv) : 0;
 }
 
+static void io_set_tag(void *arg, struct server_request *req, void *tag)
+{
+    (void)arg;
+    server_request_set_tag(req, tag);
+}
+
+static void *io_tag_of(void *arg, struct server_request *req)
+{
+    (void)arg;
+    return server_request_tag(req);
+}
+
+static void io_set_protocol(void *arg, struct server_request *req, int proto)
+{
+    (void)arg;
+    server_set_protocol(req, proto);
+}
+
+static void io_close_after(void *arg, struct server_request *req)
+{
+    (void)arg;
+    server_close_after(req);
+}
+
 static void io_fatal(void *arg, const char *msg)
 {
     (void)arg;
@@ -147,6 +171,10 @@ const struct node_io runtime_io = {
     .read_entries = io_read_entries,
     .fsm_submit = io_fsm_submit,
     .reply = io_reply,
+    .set_tag = io_set_tag,
+    .tag_of = io_tag_of,
+    .set_protocol = io_set_protocol,
+    .close_after = io_close_after,
     .snapshot_install = io_snapshot_install,
     .snapshot_prune = io_snapshot_prune,
     .peer_client_addr = io_peer_client_addr,

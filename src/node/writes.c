@@ -13,7 +13,9 @@
 #include <string.h>
 
 #include "command.h"
+#include "fsm/fsm.h"
 #include "node/internal.h"
+#include "node/pending_api.h"
 #include "peer/transport.h"
 #include "util/assert.h"
 
@@ -61,6 +63,9 @@ static void frame_begin(struct buf *b, uint64_t id, size_t body_len)
 
 void origin_reply(struct node *n, const struct origin *o, const void *resp, size_t len)
 {
+    if (o->req == NULL && o->peer == 0) {
+        return; /* nobody waits: the leader's own TICK */
+    }
     if (o->req != NULL) {
         node_reply(n, o->req, resp, len);
         return;
@@ -76,6 +81,9 @@ void origin_reply(struct node *n, const struct origin *o, const void *resp, size
 static void origin_reply_script(struct node *n, const struct origin *o, struct fsm_reply *r)
 {
     lr_assert(r->len >= node_reply_headroom);
+    if (o->req == NULL && o->peer == 0) {
+        return;
+    }
     if (o->req != NULL) {
         node_reply(n, o->req, r->data + node_reply_headroom, r->len - node_reply_headroom);
         return;
@@ -175,15 +183,81 @@ void writes_fail_all(struct node *n, const char *resp)
 /* ------------------------------------------------------------------------------------ */
 /* Proposals. */
 
-void writes_take(struct node *n, const void *argv_blob, size_t len, const struct origin *o)
+static void push(struct node *n, struct buf *payload, const struct origin *o)
 {
     struct writes *w = &n->wr;
     VEC_RESERVE(w->props, w->props_n, w->props_cap, 1);
     struct proposal *p = &w->props[w->props_n++];
-    buf_init(&p->payload);
-    int rv = command_put(&p->payload, argv_blob, len);
-    lr_assert(rv == 0);
+    p->payload = *payload;
     p->o = *o;
+}
+
+void writes_take(struct node *n, const void *blob, size_t len, const struct origin *o)
+{
+    struct buf payload;
+    buf_init(&payload);
+    if (transaction_is(blob, len)) {
+        int rv = transaction_payload(n, blob, len, &payload);
+        if (rv != 0) {
+            buf_free(&payload);
+            /* A watched key was written since the WATCH: EXEC's null reply. */
+            origin_reply_text(n, o, rv > 0 ? "*-1\r\n" : "-ERR malformed transaction\r\n");
+            return;
+        }
+    } else {
+        lr_assert(command_put(&payload, blob, len) == 0);
+    }
+    push(n, &payload, o);
+}
+
+void writes_tick(struct node *n)
+{
+    struct writes *w = &n->wr;
+    int64_t every = fsm_tick_ms(n->fsm);
+    if (every <= 0 || raft_role_of(n->raft) != RAFT_LEADER || n->dur.store_failed || n->stopping ||
+        w->props_n > 0 || node_now(n) < w->last_propose_ms + (uint64_t)every) {
+        return;
+    }
+    struct buf payload;
+    buf_init(&payload);
+    lr_assert(command_put_tick(&payload) == 0);
+    struct origin none = {NULL, 0, 0};
+    push(n, &payload, &none);
+}
+
+size_t writes_turn_count(struct node *n)
+{
+    return n->wr.props_n;
+}
+
+const struct buf *writes_turn_payload(struct node *n, size_t i)
+{
+    lr_assert(i < n->wr.props_n);
+    return &n->wr.props[i].payload;
+}
+
+void writes_leader_start(struct node *n)
+{
+    /* The log's clock never goes backwards, across leaders too: a new leader whose clock
+     * is behind the last entry's time stamps that time until its clock passes it. */
+    struct writes *w = &n->wr;
+    for (raft_index i = raft_last_index(n->raft); i >= n->cache.first && i > 0; i--) {
+        struct cache_entry *e = cache_at(&n->cache, i);
+        int64_t t;
+        const void *body;
+        size_t body_len;
+        enum command_kind kind;
+        if (e == NULL || e->buf == NULL) {
+            break;
+        }
+        if (e->type == RAFT_ENTRY_NORMAL &&
+            command_get_kind(e->buf, e->len, &t, &kind, &body, &body_len)) {
+            if (t > w->last_time_ms) {
+                w->last_time_ms = t;
+            }
+            break;
+        }
+    }
 }
 
 static void refuse_props(struct node *n, const char *text)
@@ -216,6 +290,7 @@ void writes_propose(struct node *n)
         t = w->last_time_ms; /* ctx.time never goes backwards under one leader */
     }
     w->last_time_ms = t;
+    w->last_propose_ms = node_now(n);
     for (size_t i = 0; i < k; i++) {
         struct proposal *p = &w->props[i];
         command_stamp(p->payload.data, t);
@@ -229,7 +304,9 @@ void writes_propose(struct node *n)
     if (rv == 0) {
         raft_index first = raft_last_index(n->raft) - k + 1;
         for (size_t i = 0; i < k; i++) {
-            pending_add(n, first + i, entries[i].term, &w->props[i].o);
+            if (w->props[i].o.req != NULL || w->props[i].o.peer != 0) {
+                pending_add(n, first + i, entries[i].term, &w->props[i].o);
+            }
         }
         for (size_t i = 0; i < k; i++) {
             buf_free(&w->props[i].payload);

@@ -24,6 +24,8 @@
  *          is "incomplete" when bytes hold too little of the frame. limits =
  *          {frame_bytes_max=, handshake_bytes_max=, entries_max=}
  *        codec.wire_header_bytes, codec.wire_magic, codec.wire_version
+ *        codec.resp3_to_resp2(bytes) -> bytes | nil (not one well-formed reply);
+ *          codec.resp3_has_resp3(bytes) -> boolean (client/resp3.h)
  * Misc:  codec.crc32c(bytes [, crc]) -> integer
  */
 #include <lauxlib.h>
@@ -33,6 +35,7 @@
 #include "testing/msg_lua.h"
 #include "peer/wire.h"
 #include "client/resp.h"
+#include "client/resp3.h"
 #include "util/crc32c.h"
 
 #define PARSER_MT "luaraft.codec.resp_parser"
@@ -367,6 +370,30 @@ static int codec_crc32c(lua_State *L)
     return 1;
 }
 
+static int codec_resp3_to_resp2(lua_State *L)
+{
+    size_t n = 0;
+    const char *s = luaL_checklstring(L, 1, &n);
+    struct buf b;
+    buf_init(&b);
+    int rv = resp3_to_resp2(s, n, &b);
+    if (rv == 0) {
+        lua_pushlstring(L, (const char *)b.data, b.len);
+    } else {
+        lua_pushnil(L);
+    }
+    buf_free(&b);
+    return 1;
+}
+
+static int codec_resp3_has_resp3(lua_State *L)
+{
+    size_t n = 0;
+    const char *s = luaL_checklstring(L, 1, &n);
+    lua_pushboolean(L, resp3_has_resp3(s, n));
+    return 1;
+}
+
 static const luaL_Reg parser_methods[] = {
     {"feed", parser_feed},
     {"close", parser_close},
@@ -386,6 +413,8 @@ static const luaL_Reg module_funcs[] = {
     {"wire_encode", codec_wire_encode},
     {"wire_decode", codec_wire_decode},
     {"crc32c", codec_crc32c},
+    {"resp3_to_resp2", codec_resp3_to_resp2},
+    {"resp3_has_resp3", codec_resp3_has_resp3},
     {NULL, NULL},
 };
 

@@ -142,11 +142,13 @@ static bool is(const char *word, const char *arg, size_t len)
 
 static void on_command(void *arg,
                        struct server_request *req,
+                       void *session,
                        int argc,
                        const char *const *argv,
                        const size_t *argvlen)
 {
     struct test_node *n = arg;
+    (void)session;
     n->commands++;
     if (argc == 1 && is("PING", argv[0], argvlen[0])) {
         server_reply(req, "+PONG\r\n", 7);

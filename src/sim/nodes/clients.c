@@ -28,6 +28,37 @@ void ns_client_unknown(struct world *w, int c)
     w->st->ops_unknown++;
 }
 
+/* The client's connection to node s, opened on first use and after a crash of s. */
+static struct session *client_session(struct world *w, struct sim_client *cl, struct sim_node *s)
+{
+    (void)w;
+    if (cl->sess[s->idx] == NULL || cl->sess_inc[s->idx] != s->inc) {
+        cl->sess[s->idx] = node_session_open(s->n);
+        cl->sess_inc[s->idx] = s->inc;
+    }
+    return cl->sess[s->idx];
+}
+
+/* Hands node s one command of client c (op -1: a MULTI or a queued command). */
+static struct server_request *submit(struct sim_node *s,
+                                     int c,
+                                     int64_t op,
+                                     struct session *sess,
+                                     int argc,
+                                     const char *const *argv,
+                                     const size_t *argvlen)
+{
+    struct server_request *r = calloc(1, sizeof *r);
+    lr_assert(r != NULL);
+    r->client = c;
+    r->op = op;
+    r->aux = op < 0;
+    r->next = s->reqs;
+    s->reqs = r;
+    node_command(s->n, r, sess, argc, argv, argvlen);
+    return r;
+}
+
 void ns_client_send(struct world *w, int c)
 {
     struct sim_client *cl = &w->clients[c];
@@ -64,17 +95,26 @@ void ns_client_send(struct world *w, int c)
     lr_assert(cl->op >= 0);
     w->st->ops++;
     struct sim_node *s = &w->nodes[cl->target];
-    struct server_request *r = calloc(1, sizeof *r);
-    lr_assert(r != NULL);
-    r->client = c;
-    r->op = cl->op;
-    r->next = s->reqs;
-    s->reqs = r;
-    node_command(s->n, r, argc, argv, argvlen);
+    struct session *sess = client_session(w, cl, s);
+    /* Some writes go as MULTI, the command, EXEC: the same operation, one log entry of
+     * the TRANSACTION kind, and the same checks. */
+    bool multi = cl->kind != LINCHECK_GET && ns_chance(w, 15);
+    if (multi) {
+        static const char *multi_argv[] = {"MULTI"};
+        static const size_t multi_len[] = {5};
+        submit(s, c, -1, sess, 1, multi_argv, multi_len);
+        submit(s, c, -1, sess, argc, argv, argvlen);
+    }
+    static const char *exec_argv[] = {"EXEC"};
+    static const size_t exec_len[] = {4};
+    struct server_request *r = multi ? submit(s, c, cl->op, sess, 1, exec_argv, exec_len)
+                                     : submit(s, c, cl->op, sess, argc, argv, argvlen);
     node_turn(s->n);
     if (!r->answered && ns_chance(w, 2)) {
         r->lost = true; /* the connection drops: the client never learns the outcome */
         w->st->lost_connections++;
+        node_session_close(s->n, sess);
+        cl->sess[cl->target] = NULL;
         ns_client_unknown(w, c);
         ns_client_next(w, c);
         return;
@@ -116,6 +156,9 @@ void ns_client_reply(struct world *w, struct event *ev)
     }
     struct lincheck_output out = {0};
     const char *r = ev->p;
+    if (strncmp(r, "*1\r\n", 4) == 0) {
+        r += 4; /* EXEC's array of the one command's reply */
+    }
     if (strncmp(r, "-TRYAGAIN ", 10) == 0) {
         /* The node promises that a -TRYAGAIN command was not proposed (src/node/): the
          * check holds it to that, so a node that broke the promise would be caught. */

@@ -87,6 +87,8 @@ struct server_request
 {
     int client;
     int64_t op;
+    void *tag; /* the node's word (node_io.set_tag) */
+    bool aux;  /* MULTI or a queued command: its reply tells the checker nothing */
     bool answered, lost;
     struct server_request *next; /* the node's list, freed at its crash */
 };
@@ -130,6 +132,10 @@ struct sim_client
     enum lincheck_op kind;
     int target;
     uint64_t n;
+    /* The client's connection to each node (a session of it), and the incarnation of the
+     * node it was opened on: a crash frees the node's sessions. */
+    struct session *sess[sim_nodes_max];
+    uint64_t sess_inc[sim_nodes_max];
 };
 
 struct world

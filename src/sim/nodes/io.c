@@ -214,6 +214,31 @@ static void io_fsm_submit(void *arg, struct fsm_job *job)
         w, (struct event){.time = at, .type = EV_FSM, .node = s->idx, .inc = s->inc, .p = job});
 }
 
+static void io_set_tag(void *arg, struct server_request *req, void *tag)
+{
+    (void)arg;
+    req->tag = tag;
+}
+
+static void *io_tag_of(void *arg, struct server_request *req)
+{
+    (void)arg;
+    return req->tag;
+}
+
+static void io_set_protocol(void *arg, struct server_request *req, int proto)
+{
+    (void)arg;
+    (void)req;
+    (void)proto; /* the simulated clients read RESP3 and RESP2 alike */
+}
+
+static void io_close_after(void *arg, struct server_request *req)
+{
+    (void)arg;
+    (void)req; /* the simulated clients send no QUIT */
+}
+
 static void io_reply(void *arg, struct server_request *req, const void *resp, size_t len)
 {
     struct sim_node *s = arg;
@@ -224,6 +249,9 @@ static void io_reply(void *arg, struct server_request *req, const void *resp, si
         return;
     }
     req->answered = true;
+    if (req->aux) {
+        return; /* a refusal shows in EXEC's reply (-EXECABORT) */
+    }
     if (req->lost) {
         return; /* the client's connection went away */
     }
@@ -324,6 +352,10 @@ const struct node_io ns_io = {
     .read_entries = io_read_entries,
     .fsm_submit = io_fsm_submit,
     .reply = io_reply,
+    .set_tag = io_set_tag,
+    .tag_of = io_tag_of,
+    .set_protocol = io_set_protocol,
+    .close_after = io_close_after,
     .snapshot_install = io_snapshot_install,
     .snapshot_prune = io_snapshot_prune,
     .peer_client_addr = io_peer_client_addr,
