@@ -156,7 +156,8 @@ struct fsm_call_args
     bool entry;                /* an entry being applied: ctx.seed, moves the clock */
     bool seeded;               /* math.randomseed(ctx->seed) first: every entry's call, and a
                                   read inside a transaction (a query has seed 0) */
-    int argc;                  /* 0 for tick, which gets no cmd */
+    bool keyspace;             /* M.keyspace: its reply becomes [keys, expires] or null */
+    int argc;                  /* 0 for tick and keyspace, which get no cmd */
     const char *const *argv;
     const size_t *argvlen;
     struct fsm_reply *out; /* NULL: the reply is dropped (tick) */
@@ -182,6 +183,25 @@ static void push_ctx(lua_State *L, const struct fsm_ctx *ctx, bool entry)
     }
 }
 
+/* M.keyspace's {keys = n, expires = m} (at the top) as [n, m], or null for another value.
+ * [-0, +0, m] */
+static int keyspace_reply(lua_State *L, struct fsm_reply *out)
+{
+    static const char *const fields[] = {"keys", "expires"};
+    lua_Integer v[2] = {-1, -1};
+    for (int i = 0; i < 2 && lua_istable(L, -1); i++) {
+        lua_pushstring(L, fields[i]); /* r key */
+        lua_rawget(L, -2);            /* r r[key] */
+        v[i] = lua_isinteger(L, -1) ? lua_tointeger(L, -1) : -1;
+        lua_pop(L, 1); /* r */
+    }
+    char text[64];
+    int len = v[0] >= 0 && v[1] >= 0 ? snprintf(text, sizeof text, "*2\r\n:%lld\r\n:%lld\r\n",
+                                                (long long)v[0], (long long)v[1])
+                                     : snprintf(text, sizeof text, "$-1\r\n");
+    return reply_append(out, text, (size_t)len);
+}
+
 static int fsm_call_protected(lua_State *L)
 {
     struct fsm_call_args *a = lua_touserdata(L, 1);
@@ -205,8 +225,10 @@ static int fsm_call_protected(lua_State *L)
     }
     push_ctx(L, a->ctx, a->entry); /* a M fn [cmd] ctx */
     sandbox_begin(f, true);
-    lua_call(L, nargs, 1);                                     /* a M reply */
-    int rv = a->out != NULL ? reply_encode(L, -1, a->out) : 0; /* NULL: a tick's, dropped */
+    lua_call(L, nargs, 1);      /* a M reply */
+    int rv = a->out == NULL ? 0 /* a tick's, dropped */
+             : a->keyspace  ? keyspace_reply(L, a->out)
+                            : reply_encode(L, -1, a->out);
     if (rv != 0) {
         a->host_error = rv;
         return luaL_error(L, "out of memory (reply buffer)");
@@ -350,6 +372,24 @@ int fsm_tick(struct fsm *f, const struct fsm_ctx *ctx)
     }
     struct fsm_call_args a = {.f = f, .fn = "tick", .ctx = ctx, .entry = true, .seeded = true};
     return fsm_call(&a);
+}
+
+int fsm_keyspace(struct fsm *f, struct fsm_reply *out)
+{
+    struct fsm_reply r = {0};
+    int rv = 0;
+    if (f->has_keyspace) {
+        struct fsm_ctx ctx = fsm_applied(f);
+        struct fsm_call_args a = {
+            .f = f, .fn = "keyspace", .ctx = &ctx, .keyspace = true, .out = &r};
+        rv = fsm_call(&a);
+    }
+    if (rv == 0) { /* an error reply (or no M.keyspace) says nothing: null */
+        bool known = r.len > 0 && r.data[0] == '*';
+        rv = known ? reply_append(out, r.data, r.len) : reply_append(out, "$-1\r\n", 5);
+    }
+    fsm_reply_free(&r);
+    return rv;
 }
 
 struct fsm_ctx fsm_applied(const struct fsm *f)

@@ -338,6 +338,14 @@ int fsm_tick(struct fsm *f, const struct fsm_ctx *ctx);
 int64_t fsm_tick_ms(const struct fsm *f);
 
 /*
+ * For INFO's keyspace: runs M.keyspace(ctx) (ctx as a query's, under the limits) and
+ * appends its {keys = n, expires = m} as the RESP array [n, m] of two integers, or a RESP
+ * null ($-1) when the script has no M.keyspace, it raised an error, or returned anything
+ * else (n and m must be integers >= 0). Errors: FSM_ENOMEM.
+ */
+int fsm_keyspace(struct fsm *f, struct fsm_reply *out);
+
+/*
  * Where the state is: the index, term and time of the last entry applied (seed 0), which
  * every fsm_apply (and fsm_job_apply_entry, for every entry) moves. fsm_set_applied sets
  * it (seed ignored): after a restore, to the snapshot's index and term. A snapshot does

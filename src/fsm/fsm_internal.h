@@ -185,6 +185,10 @@ int sandbox_next(lua_State *L);
  */
 int reply_encode(lua_State *L, int idx, struct fsm_reply *out);
 
+/* Makes room for extra more bytes; appends len bytes. Return 0 or FSM_ENOMEM. */
+int reply_reserve(struct fsm_reply *r, size_t extra);
+int reply_append(struct fsm_reply *r, const void *data, size_t len);
+
 /* Appends "-<text>\r\n", with CR and LF in text replaced by spaces and text cut to
  * fsm_error_bytes_max. Returns 0 or FSM_ENOMEM. */
 int reply_append_error(struct fsm_reply *out, const char *text, size_t len);

@@ -174,6 +174,13 @@ void fsm_job_apply_entry(struct fsm *f, struct fsm_job_entry *e)
 
 void fsm_job_run_query(struct fsm *f, struct fsm_job_query *q)
 {
+    if (q->kind == FSM_QUERY_KEYSPACE) {
+        if (fsm_keyspace(f, &q->reply) != 0) {
+            q->reply.len = 0; /* out of memory: the RESP null, as for "unknown" */
+            append_raw(&q->reply, "$-1\r\n", 5);
+        }
+        return;
+    }
     int argc;
     const char **argv;
     size_t *argvlen;

@@ -29,7 +29,7 @@ void fsm_reply_free(struct fsm_reply *r)
     fsm_reply_init(r);
 }
 
-static int reply_reserve(struct fsm_reply *r, size_t extra)
+int reply_reserve(struct fsm_reply *r, size_t extra)
 {
     if (extra <= r->cap - r->len) {
         return 0;
@@ -50,7 +50,7 @@ static int reply_reserve(struct fsm_reply *r, size_t extra)
     return 0;
 }
 
-static int reply_append(struct fsm_reply *r, const void *data, size_t len)
+int reply_append(struct fsm_reply *r, const void *data, size_t len)
 {
     int rv = reply_reserve(r, len);
     if (rv != 0) {

@@ -32,7 +32,8 @@
  *             ...} (fsm_command_keys of the command found, its arity unchecked);
  *           m:apply_entry(payload, {index=, term=} [, raft entry type]) -> RESP bytes
  *             (fsm_job_apply_entry, as the node applies an entry); m:tick_ms() -> integer
- *             (M.tick_ms, 0 when not declared);
+ *             (M.tick_ms, 0 when not declared); m:keyspace() -> RESP bytes (a keyspace
+ *             query, fsm_job_run_query);
  *           m:restore(bytes [, chunk_bytes = 4096]); m:last_error() -> string;
  *           m:close() (also __gc and __close)
  * Errors from the host (not script errors, which are error replies) raise Lua errors.
@@ -520,19 +521,13 @@ int luaopen_luaraft_fsm(lua_State *L)
         {NULL, NULL},
     };
     static const luaL_Reg machine_methods[] = {
-        {"apply", machine_apply},
-        {"query", machine_query},
-        {"is_read", machine_is_read},
-        {"snapshot", machine_snapshot},
-        {"commands", machine_commands},
-        {"check", machine_check},
-        {"keys", machine_keys},
-        {"apply_entry", machine_apply_entry},
-        {"restore", machine_restore},
-        {"last_error", machine_last_error},
-        {"tick_ms", machine_tick_ms},
-        {"close", machine_close},
-        {NULL, NULL},
+        {"apply", machine_apply},       {"query", machine_query},
+        {"is_read", machine_is_read},   {"snapshot", machine_snapshot},
+        {"commands", machine_commands}, {"check", machine_check},
+        {"keys", machine_keys},         {"apply_entry", machine_apply_entry},
+        {"restore", machine_restore},   {"last_error", machine_last_error},
+        {"tick_ms", machine_tick_ms},   {"keyspace", machine_keyspace},
+        {"close", machine_close},       {NULL, NULL},
     };
     static const luaL_Reg module_funcs[] = {
         {"open", fsm_lua_open},

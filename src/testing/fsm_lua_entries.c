@@ -161,3 +161,14 @@ static int machine_apply_entry(lua_State *L)
     fsm_reply_free(&e.reply);
     return 1;
 }
+
+/* m:keyspace() -> RESP bytes: an FSM_QUERY_KEYSPACE query as the node runs one. */
+static int machine_keyspace(lua_State *L)
+{
+    struct machine *m = check_machine(L);
+    struct fsm_job_query q = {.kind = FSM_QUERY_KEYSPACE};
+    fsm_job_run_query(m->f, &q);
+    lua_pushlstring(L, q.reply.data != NULL ? q.reply.data : "", q.reply.len); /* bytes */
+    fsm_reply_free(&q.reply);
+    return 1;
+}
