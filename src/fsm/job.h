@@ -43,13 +43,6 @@ enum fsm_query_kind {
     FSM_QUERY_KEYSPACE = 1, /* fsm_keyspace: [keys, expires] or null; the blob is not read */
 };
 
-/* TEMPORARY bridge, until the node drops node/pending_api.h (its stand-in for the enum
- * above, written before it existed, and included after this header): that header must
- * not define the enum again, and its PENDING_QUERY_KIND(q) is q->kind. Remove both lines
- * with that file. */
-#define LUARAFT_NODE_PENDING_API_H
-#define PENDING_QUERY_KIND(q) ((q)->kind)
-
 /* A read: an argv blob the job owns, and the loop's tag for the waiting client. */
 struct fsm_job_query
 {

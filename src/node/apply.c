@@ -10,7 +10,6 @@
 
 #include "fsm/job.h"
 #include "node/internal.h"
-#include "node/pending_api.h"
 #include "node/introspect.h"
 #include "util/assert.h"
 
@@ -68,7 +67,7 @@ void node_fsm_done(struct node *n, struct fsm_job *job)
         case FSM_JOB_QUERY:
             for (unsigned i = 0; i < job->n_queries; i++) {
                 struct fsm_job_query *q = &job->queries[i];
-                if (PENDING_QUERY_KIND(q) == FSM_QUERY_KEYSPACE) {
+                if (q->kind == FSM_QUERY_KEYSPACE) {
                     introspect_info_done(n, q);
                 } else {
                     node_reply(n, q->tag, q->reply.data, q->reply.len);

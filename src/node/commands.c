@@ -17,7 +17,6 @@
 #include "fsm/fsm.h"
 #include "node/cluster_view.h"
 #include "node/internal.h"
-#include "node/pending_api.h"
 #include "node/introspect.h"
 #include "node/session.h"
 #include "util/assert.h"

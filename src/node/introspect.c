@@ -17,7 +17,6 @@
 #include "node/cluster_view.h"
 #include "node/info.h"
 #include "node/internal.h"
-#include "node/pending_api.h"
 #include "node/introspect.h"
 #include "node/session.h"
 #include "util/assert.h"
@@ -339,19 +338,6 @@ void introspect_config(const struct conn_call *c)
  * carrying its arguments in the query's blob; introspect_info_done() answers. */
 void introspect_info(const struct conn_call *c)
 {
-#ifdef LUARAFT_NODE_PENDING_API_H
-    { /* TEMPORARY: no keyspace query yet */
-        struct fsm_job_query q = {.tag = c->req};
-        struct buf blob0;
-        buf_init(&blob0);
-        lr_assert(command_put_argv(&blob0, c->argc, c->argv, c->argvlen) == 0);
-        q.blob = blob0.data;
-        q.len = blob0.len;
-        introspect_info_done(c->n, &q);
-        buf_free(&blob0);
-        return;
-    }
-#endif
     struct fsm_job *job = fsm_job_new(FSM_JOB_QUERY);
     lr_assert(job != NULL);
     job->queries = calloc(1, sizeof *job->queries);
@@ -360,7 +346,7 @@ void introspect_info(const struct conn_call *c)
     buf_init(&blob);
     lr_assert(command_put_argv(&blob, c->argc, c->argv, c->argvlen) == 0);
     job->queries[0] = (struct fsm_job_query){.tag = c->req, .blob = blob.data, .len = blob.len};
-    /* TEMPORARY: job->queries[0].kind = FSM_QUERY_KEYSPACE; */
+    job->queries[0].kind = FSM_QUERY_KEYSPACE;
     job->n_queries = 1;
     c->n->io->fsm_submit(c->n->io->arg, job);
 }

@@ -17,7 +17,6 @@
 #include "command.h"
 #include "fsm/fsm.h"
 #include "node/internal.h"
-#include "node/pending_api.h"
 #include "node/session.h"
 #include "util/assert.h"
 

@@ -15,7 +15,6 @@
 #include "command.h"
 #include "fsm/fsm.h"
 #include "node/internal.h"
-#include "node/pending_api.h"
 #include "peer/transport.h"
 #include "util/assert.h"
 
