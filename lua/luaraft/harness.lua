@@ -1,8 +1,9 @@
 -- luaraft.harness: test a luaraft state machine script in-process, from a busted spec.
 --
 -- The script runs in the real sandbox (through the C module luaraft.fsm, the same host the
--- node uses), so what passes here behaves the same on a replica. Every command gets a
--- deterministic ctx, so a spec replays exactly.
+-- node uses), and every entry is applied as the node applies it (src/fsm/job.c: the entry's
+-- payload decoded, its seed derived from its index and term), so what passes here behaves
+-- the same on a replica. Every entry gets a deterministic ctx, so a spec replays exactly.
 --
 --   local harness = require("luaraft.harness")
 --   local m = harness.load("examples/counter.lua", { time_ms = 1700000000000 })
@@ -14,25 +15,49 @@
 -- harness.load(path [, opts]) -> machine. path is tried as given, then from the project
 --   root (so "examples/kv.lua" works from anywhere). opts (all optional):
 --     time_ms  the first entry's time (default 1700000000000, a fixed date)
---     step_ms  how far the clock moves after each apply (default 1; 0 freezes it)
+--     step_ms  how far the clock moves after each entry (default 1; 0 freezes it)
 --     term     the term of the entries (default 1)
 --     limits   {instructions_max=, memory_bytes_max=} (default 1e6 instructions, 64 MiB:
 --              a command that passes here fits the node's defaults too)
 --   Raises when the script does not load.
 --
+-- Decoded replies: string, integer, array table, harness.null (RESP null), {ok = "..."},
+-- {err = "..."}, and the RESP3 forms as a script writes them: {map = {k1, v1, ...}},
+-- {set = {...}}, {double = x}.
+--
 -- Machine:
 --   m:apply(cmd)         applies cmd (a table of strings; numbers are turned into strings)
---                        with ctx {index = previous + 1, term, time_ms = the clock, seed =
---                        derived from index}, then moves the clock by step_ms; returns the
---                        decoded reply: string, integer, array table, harness.null, {ok =
---                        "..."} or {err = "..."}.
+--                        as one COMMAND entry with ctx {index = previous + 1, term, time_ms
+--                        = the clock, seed = the node's for that index and term}, then
+--                        moves the clock by step_ms; returns the decoded reply. It does not
+--                        look at the command table: a read given here is applied too.
 --   m:apply_raw(cmd)     the same, returning the RESP bytes.
 --   m:query(cmd)         a read through M.query, decoded (m:query_raw for bytes), with ctx
 --                        {index = the last applied index, term, time_ms = the clock (what
 --                        m:advance moved), time = time_ms // 1000}, as a node's read sees
 --                        the log's clock.
+--   m:call(cmd)          cmd as the node routes it: checked against the command table first
+--                        (a refusal is {err = "..."} with the node's exact text, e.g. "ERR
+--                        unknown command 'foo', with args beginning with: " and nothing is
+--                        applied), then a read (read = true in M.commands, or M.reads
+--                        without a table) through m:query, anything else through m:apply.
+--                        m:call_raw(cmd) for bytes.
+--   m:exec(cmds)         applies {cmd1, cmd2, ...} as one TRANSACTION entry (MULTI ... EXEC):
+--                        reads through M.query, writes through M.apply, all with the entry's
+--                        ctx, each command's error its own reply; returns the decoded array
+--                        of replies (m:exec_raw for bytes). The commands are not checked
+--                        against the table (the node does that when they are queued).
+--   m:tick()             applies a TICK entry: the clock of the machine moves to the entry's
+--                        time and M.tick(ctx) runs if the script has it (its reply and
+--                        errors dropped). Returns nothing.
+--   m:commands()         the command table as the node sees it: nil without M.commands,
+--                        else {{name = "get", arity = 2, first_key = 1, last_key = 1, step =
+--                        1, read = true, flags = {"readonly"}}, ...} in name order.
+--   m:tick_ms()          M.tick_ms (0 when not declared).
+--   m:keyspace()         INFO's keyspace: {keys, expires} from M.keyspace(ctx), or
+--                        harness.null when the script cannot say.
 --   m:advance(ms)        moves the log clock forward by ms (the next entry's time_ms).
---   m:ctx()              the ctx the next apply will use (a copy).
+--   m:ctx()              the ctx the next entry will get (a copy).
 --   m:snapshot()         the snapshot bytes.
 --   m:fresh()            a new machine of the same script, empty, with m's clock and index.
 --   m:restored()         a fresh machine of the same script restored from m:snapshot(),
@@ -41,7 +66,7 @@
 --                        restores a copy, raises (with the differing replies) unless every
 --                        query answers the same bytes on both and the copy snapshots to
 --                        the same bytes; returns the copy.
---   m:replay()           a fresh machine that has applied m's whole log (same ctxs).
+--   m:replay()           a fresh machine that has applied m's whole log (same entries).
 --   m:replay_matches(queries [, other])
 --                        raises unless `other` (default m:replay()) answers every query
 --                        like m and snapshots to the same bytes: a check that apply
@@ -86,12 +111,27 @@ function H.show(v)
         return "+" .. v.ok
     elseif v.err then
         return "-" .. v.err
+    elseif v.double then
+        return "(double) " .. string.format("%.17g", v.double)
+    end
+    local list, open, close = v, "[", "]"
+    if v.map then
+        list, open, close = v.map, "{", "}"
+    elseif v.set then
+        list, open, close = v.set, "(set) [", "]"
     end
     local parts = {}
-    for i = 1, #v do
-        parts[i] = H.show(v[i])
+    for i = 1, #list do
+        parts[i] = H.show(list[i])
     end
-    return "[" .. table.concat(parts, ", ") .. "]"
+    if v.map then
+        local pairs_ = {}
+        for i = 1, #parts, 2 do
+            pairs_[#pairs_ + 1] = parts[i] .. ": " .. tostring(parts[i + 1])
+        end
+        parts = pairs_
+    end
+    return open .. table.concat(parts, ", ") .. close
 end
 
 local function show_cmd(cmd)
@@ -110,12 +150,13 @@ local function strings(cmd)
     return out
 end
 
--- A seed that differs for every index and looks nothing like it (splitmix-style mixing
--- kept in 63 bits, so it is a positive integer).
-local function seed_of(index)
-    local z = (index * 0x9E3779B97F4A7C15) & 0x7FFFFFFFFFFFFFFF
-    z = ((z ~ (z >> 31)) * 0x2545F4914F6CDD1D) & 0x7FFFFFFFFFFFFFFF
-    return z ~ (z >> 29)
+-- The seed the node gives the entry at (index, term): src/fsm/job.c's entry_seed, in
+-- Lua's wrapping 64-bit integers.
+local function seed_of(index, term)
+    local z = (index * 0x9e3779b97f4a7c15) ~ (term + 0x632be59bd9b4e019)
+    z = (z ~ (z >> 30)) * 0xbf58476d1ce4e5b9
+    z = (z ~ (z >> 27)) * 0x94d049bb133111eb
+    return z ~ (z >> 31)
 end
 
 local Machine = {}
@@ -134,7 +175,7 @@ local function open(path, opts)
         term = opts.term or 1,
         time_ms = opts.time_ms or 1700000000000,
         step_ms = opts.step_ms or 1,
-        log = {}, -- {cmd, ctx} of every apply, for replay
+        log = {}, -- {payload, ctx} of every entry, for replay
     }, Machine)
 end
 
@@ -144,21 +185,44 @@ end
 
 function Machine:ctx()
     local index = self.index + 1
-    return { index = index, term = self.term, time_ms = self.time_ms, seed = seed_of(index) }
+    return { index = index, term = self.term, time_ms = self.time_ms,
+        seed = seed_of(index, self.term) }
+end
+
+-- Applies one entry's payload (made by make(ctx.time_ms)) at the next index; the raw reply.
+function Machine:entry(make)
+    local ctx = self:ctx()
+    local payload = make(ctx.time_ms)
+    local reply = self.m:apply_entry(payload, ctx)
+    self.index = ctx.index
+    self.time_ms = self.time_ms + self.step_ms
+    self.log[#self.log + 1] = { payload = payload, ctx = ctx }
+    return reply
 end
 
 function Machine:apply_raw(cmd)
-    local ctx = self:ctx()
     cmd = strings(cmd)
-    local reply = self.m:apply(cmd, ctx)
-    self.index = ctx.index
-    self.time_ms = self.time_ms + self.step_ms
-    self.log[#self.log + 1] = { cmd = cmd, ctx = ctx }
-    return reply
+    return self:entry(function(t) return fsm.payload("command", cmd, t) end)
 end
 
 function Machine:apply(cmd)
     return fsm.decode(self:apply_raw(cmd))
+end
+
+function Machine:exec_raw(cmds)
+    local list = {}
+    for i = 1, #cmds do
+        list[i] = strings(cmds[i])
+    end
+    return self:entry(function(t) return fsm.payload("transaction", list, t) end)
+end
+
+function Machine:exec(cmds)
+    return fsm.decode(self:exec_raw(cmds))
+end
+
+function Machine:tick()
+    self:entry(function(t) return fsm.payload("tick", t) end)
 end
 
 -- A query's ctx: where the machine is (its last index, its clock).
@@ -172,6 +236,37 @@ end
 
 function Machine:query(cmd)
     return fsm.decode(self:query_raw(cmd))
+end
+
+function Machine:call_raw(cmd)
+    cmd = strings(cmd)
+    local info, err = self.m:check(cmd)
+    if not info and err ~= "" then
+        return "-" .. err .. "\r\n"
+    end
+    local read
+    if info then
+        read = info.read
+    else
+        read = self.m:is_read(cmd[1])
+    end
+    return read and self:query_raw(cmd) or self:apply_raw(cmd)
+end
+
+function Machine:call(cmd)
+    return fsm.decode(self:call_raw(cmd))
+end
+
+function Machine:commands()
+    return self.m:commands()
+end
+
+function Machine:tick_ms()
+    return self.m:tick_ms()
+end
+
+function Machine:keyspace()
+    return fsm.decode(self.m:keyspace())
 end
 
 function Machine:advance(ms)
@@ -231,7 +326,7 @@ end
 function Machine:replay()
     local copy = open(self.path, self.opts)
     for _, e in ipairs(self.log) do
-        copy.m:apply(e.cmd, e.ctx)
+        copy.m:apply_entry(e.payload, e.ctx)
         copy.log[#copy.log + 1] = e
     end
     copy.index, copy.time_ms, copy.term = self.index, self.time_ms, self.term

@@ -51,6 +51,9 @@ return M
         assert.are.same({ 2, 3, 6000, 6 }, { b[1], b[2], b[3], b[4] })
         assert.are_not.equal(a[5], b[5])
         assert.are.same({ index = 3, term = 3, time_ms = 6010, seed = m:ctx().seed }, m:ctx())
+        -- the seed m:ctx() announces is the one the entry gets: the node's (src/fsm/job.c)
+        local next_seed = m:ctx().seed
+        assert.are.equal(next_seed, m:apply({ "X" })[5])
         m:close()
     end)
 
@@ -104,6 +107,117 @@ return M
         -- and a restored or replayed machine, at the same place, answers the same
         m:check_snapshot({ { "TIME" } }):close()
         m:replay_matches({ { "TIME" } })
+    end)
+
+    -- A store with a command table, expiry by the log's clock, M.tick and M.keyspace.
+    local store = script([==[
+local M = {}
+M.commands = {
+    GET = { read = true, arity = 2, keys = {1, 1, 1} },
+    SET = { arity = -3, keys = {1, 1, 1} },
+    MSET = { arity = -3, keys = {1, -1, 2}, flags = { "denyoom" } },
+    FAIL = { arity = 1 },
+    INFO2 = { read = true, arity = 1 },
+}
+M.tick_ms = 100
+local data, deadline, ticks = {}, {}, 0
+local function expire(now)
+    for k, t in pairs(deadline) do
+        if t <= now then data[k], deadline[k] = nil, nil end
+    end
+end
+function M.apply(cmd, ctx)
+    expire(ctx.time_ms)
+    local op = cmd[1]:upper() -- the table's names are case-insensitive; cmd[1] is as sent
+    if op == "SET" then
+        data[cmd[2]] = cmd[3]
+        if cmd[4] == "PX" then deadline[cmd[2]] = ctx.time_ms + math.tointeger(cmd[5]) end
+        return { ok = "OK" }
+    elseif op == "MSET" then
+        for i = 2, #cmd, 2 do data[cmd[i]] = cmd[i + 1] end
+        return { ok = "OK" }
+    end
+    error("failed")
+end
+function M.query(cmd, ctx)
+    if cmd[1]:upper() == "INFO2" then return { map = { "ticks", ticks, "pi", { double = 3.5 } } } end
+    local t = deadline[cmd[2]]
+    if t and t <= ctx.time_ms then return nil end
+    return data[cmd[2]]
+end
+function M.tick(ctx) ticks = ticks + 1; expire(ctx.time_ms) end
+function M.keyspace(ctx)
+    local n, e = 0, 0
+    for k in pairs(data) do n = n + 1; if deadline[k] then e = e + 1 end end
+    return { keys = n, expires = e }
+end
+function M.snapshot(w) w:write(luaraft.encode({ data, deadline, ticks })) end
+function M.restore(r)
+    local t = luaraft.decode(r:read())
+    data, deadline, ticks = t[1], t[2], t[3]
+end
+return M
+]==])
+
+    it("routes m:call like the node: refusals with its text, reads to query, writes to apply", function()
+        local m = harness.load(store, { time_ms = 1000, step_ms = 0 })
+        assert.are.same({ err = "ERR unknown command 'nope', with args beginning with: 'a' " },
+            m:call({ "nope", "a" }))
+        assert.are.same({ err = "ERR wrong number of arguments for 'get' command" }, m:call({ "GET" }))
+        assert.are.equal(0, m.index) -- a refusal applies nothing
+        assert.are.same({ ok = "OK" }, m:call({ "set", "k", "v" }))
+        assert.are.equal(1, m.index)
+        assert.are.equal("v", m:call({ "GET", "k" }))
+        assert.are.equal(1, m.index) -- a read is not logged
+        assert.are.same({ map = { "ticks", 0, "pi", { double = 3.5 } } }, m:call({ "INFO2" }))
+        assert.are.equal('{"ticks": 0, "pi": (double) 3.5}', harness.show(m:call({ "INFO2" })))
+        assert.are.same({ err = "ERR failed" }, m:call({ "FAIL" }))
+        m:close()
+    end)
+
+    it("shows the command table as the node sees it", function()
+        local m = harness.load(store)
+        local names = {}
+        for i, c in ipairs(m:commands()) do
+            names[i] = c.name
+        end
+        assert.are.same({ "fail", "get", "info2", "mset", "set" }, names)
+        assert.are.same({ name = "mset", arity = -3, first_key = 1, last_key = -1, step = 2,
+            read = false, flags = { "write", "denyoom" } }, m:commands()[4])
+        assert.are.equal(100, m:tick_ms())
+        m:close()
+        assert.is_nil(harness.load(counter("")):commands())
+    end)
+
+    it("applies a transaction as one entry, a failing command's error its own reply", function()
+        local m = harness.load(store, { time_ms = 1000, step_ms = 0 })
+        assert.are.same({ { ok = "OK" }, { err = "ERR failed" }, "1", { ok = "OK" } },
+            m:exec({ { "SET", "a", "1" }, { "FAIL" }, { "GET", "a" }, { "MSET", "b", "2", "c", "3" } }))
+        assert.are.equal(1, m.index)
+        assert.are.same({}, m:exec({}))
+        assert.are.equal("2", m:query({ "GET", "b" }))
+        m:close()
+    end)
+
+    it("ticks: the clock moves while idle, M.tick runs, readers see keys expire", function()
+        local m = harness.load(store, { time_ms = 1000, step_ms = 0 })
+        m:apply({ "SET", "s", "x", "PX", "500" })
+        m:apply({ "SET", "p", "y" })
+        assert.are.same({ 2, 1 }, m:keyspace())
+        m:advance(600)
+        -- readers expire it by the clock already; the state still holds it until an entry
+        assert.are.equal(harness.null, m:query({ "GET", "s" }))
+        assert.are.same({ 2, 1 }, m:keyspace())
+        m:tick()
+        assert.are.same({ 1, 0 }, m:keyspace())
+        assert.are.same({ map = { "ticks", 1, "pi", { double = 3.5 } } }, m:query({ "INFO2" }))
+        assert.are.equal(3, m.index)
+        -- a restored and a replayed machine answer the same, the snapshot bytes included
+        local queries = { { "GET", "s" }, { "GET", "p" }, { "INFO2" } }
+        m:check_snapshot(queries):close()
+        m:replay_matches(queries)
+        m:close()
+        assert.are.equal(harness.null, harness.load(counter("")):keyspace())
     end)
 
     it("raises when a script does not load", function()
