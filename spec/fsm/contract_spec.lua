@@ -95,7 +95,7 @@ describe("the module contract", function()
         end)
 
         it("whose M.query is not a function", function()
-            assert.are.equal("M.query is a string, not a function: M.query(cmd) is optional, "
+            assert.are.equal("M.query is a string, not a function: M.query(cmd, ctx) is optional, "
                 .. "but when present it must be a function (see README.md, Writing a state "
                 .. "machine)", refusal(module({ query = "'GET'" })))
         end)
@@ -120,7 +120,7 @@ describe("the module contract", function()
 
         it("whose M.reads names commands but which has no M.query", function()
             assert.are.equal("M.reads names GET but M.query is missing: the commands in M.reads "
-                .. "are served by M.query(cmd), so a script with M.reads must define it (see "
+                .. "are served by M.query(cmd, ctx), so a script with M.reads must define it (see "
                 .. "README.md, Writing a state machine)",
                 refusal(module({ reads = "{ 'mget', get = true }" })))
         end)

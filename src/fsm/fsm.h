@@ -1,7 +1,8 @@
 /*
  * The Lua host: runs the replicated state machine, a Lua script, in a sandbox that makes
- * it deterministic. It knows Lua, not Raft: the node feeds it committed commands in log
- * order (fsm_apply), reads (fsm_query), and asks it for snapshots.
+ * it deterministic. It knows Lua, not Raft: the node feeds it committed entries in log
+ * order (fsm/job.h: commands, transactions, ticks), reads (fsm_query), and asks it for
+ * snapshots; its loop thread reads the command table (below) to route commands.
  *
  * The script is a module that returns a table:
  *
@@ -12,7 +13,22 @@
  *   function M.restore(r) ... r:read() ... end       -- r:read() -> chunk | nil
  *   M.commands = { ... }                             -- optional: the command table
  *   M.reads = { GET = true }                         -- optional, or { "GET", ... };
- *   return M                                         --   case-insensitive; needs M.query
+ *                                                    --   case-insensitive; needs M.query
+ *   function M.tick(ctx) ... end                     -- optional: at every TICK entry
+ *   M.tick_ms = 1000                                 -- optional: log a TICK when idle
+ *   function M.keyspace(ctx) return {keys = n, expires = m} end  -- optional: for INFO
+ *   return M
+ *
+ * Entries (fsm_job_apply_entry): a COMMAND runs M.apply(cmd, ctx). A TRANSACTION (MULTI
+ * ... EXEC) runs its commands back to back, each with the entry's ctx and a budget of its
+ * own, reads (read = true, or M.reads) through M.query, the others through M.apply; a
+ * command's error is its reply and the rest still run (Redis's EXEC semantics, no
+ * rollback); the entry's reply is the array of theirs. A TICK moves the clock to its time
+ * and runs M.tick(ctx) like an apply, its reply dropped and its error swallowed (the same
+ * on every replica): a place to expire keys while no one writes. M.tick_ms (an integer,
+ * 1 to fsm_tick_ms_max) makes the leader log a TICK whenever nothing was logged for that
+ * many milliseconds, so the log's clock, and what readers see of it, moves while idle.
+ * M.keyspace(ctx) (query ctx) tells INFO how many keys there are and how many expire.
  *
  * M.commands, optional, tells the node which commands exist and how to route them:
  *
@@ -35,9 +51,10 @@
  * the wrong number of arguments, with Redis's errors (fsm_command_check). Without one,
  * M.reads names the reads and every other command is a write; giving both is refused.
  *
- * apply's ctx is a fresh table {index=, term=, time_ms=, time= (time_ms // 1000), seed=}
- * of the entry being applied. query's ctx is {index=, term=, time_ms=, time=} of the last
- * applied entry (no seed), so that a script decides expiry for readers by the same clock
+ * apply's (and tick's) ctx is a fresh table {index=, term=, time_ms=, time= (time_ms //
+ * 1000), seed=} of the entry being applied. query's (and keyspace's) ctx is {index=,
+ * term=, time_ms=, time=} of the last applied entry (no seed), or of the transaction
+ * entry a read is part of, so that a script decides expiry for readers by the same clock
  * as for writers (ctx.time_ms, never the machine's).
  *
  * Replies are encoded straight to RESP2: string -> bulk string; integer -> integer; a
@@ -61,10 +78,10 @@
  *  - libraries: base (without dofile, loadfile, print, warn; load accepts text only),
  *    string (without dump), table, math, utf8, and os with only time and clock. No io,
  *    package/require, debug, coroutine.
- *  - os.time() is the time of the entry being applied in seconds (time_ms // 1000; the
- *    last applied entry's time outside apply), os.clock() the same as a float.
- *  - math.randomseed(ctx.seed) runs before each apply; math.randomseed() without an
- *    argument is refused.
+ *  - os.time() is the time of the entry being applied in seconds (time_ms // 1000; a
+ *    query's ctx.time outside an entry), os.clock() the same as a float.
+ *  - math.randomseed(ctx.seed) runs before each apply, tick, and read inside a
+ *    transaction; math.randomseed() without an argument is refused.
  *  - pairs visits keys in sorted order (numbers ascending, then strings by bytes, then
  *    false, true); next(t, k) returns the sorted successor. A key of another type raises
  *    "non-deterministic key type". Both charge the table size to the instruction budget.
@@ -108,7 +125,11 @@
  *  - luaraft.sorted_pairs is pairs itself: pairs already visits keys in sorted order.
  *
  * Thread confinement: an fsm and everything it returns belong to the thread that uses
- * it; there is no shared or global state, so one fsm per thread needs no locks.
+ * it; there is no shared or global state, so one fsm per thread needs no locks. The one
+ * exception is what the module declared at load time and never changes afterwards, read
+ * without touching the Lua state: the command table (fsm_has_commands, fsm_commands_count,
+ * fsm_command_at/find/check/keys), fsm_is_read and fsm_tick_ms may be called from the
+ * node's loop thread while the fsm thread runs Lua.
  */
 #ifndef LUARAFT_FSM_FSM_H
 #define LUARAFT_FSM_FSM_H
@@ -169,8 +190,10 @@ struct fsm;
 /*
  * Creates a Lua state, opens the sandbox, and runs the script at script_path (text only,
  * at most fsm_script_bytes_max bytes) under the limits. The script must return a table
- * with apply, snapshot and restore functions; query (a function) and reads (a table of
- * command names, which then needs query) are optional. limits may be NULL (no limits). On
+ * with apply, snapshot and restore functions; query, tick and keyspace (functions),
+ * reads (a table of command names, which then needs query), commands (the command table,
+ * checked field by field; a read in it needs query; not with reads) and tick_ms are
+ * optional. limits may be NULL (no limits). On
  * success *out is the new fsm.
  *
  * Errors (errmsg, when not NULL, gets a NUL-terminated message; *out is untouched):

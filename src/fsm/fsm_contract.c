@@ -36,13 +36,13 @@ static const char contract_required[] =
     "a script must define M.apply(cmd, ctx), M.snapshot(w) and M.restore(r) "
     "(see README.md, Writing a state machine)";
 static const char contract_query[] =
-    "M.query(cmd) is optional, but when present it must be a function "
+    "M.query(cmd, ctx) is optional, but when present it must be a function "
     "(see README.md, Writing a state machine)";
 static const char contract_reads[] =
     "M.reads is optional; when present it is a table naming the commands M.query serves, "
     "{ GET = true } or { \"GET\", ... } (see README.md, Writing a state machine)";
 static const char contract_reads_query[] =
-    "the commands in M.reads are served by M.query(cmd), so a script with M.reads must "
+    "the commands in M.reads are served by M.query(cmd, ctx), so a script with M.reads must "
     "define it (see README.md, Writing a state machine)";
 
 static const char contract_optional[] =
