@@ -117,9 +117,11 @@ static void check_keys(lua_State *L, int idx, struct command_spec *cs, struct fs
                          "M.commands.%s.keys: last must be at least first, or negative (-1 is "
                          "the last argument)",
                          name);
-    } else if ((cs->arity > 0 || v[1] > 0) && (last >= fewest || last < v[0])) {
+    } else if (((cs->arity > 0 || v[1] > 0) && (last >= fewest || last < v[0])) ||
+               v[0] > command_argc_max || v[1] < -command_argc_max) {
         /* A fixed argc must hold the keys; so must the fewest arguments, for a last key
-         * counted from the front. Counted from the end, there are none when too few. */
+         * counted from the front. Counted from the end, there are none when too few; no
+         * call has more than command_argc_max arguments. */
         fsm_contract_add(c,
                          "M.commands.%s.keys {%lld, %lld, %lld} names arguments that a call "
                          "of arity %lld need not have",
