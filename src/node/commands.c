@@ -130,7 +130,7 @@ static void script_command(struct node *n,
                            const char *const *argv,
                            const size_t *argvlen)
 {
-    char err[256];
+    char err[fsm_command_err_bytes_max];
     const struct fsm_command *c = fsm_command_check(n->fsm, argc, argv, argvlen, err, sizeof err);
     if (c == NULL && err[0] != '\0') {
         if (s != NULL && s->in_multi) {

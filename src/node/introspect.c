@@ -170,7 +170,7 @@ static void command_getkeys(struct node *n,
                             const char *const *argv,
                             const size_t *argvlen)
 {
-    char err[256];
+    char err[fsm_command_err_bytes_max];
     const struct fsm_command *c = fsm_command_check(n->fsm, argc, argv, argvlen, err, sizeof err);
     if (c == NULL) {
         conn_reply_error(n, req, "%s", err[0] ? err : "ERR Invalid command specified");

@@ -85,6 +85,10 @@ int ns_fsm_restore(struct sim_node *s, const struct sim_file *f)
     if (rv == 0) {
         s->fsm_index = f->index;
         s->fsm_term = f->term;
+        struct fsm_ctx at = fsm_applied(s->fsm); /* queries see the snapshot's index */
+        at.index = f->index;
+        at.term = f->term;
+        fsm_set_applied(s->fsm, &at);
     }
     return rv;
 }
