@@ -176,6 +176,7 @@ void commands_route(struct node *n,
                     const char *const *argv,
                     const size_t *argvlen)
 {
+    n->commands_processed++;
     if (n->stopping) {
         node_reply_text(n, req, node_down_reply);
         return;

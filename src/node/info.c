@@ -210,6 +210,9 @@ static void section_stats(struct node *n, struct buf *out, const int64_t *keyspa
 {
     (void)keyspace;
     info_printf(out, "total_connections_received:%" PRIu64 "\r\n", n->session_seq);
+    info_printf(out, "total_commands_processed:%" PRIu64 "\r\n", n->commands_processed);
+    info_printf(out, "instantaneous_ops_per_sec:0\r\n");
+    info_printf(out, "rejected_connections:0\r\n");
 }
 
 /* The leader: its connected followers whose client address it knows, as Redis lists its

@@ -232,6 +232,7 @@ struct node
     struct session *sessions; /* session.h: one per client connection */
     uint64_t session_seq;
     uint32_t sessions_n;
+    uint64_t commands_processed; /* client commands taken, for INFO */
 
     enum raft_role role;
     raft_id leader;
