@@ -96,17 +96,14 @@ void session_run(struct node *n,
                  enum session_kind kind,
                  struct buf *blob)
 {
-    if (kind == SESSION_BARRIER) {
-        multi_watch_run(n, req, s, blob);
-        return;
-    }
     raft_id leader = raft_leader_of(n->raft);
-    if (kind == SESSION_READ) {
+    if (kind == SESSION_READ || kind == SESSION_WATCH) {
         if (leader == 0) {
             node_reply_text(n, req, no_leader_reply);
             return;
         }
-        reads_take(n, req, blob->data, blob->len); /* the batch owns the bytes now */
+        /* The batch owns the bytes now. */
+        reads_take(n, req, kind == SESSION_WATCH ? s : NULL, blob->data, blob->len);
         buf_init(blob);
         return;
     }

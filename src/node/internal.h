@@ -171,6 +171,7 @@ struct writes
 struct read_item
 {
     struct server_request *req;
+    struct session *watch; /* a WATCH: answered by the node with the batch's index */
     void *blob;
     size_t len;
 };
@@ -331,7 +332,12 @@ void writes_free(struct node *n); /* without answering anyone: the node is gone 
 void origin_reply(struct node *n, const struct origin *o, const void *resp, size_t len);
 
 /* reads.c */
-void reads_take(struct node *n, struct server_request *req, void *blob, size_t len);
+/* A read of the script, or (watch set) a WATCH of that session, with its keys in blob. */
+void reads_take(struct node *n,
+                struct server_request *req,
+                struct session *watch,
+                void *blob,
+                size_t len);
 void reads_start(struct node *n);
 void reads_results(struct node *n, const struct raft_update *u);
 void reads_dispatch(struct node *n);

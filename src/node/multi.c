@@ -5,10 +5,11 @@
  * write, logged as one TRANSACTION entry (command.h) whose commands every replica applies
  * back to back; DISCARD forgets them.
  *
- * WATCH: EXEC fails (a null reply) if a watched key was written since the WATCH. The
- * WATCH waits for every command before it on the connection, then takes the node's applied
- * index: every write at or below it took effect before the WATCH, so only writes above it
- * can conflict. The leader decides, just before it proposes the transaction, by looking at
+ * WATCH: EXEC fails (a null reply) if a watched key was written since the WATCH. A WATCH
+ * is a read of the node's own: after the connection's writes before it, it takes a
+ * ReadIndex round, whose index covers every write that took effect before the WATCH, so
+ * only writes above it can conflict (and none before it can, however far this node's
+ * state lags). The leader decides, just before it proposes the transaction, by looking at
  * the writes in its log above that index (watch.c): nothing can come between that check
  * and the transaction's place in the log, since the leader alone appends.
  *
@@ -102,28 +103,30 @@ static void cmd_watch(struct node *n,
         lr_assert(buf_put_u32(&keys, (uint32_t)argvlen[i]) == 0);
         lr_assert(buf_append(&keys, argv[i], argvlen[i]) == 0);
     }
-    session_submit(n, s, req, SESSION_BARRIER, &keys);
+    session_submit(n, s, req, SESSION_WATCH, &keys);
     buf_free(&keys);
 }
 
-void multi_watch_run(struct node *n,
-                     struct server_request *req,
-                     struct session *s,
-                     struct buf *keys)
+void multi_watch_done(struct node *n,
+                      struct server_request *req,
+                      struct session *s,
+                      const void *keys,
+                      size_t len,
+                      raft_index index)
 {
-    if (!s->watching) {
-        /* Later WATCHes keep this index: older is safe (it can only add conflicts). */
+    if (!s->watching || index < s->watch_index) {
+        /* Later WATCHes keep the oldest index: older is safe (it can only add conflicts). */
+        s->watch_index = index;
         s->watching = true;
-        s->watch_index = n->applied;
     }
-    struct cursor c = cursor_make(keys->data, keys->len);
+    struct cursor c = cursor_make(keys, len);
     while (c.left > 0) {
-        uint32_t len;
+        uint32_t k;
         const uint8_t *p;
-        lr_assert(cursor_get_u32(&c, &len) && cursor_get_bytes(&c, len, &p));
+        lr_assert(cursor_get_u32(&c, &k) && cursor_get_bytes(&c, k, &p));
         s->watched_n++;
     }
-    lr_assert(buf_append(&s->watched, keys->data, keys->len) == 0);
+    lr_assert(buf_append(&s->watched, keys, len) == 0);
     node_reply_text(n, req, "+OK\r\n");
 }
 

@@ -9,13 +9,18 @@
 
 #include "fsm/job.h"
 #include "node/internal.h"
+#include "node/session.h"
 #include "util/assert.h"
 
-void reads_take(struct node *n, struct server_request *req, void *blob, size_t len)
+void reads_take(struct node *n,
+                struct server_request *req,
+                struct session *watch,
+                void *blob,
+                size_t len)
 {
     struct read_batch *b = &n->rd.turn;
     VEC_RESERVE(b->items, b->n, b->cap, 1);
-    b->items[b->n++] = (struct read_item){req, blob, len};
+    b->items[b->n++] = (struct read_item){req, watch, blob, len};
 }
 
 static void batch_fail(struct node *n, struct read_batch *b, const char *text)
@@ -100,15 +105,25 @@ void reads_dispatch(struct node *n)
         lr_assert(job != NULL);
         job->queries = calloc(b->n, sizeof *job->queries);
         lr_assert(job->queries != NULL);
+        unsigned q = 0;
         for (size_t k = 0; k < b->n; k++) {
-            job->queries[k].tag = b->items[k].req;
-            job->queries[k].blob = b->items[k].blob;
-            job->queries[k].len = b->items[k].len;
+            struct read_item *it = &b->items[k];
+            if (it->watch != NULL) {
+                multi_watch_done(n, it->req, it->watch, it->blob, it->len, b->index);
+                free(it->blob);
+                continue;
+            }
+            job->queries[q++] =
+                (struct fsm_job_query){.tag = it->req, .blob = it->blob, .len = it->len};
         }
-        job->n_queries = (unsigned)b->n;
+        job->n_queries = q;
         free(b->items);
         free(b);
-        n->io->fsm_submit(n->io->arg, job);
+        if (q > 0) {
+            n->io->fsm_submit(n->io->arg, job);
+        } else {
+            fsm_job_free(job);
+        }
     }
 }
 

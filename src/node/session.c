@@ -6,9 +6,9 @@
  * same connection. Commands run in phases: the script's reads of a connection may run
  * together, and so may its writes, but a read waits until the writes before it are
  * answered (so it sees them, on a follower too: its ReadIndex round starts after they
- * are applied on the leader), a write waits for the reads before it (so they cannot see
- * it), and a barrier (WATCH) waits for everything before it. Pipelined commands of one kind
- * still go out in one batch; only a change of kind waits for a round trip.
+ * are applied on the leader), and a write waits for the reads before it (so they cannot
+ * see it). A WATCH is a read of the node's own: it joins the reads' phase. Pipelined commands of
+ * one kind still go out in one batch; only a change of kind waits for a round trip.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -110,7 +110,8 @@ void session_unwatch(struct session *s)
  * waits while older ones are queued. */
 static bool may_join(const struct session *s, enum session_kind kind)
 {
-    return s->inflight == 0 || (kind != SESSION_BARRIER && kind == s->phase);
+    enum session_kind phase = kind == SESSION_WATCH ? SESSION_READ : kind;
+    return s->inflight == 0 || phase == s->phase;
 }
 
 static bool may_start(const struct session *s, enum session_kind kind)
@@ -124,12 +125,7 @@ static void start(struct node *n,
                   enum session_kind kind,
                   struct buf *blob)
 {
-    if (kind == SESSION_BARRIER) {
-        /* Runs and answers at once: nothing is in flight. */
-        session_run(n, s, req, kind, blob);
-        return;
-    }
-    s->phase = kind;
+    s->phase = kind == SESSION_WATCH ? SESSION_READ : kind;
     s->inflight++;
     s->refs++;
     n->io->set_tag(n->io->arg, req, s);

@@ -26,9 +26,9 @@ struct deferred;
 /* What a command waits for, and what may run beside it (session.c). */
 enum session_kind {
     SESSION_IDLE = 0,
-    SESSION_READ = 1,    /* the script's reads: one ReadIndex batch */
-    SESSION_WRITE = 2,   /* writes and transactions: proposed, or forwarded to the leader */
-    SESSION_BARRIER = 3, /* WATCH: runs when nothing before it is in flight */
+    SESSION_READ = 1,  /* the script's reads: one ReadIndex batch */
+    SESSION_WRITE = 2, /* writes and transactions: proposed, or forwarded to the leader */
+    SESSION_WATCH = 3, /* WATCH: a read of the node's own (its index), in the reads' phase */
 };
 
 struct session
@@ -112,10 +112,12 @@ bool multi_command(struct node *n,
                    int argc,
                    const char *const *argv,
                    const size_t *argvlen);
-/* The WATCH barrier, once everything before it is answered. */
-void multi_watch_run(struct node *n,
-                     struct server_request *req,
-                     struct session *s,
-                     struct buf *keys);
+/* A WATCH's ReadIndex round is through: every write up to index took effect before it. */
+void multi_watch_done(struct node *n,
+                      struct server_request *req,
+                      struct session *s,
+                      const void *keys,
+                      size_t len,
+                      raft_index index);
 
 #endif
