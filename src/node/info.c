@@ -25,7 +25,7 @@
 #include "util/assert.h"
 
 #ifndef LUARAFT_VERSION
-#define LUARAFT_VERSION "unknown"
+#error "LUARAFT_VERSION is defined by CMakeLists.txt, from project(... VERSION ...)"
 #endif
 
 void info_printf(struct buf *out, const char *fmt, ...)
