@@ -355,14 +355,16 @@ void introspect_info(const struct conn_call *c)
 static bool keyspace_parse(const struct fsm_reply *r, int64_t ks[2])
 {
     long long keys, expires;
-    char tail;
+    int end = -1;
     if (r->data == NULL || r->len == 0 || r->len > 64) {
         return false;
     }
     char text[72];
     memcpy(text, r->data, r->len);
     text[r->len] = '\0';
-    if (sscanf(text, "*2\r\n:%lld\r\n:%lld\r%c", &keys, &expires, &tail) != 3) {
+    /* (Whitespace in a scanf format matches any run of it, CR and LF included.) */
+    if (sscanf(text, "*2\r\n:%lld\r\n:%lld%n", &keys, &expires, &end) != 2 || end < 0 ||
+        strcmp(text + end, "\r\n") != 0) {
         return false;
     }
     ks[0] = keys;
