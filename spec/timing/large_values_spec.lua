@@ -25,46 +25,13 @@ local VALUES = 5
 local REPLY_PARTS = {16 * MIB, 16 * MIB, 8 * MIB} -- appended into one 40 MiB value
 local CLIENT_S = 60 -- per redis-cli call moving tens of MiB on a loaded machine
 
--- kv.lua has no write whose reply carries a stored value, and a command is limited to
--- 32 MiB (src/node/internal.h, node_command_bytes_max), so a 40 MiB reply needs a value
--- built by appends and a write that returns it: the spec runs kv.lua with Redis's APPEND
--- and GETSET added, both writes, inserted where kv.lua's locals are in scope.
-local EXTRA_COMMANDS = [==[
-
--- Added by spec/node/large_values_spec.lua.
-commands.APPEND = {
-    arity = 3,
-    fn = function(cmd)
-        local v = (data[cmd[2]] or "") .. cmd[3]
-        set(cmd[2], v)
-        return #v
-    end,
-}
-
-commands.GETSET = {
-    arity = 3,
-    fn = function(cmd)
-        local old = data[cmd[2]]
-        set(cmd[2], cmd[3])
-        expires[cmd[2]] = nil
-        return old
-    end,
-}
-]==]
+-- A command is limited to 32 MiB (src/node/internal.h, node_command_bytes_max), so a
+-- 40 MiB reply needs a value built by APPENDs and a write that returns it (GETSET).
 
 local function write_file(path, bytes)
   local f = assert(io.open(path, "wb"))
   f:write(bytes)
   f:close()
-end
-
-local function script_with_getset(dir)
-  local src = S.read_file(S.kv)
-  local at = src:find("\nM.reads = {", 1, true)
-  assert(at, "examples/kv.lua has no 'M.reads = {' line to insert the spec's commands before")
-  local path = dir .. "/kv_getset.lua"
-  write_file(path, src:sub(1, at) .. EXTRA_COMMANDS .. src:sub(at + 1))
-  return path
 end
 
 -- A value of n bytes that differs per key and along its length.
@@ -113,7 +80,7 @@ describe("large values", function()
   it("leave the term unchanged: 16 MiB SETs, their GETs, a 40 MiB forwarded reply", function()
     local dir = S.sh("mktemp -d /tmp/luaraft-large.XXXXXX"):gsub("%s+$", "")
     local ok, err = pcall(function()
-      c = S.cluster({ n = 3, script = script_with_getset(dir) })
+      c = S.cluster({ n = 3, script = S.kv })
       c:start_all()
       local leader = c:wait_leader(10)
       local follower = leader % 3 + 1
