@@ -7,6 +7,14 @@ local here = debug.getinfo(1, "S").source:sub(2):match("^(.*)/")
 local S = dofile(here .. "/../node/support.lua")
 
 S.clients_dir = here
+
+-- ps can deadlock with the sanitizer build's ASan runtime preloaded (CMakeLists.txt gives
+-- the spec directories that load no C module no LD_PRELOAD for that reason): ask it
+-- without. The cluster's methods (kill, alive) look S.pid_alive up when they run.
+function S.pid_alive(pid)
+    local state = S.sh("env -u LD_PRELOAD ps -o stat= -p " .. pid .. " 2>/dev/null")
+    return state ~= "" and not state:match("^Z")
+end
 local build = os.getenv("LUARAFT_BUILD_DIR")
 if build == nil or build == "" then
     build = S.root .. "/build"
