@@ -297,7 +297,7 @@ void introspect_config(const struct conn_call *c)
     const char *const params[][2] = {
         {"appendonly", "no"},
         {"appendfsync", "always"},
-        {"cluster-enabled", "no"},
+        {"cluster-enabled", "yes"},
         {"databases", "1"},
         {"maxclients", maxclients},
         {"maxmemory", "0"},
