@@ -139,7 +139,7 @@ bool multi_command(struct node *n,
 {
     const char *name = argv[0];
     size_t len = argvlen[0];
-    static const char *const names[] = {"MULTI", "EXEC", "DISCARD", "WATCH", "UNWATCH"};
+    static const char *const names[] = {"multi", "exec", "discard", "watch", "unwatch"};
     static const int arity[] = {1, 1, 1, -2, 1};
     int which = -1;
     for (int i = 0; i < 5 && which < 0; i++) {
@@ -149,12 +149,7 @@ bool multi_command(struct node *n,
         return false;
     }
     if (arity[which] > 0 ? argc != arity[which] : argc < -arity[which]) {
-        conn_reply_error(n, req, "ERR wrong number of arguments for '%s' command",
-                         which == 0   ? "multi"
-                         : which == 1 ? "exec"
-                         : which == 2 ? "discard"
-                         : which == 3 ? "watch"
-                                      : "unwatch");
+        conn_reply_error(n, req, "ERR wrong number of arguments for '%s' command", names[which]);
         if (s != NULL && s->in_multi) {
             s->multi_dirty = true;
         }
