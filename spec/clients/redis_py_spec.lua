@@ -4,9 +4,11 @@
 --
 -- What it catches: a reply shape or handshake redis-py cannot parse (INFO, EXECABORT, a
 -- WATCH abort, SCAN cursors, CLIENT SETNAME, the cluster discovery redis-py's RedisCluster
--- does with INFO, CLUSTER SLOTS and COMMAND); a follower that answers a GET pipelined
--- behind a SET on the same connection with the old value.
+-- does with INFO, CLUSTER SLOTS and COMMAND, and its rediscovery after kill -9 of the
+-- leader); a follower that answers a GET pipelined behind a SET on the same connection
+-- with the old value.
 local S = dofile(debug.getinfo(1, "S").source:sub(2):match("^(.*)/") .. "/support.lua")
+local F = dofile(S.clients_dir .. "/failover.lua")
 
 S.client_tests({ describe = describe, it = it, setup = setup, teardown = teardown },
     "redis-py", "py", {
@@ -25,3 +27,9 @@ S.client_tests({ describe = describe, it = it, setup = setup, teardown = teardow
             "follower_reads", { "follower" } },
         { "works as RedisCluster", "cluster", { "follower" } },
     })
+
+describe("redis-py RedisCluster", function()
+    it("goes on writing after kill -9 of the leader", function()
+        F.run("py")
+    end)
+end)
