@@ -114,6 +114,7 @@ local HUGE = math.huge
 -- =======================================================================================
 
 local OK = { ok = "OK" }
+local NULL_ARRAY = { null_array = true } -- RESP2's *-1, RESP3's _
 local function err(text)
     return { err = text }
 end
@@ -2107,7 +2108,7 @@ do -- (a block, so that the lists' helpers are no locals of the chunk)
             return WRONGTYPE
         end
         if o == nil then
-            return nil
+            return n ~= nil and NULL_ARRAY or nil -- RESP2: *-1 with a count, as Redis
         end
         if n == nil then
             local x = list_pop(o, left)
@@ -3345,12 +3346,13 @@ local function zrange(cmd, argc, by, rev, store)
             out[#out + 1] = m
             out[#out + 1] = scores[m]
         elseif withscores then
-            out[#out + 1] = { m, score_reply(scores[m]) }
+            out[#out + 1] = m
+            out[#out + 1] = score_reply(scores[m])
         else
             out[#out + 1] = m
         end
     end
-    return out
+    return withscores and { pairs = out } or out -- RESP2 gets the pairs flat
 end
 
 def("ZRANGE", { read = true, arity = -4, keys = K1 }, function(cmd, argc)
@@ -3434,14 +3436,11 @@ local function zpop(cmd, argc, max)
         local m = max and zlast_member(o) or zfirst_member(o)
         local s = o.m[m]
         zset_delete(o, m)
-        if argc == 3 then
-            out[#out + 1] = { m, score_reply(s) }
-        else
-            out[1], out[2] = m, score_reply(s)
-        end
+        out[#out + 1] = m
+        out[#out + 1] = score_reply(s)
     end
     drop_if_empty(key, o)
-    return out
+    return argc == 3 and { pairs = out } or out -- with a count: pairs, flat on RESP2
 end
 
 def("ZPOPMIN", { arity = -2, keys = K1, flags = FAST }, function(cmd, argc)
@@ -3746,7 +3745,7 @@ do -- (a block, so that the streams' helpers are no locals of the chunk)
             return WRONGTYPE
         end
         if limit == 0 then
-            return nil
+            return NULL_ARRAY -- as Redis (RESP2 *-1)
         end
         local out, e = {}, o.e
         local from, to, step = o.h, o.h + o.n - 1, 1

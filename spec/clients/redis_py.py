@@ -28,6 +28,13 @@ def check_basic(r, p, _others):
     expect(r.exists(p + "k", p + "missing"), 1, "EXISTS")
     expect(r.delete(p + "k"), 1, "DEL")
     expect(r.get(p + "k"), None, "GET after DEL")
+    # Replies whose RESP2 shape is not their RESP3 one: flat member/score pairs, and the
+    # null array of LPOP with a count.
+    expect(r.zadd(p + "z", {"a": 1, "b": 2.5}), 2, "ZADD")
+    expect(r.zrange(p + "z", 0, -1, withscores=True), [(b"a", 1.0), (b"b", 2.5)],
+           "ZRANGE WITHSCORES")
+    expect(r.zpopmin(p + "z", 1), [(b"a", 1.0)], "ZPOPMIN with a count")
+    expect(r.lpop(p + "nolist", 2), None, "LPOP of a missing key with a count")
 
 
 def check_pipeline(r, p, _others):

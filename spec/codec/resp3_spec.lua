@@ -1,9 +1,14 @@
--- RESP3 replies as a RESP2 connection gets them (src/client/resp3.c): the mapping of
--- src/client/resp3.h, byte for byte, and that RESP2 replies pass through untouched.
+-- Replies as a connection gets them (src/client/resp3.c): the RESP2 mapping of
+-- src/client/resp3.h byte for byte, the fsm's hints for both protocols, and that replies
+-- with nothing to change pass through untouched.
 local codec = require("luaraft.codec")
 
 local function down(s)
-    return codec.resp3_to_resp2(s)
+    return codec.resp3_edit(s, 2)
+end
+
+local function needs2(s)
+    return codec.resp3_needs_edit(s, 2)
 end
 
 describe("RESP3 to RESP2", function()
@@ -18,14 +23,14 @@ describe("RESP3 to RESP2", function()
             "*0\r\n",
             "*2\r\n$1\r\na\r\n:1\r\n",
         }) do
-            assert.is_false(codec.resp3_has_resp3(r), r)
+            assert.is_false(needs2(r), r)
             assert.are.equal(r, down(r))
         end
     end)
 
     it("flattens maps and turns sets and pushes into arrays", function()
         local map = "%2\r\n$1\r\na\r\n:1\r\n$1\r\nb\r\n:2\r\n"
-        assert.is_true(codec.resp3_has_resp3(map))
+        assert.is_true(needs2(map))
         assert.are.equal("*4\r\n$1\r\na\r\n:1\r\n$1\r\nb\r\n:2\r\n", down(map))
         assert.are.equal("*2\r\n$1\r\nx\r\n$1\r\ny\r\n", down("~2\r\n$1\r\nx\r\n$1\r\ny\r\n"))
         assert.are.equal("*1\r\n:7\r\n", down(">1\r\n:7\r\n"))
@@ -45,7 +50,7 @@ describe("RESP3 to RESP2", function()
 
     it("converts inside nested arrays, and drops attributes", function()
         local nested = "*3\r\n_\r\n%1\r\n$1\r\nk\r\n~1\r\n#t\r\n,0.5\r\n"
-        assert.is_true(codec.resp3_has_resp3(nested))
+        assert.is_true(needs2(nested))
         assert.are.equal("*3\r\n$-1\r\n*2\r\n$1\r\nk\r\n*1\r\n:1\r\n$3\r\n0.5\r\n", down(nested))
         assert.are.equal(":5\r\n", down("|1\r\n$3\r\nttl\r\n:3\r\n:5\r\n"))
     end)
@@ -63,9 +68,31 @@ describe("RESP3 to RESP2", function()
             "_x\r\n",
         }) do
             assert.is_nil(down(bad), bad)
-            assert.is_false(codec.resp3_has_resp3(bad), bad)
+            assert.is_false(needs2(bad), bad)
         end
         -- Nesting deeper than the converter walks is refused, not a stack overflow.
         assert.is_nil(down(string.rep("*1\r\n", 100000) .. ":1\r\n"))
+    end)
+
+    it("follows the fsm's hints, and never sends an attribute", function()
+        local pairs3 = "*2\r\n*2\r\n$1\r\na\r\n,1\r\n*2\r\n$1\r\nb\r\n,2.5\r\n"
+        local hinted = "|1\r\n+luaraft:pairs\r\n#t\r\n" .. pairs3
+        -- RESP2: flat member, score, member, score, as Redis's ZRANGE WITHSCORES.
+        assert.are.equal("*4\r\n$1\r\na\r\n$1\r\n1\r\n$1\r\nb\r\n$3\r\n2.5\r\n", down(hinted))
+        -- RESP3: the nested pairs, without the attribute.
+        assert.is_true(codec.resp3_needs_edit(hinted, 3))
+        assert.are.equal(pairs3, codec.resp3_edit(hinted, 3))
+        assert.are.equal("*0\r\n", down("|1\r\n+luaraft:pairs\r\n#t\r\n*0\r\n"))
+        -- Inside an EXEC's array too.
+        assert.are.equal("*2\r\n+OK\r\n" .. pairs3,
+            codec.resp3_edit("*2\r\n+OK\r\n" .. hinted, 3))
+        local null = "|1\r\n+luaraft:null-array\r\n#t\r\n_\r\n"
+        assert.are.equal("*-1\r\n", down(null))
+        assert.are.equal("_\r\n", codec.resp3_edit(null, 3))
+        -- A reply for RESP3 with no attribute is never touched.
+        assert.is_false(codec.resp3_needs_edit("%1\r\n$1\r\na\r\n,1\r\n", 3))
+        -- A hint before a reply of another shape is refused.
+        assert.is_nil(down("|1\r\n+luaraft:pairs\r\n#t\r\n*1\r\n:1\r\n"))
+        assert.is_nil(down("|1\r\n+luaraft:null-array\r\n#t\r\n:1\r\n"))
     end)
 end)

@@ -5,7 +5,8 @@
 -- value.
 --
 -- A parsed reply is {t = TYPE, v = VALUE}: t is "+" status, "-" error, ":" integer, "$"
--- bulk string, "," double (v is its text), "_" any null (RESP2's $-1 and *-1 too), "*"
+-- bulk string, "," double (v is its text), "_" any null (RESP2's $-1 too, and *-1 with
+-- array = true, so that the two RESP2 nulls differ), "*"
 -- array, "%" map (v is the flat list k1, v1, ...), "~" set, "=" verbatim string (v
 -- without its "txt:" prefix).
 local socket = require("socket")
@@ -70,7 +71,7 @@ local function parse(src)
     elseif t == "*" or t == "%" or t == "~" or t == ">" then
         local n = tonumber(rest)
         if n < 0 then
-            return { t = "_" }
+            return { t = "_", array = true }
         end
         local items = {}
         for i = 1, (t == "%" and 2 * n or n) do
@@ -215,7 +216,7 @@ end
 
 function R.show(r)
     if r.t == "_" then
-        return "(null)"
+        return r.array and "(null array)" or "(null)"
     elseif r.t == "*" or r.t == "~" or r.t == "%" then
         local parts = {}
         for i, x in ipairs(r.v) do
@@ -256,7 +257,7 @@ function R.same(a, b, opts)
         return false
     end
     if a.t == "_" then
-        return true
+        return (a.array or false) == (b.array or false)
     end
     if a.t == ":" and opts.tolerance then
         return math.abs(a.v - b.v) <= opts.tolerance

@@ -1,6 +1,7 @@
 -- The reply mapping: each Lua value a script returns becomes the RESP bytes README.md
 -- promises, byte for byte (checked on the raw bytes, not through fsm.decode): RESP2, and
--- RESP3's map, set and double (Redis 7.0's formatting) where the script asks for them.
+-- RESP3's map, set and double (Redis 7.0's formatting) where the script asks for them, and
+-- the hints that give a RESP2 connection Redis's shapes (pairs, null arrays).
 local S = dofile(debug.getinfo(1, "S").source:sub(2):match("^(.*)/") .. "/support.lua")
 
 local source = [==[
@@ -51,6 +52,11 @@ local values = {
     double_nan = function() return { double = 0 / 0 } end,
     double_neg_nan = function() return { double = -(0 / 0) } end,
     bad_double = function() return { double = "1.5" } end,
+    pairs = function() return { pairs = { "a", { double = 1.5 }, "b", 2 } } end,
+    empty_pairs = function() return { pairs = {} } end,
+    odd_pairs = function() return { pairs = { "a", 1, "b" } } end,
+    null_array = function() return { null_array = true } end,
+    bad_null_array = function() return { null_array = 1 } end,
     map_over_array = function() return { 1, 2, map = { "k", "v" } } end,
     err_over_map = function() return { err = "E x", map = { "k", "v" } } end,
     deep_map = function()
@@ -116,6 +122,12 @@ describe("fsm replies", function()
         { "double_inf", ",inf\r\n" },
         { "double_neg_inf", ",-inf\r\n" },
         { "double_nan", ",nan\r\n" },
+        -- the hints for a RESP2 connection (client/resp3.h), then the RESP3 form
+        { "pairs", "|1\r\n+luaraft:pairs\r\n#t\r\n*2\r\n*2\r\n$1\r\na\r\n,1.5\r\n*2\r\n$1\r\nb\r\n:2\r\n" },
+        { "empty_pairs", "|1\r\n+luaraft:pairs\r\n#t\r\n*0\r\n" },
+        { "odd_pairs", "-ERR a pairs reply needs a second value in each pair: {pairs = {a1, b1, ...}}\r\n" },
+        { "null_array", "|1\r\n+luaraft:null-array\r\n#t\r\n_\r\n" },
+        { "bad_null_array", "-ERR a null_array reply holds a number, not true\r\n" },
         { "double_neg_nan", ",nan\r\n" },
         { "bad_double", "-ERR a double reply holds a string, not a number\r\n" },
         { "map_over_array", "%1\r\n$1\r\nk\r\n$1\r\nv\r\n" },
@@ -155,9 +167,14 @@ describe("fsm replies", function()
         local nan = fsm.decode(",nan\r\n").double
         assert.is_true(nan ~= nan)
         assert.are.equal(fsm.null, fsm.decode("_\r\n"))
+        -- and so do the hinted ones
+        assert.are.same({ pairs = { "a", { double = 1.5 }, "b", 2 } },
+            fsm.decode(m:apply({ "pairs" })))
+        assert.are.same({ null_array = true }, fsm.decode(m:apply({ "null_array" })))
         assert.has_error(function() fsm.decode(",1.5x\r\n") end)
         assert.has_error(function() fsm.decode("%1\r\n:1\r\n") end)
         assert.has_error(function() fsm.decode("$5\r\nab\r\n") end)
         assert.has_error(function() fsm.decode(":1\r\n:2\r\n") end)
+        assert.has_error(function() fsm.decode("?\r\n") end, "fsm.decode: unknown type byte 63")
     end)
 end)

@@ -400,10 +400,10 @@ void server_reply(struct server_request *req, const void *resp, size_t len)
         request_free(req);
         return;
     }
-    if (req->proto < 3 && resp3_has_resp3(resp, len)) {
+    if (resp3_needs_edit(resp, len, req->proto < 3 ? 2 : 3)) {
         struct buf b;
         buf_init(&b);
-        if (resp3_to_resp2(resp, len, &b) != 0) {
+        if (resp3_edit(resp, len, req->proto < 3 ? 2 : 3, &b) != 0) {
             buf_free(&b);
             client_close(c);
             request_free(req);

@@ -60,13 +60,16 @@
  * Replies are encoded straight to RESP2: string -> bulk string; integer -> integer; a
  * float with an integral value -> integer, other floats -> bulk string ("%.17g"); nil and
  * false -> null bulk ($-1); true -> integer 1; {ok = "s"} -> status +s; {err = "s"} ->
- * error -s; and three RESP3 forms where the script asks for them (the node turns them
- * into Redis's RESP2 forms for a RESP2 connection): {map = {k1, v1, k2, v2, ...}} -> map
- * %n of n pairs (an odd count is an error), {set = {...}} -> set ~n, {double = x} ->
- * double ",x" as Redis 7.0 writes it ("%.17g", inf and -inf; every NaN "nan"). Any other
- * table -> array of t[1], t[2], ... up to the first nil (never #t, whose border depends on
- * the table's layout). The fields are looked at in the order err, ok, map, set, double
- * (so a table with a map field is a map, whatever else it holds). Nesting: at most
+ * error -s; and RESP3 forms where the script asks for them (the node turns them into
+ * Redis's RESP2 forms for a RESP2 connection, client/resp3.h): {map = {k1, v1, k2, v2,
+ * ...}} -> map %n of n pairs (an odd count is an error), {set = {...}} -> set ~n,
+ * {double = x} -> double ",x" as Redis 7.0 writes it ("%.17g", inf and -inf; every NaN
+ * "nan"), {pairs = {a1, b1, a2, b2, ...}} -> an array of n two-element arrays, which a
+ * RESP2 connection gets flat (*2n, as Redis's ZRANGE WITHSCORES), {null_array = true} ->
+ * null _, which a RESP2 connection gets as *-1. Any other table -> array of t[1], t[2],
+ * ... up to the first nil (never #t, whose border depends on the table's layout). The
+ * fields are looked at in the order err, ok, map, set, double, pairs, null_array (so a
+ * table with a map field is a map, whatever else it holds). Nesting: at most
  * fsm_reply_depth_max levels.
  *
  * A Lua error inside apply or query becomes an error reply and the fsm stays usable:

@@ -1,7 +1,8 @@
 /*
  * Lua values to RESP bytes: RESP2, and RESP3's map, set and double where the script asks
- * for them (the mapping is in fsm.h). The encoder reads tables with raw
- * accesses only, so no metamethod runs and the bytes depend on the value alone.
+ * for them, and the hints the edge follows for a RESP2 connection (the mapping is in
+ * fsm.h). The encoder reads tables with raw accesses only, so no metamethod runs and the
+ * bytes depend on the value alone.
  */
 #include <lauxlib.h>
 #include <math.h>
@@ -9,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "client/resp3.h" /* the hints */
 #include "fsm/fsm_internal.h"
 
 void fsm_reply_init(struct fsm_reply *r)
@@ -170,14 +172,59 @@ static int reply_encode_list(lua_State *L,
     return rv;
 }
 
+/* The attribute that tells the edge how a RESP2 connection gets the reply after it
+ * (client/resp3.h). */
+static int reply_append_hint(struct fsm_reply *out, const char *hint)
+{
+    int rv = reply_append(out, "|1\r\n", 4);
+    if (rv == 0) {
+        rv = reply_append_line(out, '+', hint, strlen(hint));
+    }
+    return rv == 0 ? reply_append(out, "#t\r\n", 4) : rv;
+}
+
+/* {pairs = {k1, v1, ...}}: the hint, then *n of *2 pairs. [-0, +0, v] */
+static int reply_encode_pairs(lua_State *L, int t, struct fsm_reply *out, int depth)
+{
+    lua_Integer n = 0;
+    while (lua_rawgeti(L, t, n + 1) != LUA_TNIL) { /* t[n + 1] */
+        lua_pop(L, 1);                             /* */
+        n++;
+    }
+    lua_pop(L, 1); /* */
+    if (n % 2 != 0) {
+        return luaL_error(L,
+                          "a pairs reply needs a second value in each pair: "
+                          "{pairs = {a1, b1, ...}}");
+    }
+    int rv = reply_append_hint(out, RESP3_HINT_PAIRS);
+    if (rv == 0) {
+        rv = reply_append_number_line(out, '*', (long long)(n / 2));
+    }
+    luaL_checkstack(L, 2, "reply encoding");
+    for (lua_Integer i = 1; rv == 0 && i <= n; i++) {
+        if (i % 2 == 1) {
+            rv = reply_append(out, "*2\r\n", 4);
+        }
+        lua_rawgeti(L, t, i); /* t[i] */
+        if (rv == 0) {
+            rv = reply_encode_depth(L, -1, out, depth + 2);
+        }
+        lua_pop(L, 1); /* */
+    }
+    return rv;
+}
+
 /*
- * The RESP3 forms: {map = {k1, v1, ...}} -> %n, {set = {...}} -> ~n, {double = x} -> ,x.
- * Sets *done when t is one of them. [-0, +0, v]
+ * The RESP3 forms: {map = {k1, v1, ...}} -> %n, {set = {...}} -> ~n, {double = x} -> ,x,
+ * {pairs = {a1, b1, ...}} -> *n of *2 (flat on RESP2), {null_array = true} -> _ (*-1 on
+ * RESP2). Sets *done when t is one of them. [-0, +0, v]
  */
 static int reply_encode_resp3(lua_State *L, int t, struct fsm_reply *out, int depth, bool *done)
 {
-    static const char *const fields[] = {"map", "set", "double"};
-    for (int i = 0; i < 3; i++) {
+    static const char *const fields[] = {"map", "set", "double", "pairs", "null_array"};
+    static const char *const wants[] = {"a table", "a table", "a number", "a table", "true"};
+    for (int i = 0; i < 5; i++) {
         lua_pushstring(L, fields[i]); /* key */
         int type = lua_rawget(L, t);  /* t[key] */
         if (type == LUA_TNIL) {
@@ -191,9 +238,16 @@ static int reply_encode_resp3(lua_State *L, int t, struct fsm_reply *out, int de
         } else if (i < 2 && type == LUA_TTABLE) {
             rv = reply_encode_list(L, lua_absindex(L, -1), i == 0 ? '%' : '~', i == 0 ? 2 : 1, out,
                                    depth);
+        } else if (i == 3 && type == LUA_TTABLE) {
+            rv = reply_encode_pairs(L, lua_absindex(L, -1), out, depth);
+        } else if (i == 4 && type == LUA_TBOOLEAN && lua_toboolean(L, -1)) {
+            rv = reply_append_hint(out, RESP3_HINT_NULL_ARRAY);
+            if (rv == 0) {
+                rv = reply_append(out, "_\r\n", 3);
+            }
         } else {
-            return luaL_error(L, "a %s reply holds a %s, not a %s", fields[i], luaL_typename(L, -1),
-                              i == 2 ? "number" : "table");
+            return luaL_error(L, "a %s reply holds a %s, not %s", fields[i], luaL_typename(L, -1),
+                              wants[i]);
         }
         lua_pop(L, 1); /* */
         return rv;

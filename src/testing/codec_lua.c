@@ -24,8 +24,8 @@
  *          is "incomplete" when bytes hold too little of the frame. limits =
  *          {frame_bytes_max=, handshake_bytes_max=, entries_max=}
  *        codec.wire_header_bytes, codec.wire_magic, codec.wire_version
- *        codec.resp3_to_resp2(bytes) -> bytes | nil (not one well-formed reply);
- *          codec.resp3_has_resp3(bytes) -> boolean (client/resp3.h)
+ *        codec.resp3_edit(bytes, proto) -> bytes | nil (not one well-formed reply);
+ *          codec.resp3_needs_edit(bytes, proto) -> boolean (client/resp3.h; proto 2 or 3)
  * Misc:  codec.crc32c(bytes [, crc]) -> integer
  */
 #include <lauxlib.h>
@@ -370,13 +370,21 @@ static int codec_crc32c(lua_State *L)
     return 1;
 }
 
-static int codec_resp3_to_resp2(lua_State *L)
+static int resp3_proto_arg(lua_State *L, int arg)
+{
+    lua_Integer proto = luaL_checkinteger(L, arg);
+    luaL_argcheck(L, proto == 2 || proto == 3, arg, "the protocol is 2 or 3");
+    return (int)proto;
+}
+
+static int codec_resp3_edit(lua_State *L)
 {
     size_t n = 0;
     const char *s = luaL_checklstring(L, 1, &n);
+    int proto = resp3_proto_arg(L, 2);
     struct buf b;
     buf_init(&b);
-    int rv = resp3_to_resp2(s, n, &b);
+    int rv = resp3_edit(s, n, proto, &b);
     if (rv == 0) {
         lua_pushlstring(L, (const char *)b.data, b.len);
     } else {
@@ -386,11 +394,11 @@ static int codec_resp3_to_resp2(lua_State *L)
     return 1;
 }
 
-static int codec_resp3_has_resp3(lua_State *L)
+static int codec_resp3_needs_edit(lua_State *L)
 {
     size_t n = 0;
     const char *s = luaL_checklstring(L, 1, &n);
-    lua_pushboolean(L, resp3_has_resp3(s, n));
+    lua_pushboolean(L, resp3_needs_edit(s, n, resp3_proto_arg(L, 2)));
     return 1;
 }
 
@@ -413,8 +421,8 @@ static const luaL_Reg module_funcs[] = {
     {"wire_encode", codec_wire_encode},
     {"wire_decode", codec_wire_decode},
     {"crc32c", codec_crc32c},
-    {"resp3_to_resp2", codec_resp3_to_resp2},
-    {"resp3_has_resp3", codec_resp3_has_resp3},
+    {"resp3_edit", codec_resp3_edit},
+    {"resp3_needs_edit", codec_resp3_needs_edit},
     {NULL, NULL},
 };
 

@@ -12,7 +12,8 @@
  *           fsm.decode(resp_bytes) -> value: {ok = s}, {err = s}, string, integer, array
  *             table, or fsm.null for a null bulk string or array (and RESP3's _); the
  *             RESP3 forms as the script writes them: {map = {k1, v1, ...}}, {set = {...}},
- *             {double = x}
+ *             {double = x}, and after the fsm's hints {pairs = {a1, b1, ...}},
+ *             {null_array = true}
  *           fsm.null: the sentinel for RESP null
  *           fsm.payload(kind, ...) -> bytes | nil: an entry's payload (command.h) stamped
  *             with time_ms: ("command", cmd [, time_ms]), ("tick" [, time_ms]),
@@ -43,6 +44,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "client/resp3.h" /* the hints */
 #include "command.h"
 #include "fsm/fsm.h"
 #include "fsm/job.h"
@@ -418,6 +420,56 @@ static double decode_double(lua_State *L, const char *s, size_t len)
     return v;
 }
 
+static void decode_value(lua_State *L, struct decoder *d, int depth);
+
+/* Whether the next value is the simple string text (a hint's key, client/resp3.h). */
+static bool decode_is_status(const struct decoder *d, const char *text)
+{
+    size_t n = strlen(text);
+    return (size_t)(d->end - d->p) >= n + 3 && d->p[0] == '+' && memcmp(d->p + 1, text, n) == 0 &&
+           d->p[n + 1] == '\r' && d->p[n + 2] == '\n';
+}
+
+/* After an attribute's header of n pairs: pushes the reply it annotates, in the form the
+ * script wrote it ({pairs = {a1, b1, ...}}, {null_array = true}) where the attribute is
+ * one of the fsm's hints. [-0, +1, e] */
+static void decode_hinted(lua_State *L, struct decoder *d, long long n, int depth)
+{
+    const char *hint = NULL;
+    for (long long i = 0; i < n; i++) {
+        if (decode_is_status(d, RESP3_HINT_PAIRS)) {
+            hint = "pairs";
+        } else if (decode_is_status(d, RESP3_HINT_NULL_ARRAY)) {
+            hint = "null_array";
+        }
+        decode_value(L, d, depth + 1); /* key */
+        decode_value(L, d, depth + 1); /* key value */
+        lua_pop(L, 2);                 /* */
+    }
+    decode_value(L, d, depth); /* v */
+    if (hint == NULL) {
+        return;
+    }
+    lua_createtable(L, 0, 1); /* v wrap */
+    if (hint[0] == 'n') {
+        lua_pushboolean(L, 1); /* v wrap true */
+    } else {
+        luaL_checktype(L, -2, LUA_TTABLE);
+        lua_newtable(L); /* v wrap flat */
+        lua_Integer k = 0;
+        for (lua_Integer i = 1; lua_rawgeti(L, -3, i) == LUA_TTABLE; i++) { /* v wrap flat pair */
+            for (int j = 1; j <= 2; j++) {
+                lua_rawgeti(L, -1, j);   /* v wrap flat pair x */
+                lua_rawseti(L, -3, ++k); /* v wrap flat pair */
+            }
+            lua_pop(L, 1); /* v wrap flat */
+        }
+        lua_pop(L, 1); /* v wrap flat */
+    }
+    lua_setfield(L, -2, hint); /* v wrap */
+    lua_remove(L, -2);         /* wrap */
+}
+
 /* Pushes the next value. [-0, +1, e] */
 static void decode_value(lua_State *L, struct decoder *d, int depth)
 {
@@ -488,8 +540,18 @@ static void decode_value(lua_State *L, struct decoder *d, int depth)
         case '_':
             lua_getfield(L, LUA_REGISTRYINDEX, NULL_KEY); /* null */
             return;
+        case '|':
+            decode_hinted(L, d, decode_integer(L, line, len), depth);
+            return;
+        case '#':
+            if (len != 1 || (line[0] != 't' && line[0] != 'f')) {
+                luaL_error(L, "fsm.decode: bad boolean");
+            }
+            lua_pushboolean(L, line[0] == 't'); /* b */
+            return;
         default:
-            luaL_error(L, "fsm.decode: unknown type byte 0x%02x", (unsigned)(unsigned char)type);
+            /* lua_pushfstring knows no %x: the byte's value in decimal */
+            luaL_error(L, "fsm.decode: unknown type byte %d", (int)(unsigned char)type);
     }
 }
 
