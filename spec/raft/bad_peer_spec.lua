@@ -42,8 +42,8 @@ describe("a malformed peer message", function()
       return {type = "SNAPSHOT", from = l, term = term, index = 1000, snapshot_term = 0} end},
     {"a snapshot at an index near 2^64", function(l, term)
       return {type = "SNAPSHOT", from = l, term = term, index = MAX, snapshot_term = term} end},
-    {"a sender outside the configuration", function(l, term)
-      return {type = "VOTE", from = 99, term = term + 1, last_index = 100, last_term = term} end},
+    {"a sender of id 0", function(l, term)
+      return {type = "HEARTBEAT", from = 0, term = term} end},
   }
   for _, case in ipairs(cases) do
     it("is dropped: " .. case[1], function()
@@ -57,6 +57,21 @@ describe("a malformed peer message", function()
       still_works(c)
     end)
   end
+
+  -- Servers take requests without consulting their configuration (thesis 4.1): a new
+  -- leader may come from one they have not received yet. What keeps an outsider (a
+  -- removed server, say) from disrupting is the leader lease, as for anyone.
+  it("from a sender outside the configuration is handled as any other", function()
+    local c, leader, follower = setup(23)
+    local term = c:term(follower)
+    assert.is_true(c:inject(follower, {type = "VOTE", from = 99, term = term + 1,
+                                       last_index = 100, last_term = term}))
+    assert.equals(term, c:term(follower)) -- within the lease: ignored
+    assert.is_true(c:inject(leader, {type = "APPEND_RESP", from = 99, term = term,
+                                     success = true, index = 1}))
+    assert.equals("leader", c:role(leader)) -- an answer from nobody it tracks: ignored
+    still_works(c)
+  end)
 
   it("claiming the leader's own term is ignored by the leader", function()
     local c, leader, follower = setup(22)

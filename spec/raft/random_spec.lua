@@ -1,8 +1,9 @@
 -- Random runs: thousands of seeds, each a cluster under random faults (loss, duplication,
 -- delay and reordering, partitions of every shape, crashes losing unsynced writes,
 -- pauses, skewed clocks, slow and stalled disks, leaders deposed right after a burst of
--- proposals) with the checker after every step, then a heal and a liveness check. The
--- loop runs in C; a failing seed prints the one command that replays it.
+-- proposals, membership changes) with the checker after every step, then a heal and a
+-- liveness check. The loop runs in C; a failing seed prints the one command that replays
+-- it.
 --
 -- LUARAFT_SEEDS=N runs N seeds (default 2000), LUARAFT_FIRST_SEED the first (default 1),
 -- LUARAFT_STEPS the steps per run (default 2000), LUARAFT_SEED=S replays seed S alone.
@@ -38,6 +39,8 @@ describe("random runs", function()
     if count >= 100 then
       assert.is_true(st.snapshots_installed > 0, "no snapshot was ever installed")
       assert.is_true(st.reads_served > 0, "no read was ever served")
+      -- Membership changed under the faults: servers added, promoted, demoted, removed.
+      assert.is_true(st.changes > count, "too few membership changes: " .. st.changes)
       assert.is_true(st.msgs_duplicated > 0, "no message was ever duplicated")
       -- A write still in flight when a later request truncated its entries completed: the
       -- core must then not count the new entries as durable (truncation_spec.lua).

@@ -185,8 +185,15 @@ void node_receive_snapshot(struct node *n, struct raft_message *m, const char *p
     }
     n->snap.incoming = path;
     n->snap.incoming_used = false;
+    /* The membership is the one of --cluster, fixed at first start: it is the
+     * configuration of every snapshot. */
+    struct raft_members conf = {.n = 0};
+    for (int i = 0; i < n->n_members; i++) {
+        conf.servers[conf.n++] = (struct raft_server){n->members[i].id, true};
+    }
     struct raft_event ev = {.type = RAFT_EVENT_RECEIVE};
     ev.receive = *m;
+    ev.receive.snapshot.members = &conf;
     node_step(n, &ev);
     n->snap.incoming = NULL;
 }

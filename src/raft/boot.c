@@ -39,24 +39,15 @@ static int config_check(const struct raft_config *c, const struct raft_boot *b)
         c->append_entries_max > (1u << 20)) {
         return RAFT_EINVAL;
     }
-    if (b->n_servers == 0 || b->n_servers > RAFT_SERVERS_MAX || b->n_entries > c->log_entries_max) {
+    if (b->n_servers > RAFT_SERVERS_MAX || (b->n_servers > 0 && b->servers == NULL) ||
+        b->n_entries > c->log_entries_max) {
         return RAFT_EINVAL;
     }
     if ((b->vote != 0 && b->term == 0) || b->snapshot_term > b->term || b->term >= raft_term_max ||
         b->snapshot_index >= raft_index_max) {
         return RAFT_EINVAL;
     }
-    for (unsigned i = 0; i < b->n_servers; i++) {
-        if (b->servers[i].id == 0) {
-            return RAFT_EINVAL;
-        }
-        for (unsigned j = 0; j < i; j++) {
-            if (b->servers[j].id == b->servers[i].id) {
-                return RAFT_EINVAL;
-            }
-        }
-    }
-    return 0;
+    return members_servers_valid(b->servers, b->n_servers) ? 0 : RAFT_EINVAL;
 }
 
 static int boot_log(struct raft *r, const struct raft_boot *b)
@@ -126,10 +117,9 @@ int raft_init(struct raft **out, const struct raft_config *config, const struct 
     if (rv != 0) {
         goto err_after_log;
     }
-    r->n_servers = boot->n_servers;
-    for (unsigned i = 0; i < boot->n_servers; i++) {
-        r->servers[i].id = boot->servers[i].id;
-        r->servers[i].voter = boot->servers[i].voter;
+    rv = members_boot(r, boot);
+    if (rv != 0) {
+        goto err_after_log;
     }
     /* Everything found on disk is durable; only the snapshot is known committed. */
     r->stable = r->log.last;

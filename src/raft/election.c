@@ -13,7 +13,7 @@ void election_tick(struct raft *r)
     lr_assert(r->role != RAFT_LEADER);
     read_index_tick(r);
     r->election_elapsed++;
-    if (r->election_elapsed >= r->election_timeout && raft_self_is_voter(r)) {
+    if (r->election_elapsed >= r->election_timeout && members_may_campaign(r)) {
         election_campaign(r, false);
     }
 }
@@ -77,7 +77,7 @@ static void decide(struct raft *r)
 void election_campaign(struct raft *r, bool transfer)
 {
     lr_assert(r->role != RAFT_LEADER);
-    lr_assert(raft_self_is_voter(r));
+    lr_assert(members_may_campaign(r));
     if (transfer) {
         /* Leadership transfer (thesis 3.10): the old leader vouches for us, so skip the
          * pre-vote and tell voters to disregard their lease. */
@@ -110,7 +110,10 @@ void election_recv_vote(struct raft *r, const struct raft_message *m)
      * already dropped it while one is); a real vote only once per term. */
     bool can_vote =
         prevote ? m->term > r->term : (r->vote == m->from || (r->vote == 0 && r->leader == 0));
-    bool grant = can_vote && raft_self_is_voter(r) && log_up_to_date(r, m);
+    /* Whether we are a voter is the candidate's to judge, by its configuration (it counts
+     * only its voters): a server just made voter may not have that entry yet, and without
+     * its vote there may be no majority to give it the entry (thesis 4.1). */
+    bool grant = can_vote && log_up_to_date(r, m);
     struct raft_message *resp = raft_msg_new(r, RAFT_MSG_VOTE_RESP, m->from);
     resp->vote_resp.prevote = prevote;
     resp->vote_resp.granted = grant;

@@ -58,6 +58,7 @@ static uint32_t append_new(struct raft *r, raft_index first, struct raft_entry *
              * terms), delete the existing entry and all that follow it" (Figure 2). */
             lr_assert(first + k > r->commit);
             log_truncate(&r->log, first + k);
+            members_truncated(r, first + k);
             r->generation++;
             if (r->stable >= first + k) {
                 r->stable = first + k - 1;
@@ -71,6 +72,10 @@ static uint32_t append_new(struct raft *r, raft_index first, struct raft_entry *
     while (k < n && log_fits(&r->log, 1)) {
         if (e[k].term > r->term || log_append(&r->log, e[k].term, e[k].len) != 0) {
             break;
+        }
+        struct raft_members m;
+        if (e[k].type == RAFT_ENTRY_CONFIG && members_entry_decode(&e[k], &m)) {
+            members_set(r, &m, first + k); /* in force from the log (thesis 4.1) */
         }
         k++;
     }
@@ -144,6 +149,7 @@ void follower_recv_snapshot(struct raft *r, const struct raft_message *m)
     /* "If existing log entry has same index and term as snapshot's last included entry,
      * retain log entries following it" — not the case here: discard the entire log. */
     log_reset(&r->log, index);
+    members_reset(r, m->snapshot.members);
     r->generation++;
     r->stable = r->stable < index ? r->stable : index;
     r->snapshot_index = index;

@@ -80,6 +80,12 @@ struct raft
     uint32_t election_timeout; /* randomized, in [election_ticks, 2 * election_ticks) */
     uint32_t heartbeat_elapsed;
 
+    /* The configuration in force and the one before it (members.c); the servers of the
+     * first, in its order, are servers[0..n_servers). */
+    struct raft_members conf;
+    raft_index conf_index; /* its CONFIG entry; 0: from the snapshot or the boot state */
+    struct raft_members conf_prev;
+    raft_index conf_prev_index;
     struct progress servers[RAFT_SERVERS_MAX];
     unsigned n_servers;
     bool granted[RAFT_SERVERS_MAX]; /* election in progress: who granted */
@@ -125,6 +131,18 @@ void role_become_precandidate(struct raft *r);
 void role_become_candidate(struct raft *r, bool transfer);
 void role_become_leader(struct raft *r);
 void role_reset_timeout(struct raft *r);
+void role_reset_progress(struct raft *r, struct progress *pr);
+
+/* members.c */
+bool members_servers_valid(const struct raft_server *servers, unsigned n);
+bool members_entry_decode(const struct raft_entry *e, struct raft_members *m);
+void members_reset(struct raft *r, const struct raft_members *m);
+void members_set(struct raft *r, const struct raft_members *m, raft_index index);
+void members_truncated(struct raft *r, raft_index from);
+int members_boot(struct raft *r, const struct raft_boot *b);
+int members_propose(struct raft *r, const struct raft_entry *e, raft_index index);
+bool members_may_campaign(const struct raft *r);
+void members_after_step(struct raft *r);
 
 /* election.c */
 void election_tick(struct raft *r);

@@ -30,6 +30,8 @@ const char *raft_strerror(int rv)
             return "out of memory";
         case RAFT_ETOOMANY:
             return "too many pending reads";
+        case RAFT_ECHANGE:
+            return "a membership change is not yet safe: retry once the last one is committed";
         default:
             return "unknown error";
     }
@@ -170,7 +172,7 @@ static int dispatch(struct raft *r, struct raft_event *ev)
         case RAFT_EVENT_TRANSFER:
             return replicate_transfer(r, ev->transfer.target);
         case RAFT_EVENT_CAMPAIGN:
-            if (r->role != RAFT_LEADER && raft_self_is_voter(r)) {
+            if (r->role != RAFT_LEADER && members_may_campaign(r)) {
                 election_campaign(r, ev->campaign.force);
             }
             return 0;
@@ -196,6 +198,7 @@ int raft_step(struct raft *r, struct raft_event *ev, struct raft_update *u)
     struct update_start start;
     update_begin(r, u, &start);
     int rv = dispatch(r, ev);
+    members_after_step(r);
     update_finish(r, &start);
     check_invariants(r);
     r->u = NULL;
@@ -284,4 +287,14 @@ bool raft_peer_info(const struct raft *r, raft_id id, struct raft_peer_info *inf
         }
     }
     return false;
+}
+
+const struct raft_members *raft_members_of(const struct raft *r)
+{
+    return &r->conf;
+}
+
+raft_index raft_members_index(const struct raft *r)
+{
+    return r->conf_index;
 }

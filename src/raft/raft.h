@@ -4,13 +4,13 @@
  * The core knows no sockets, files, clocks or Lua. A driver (src/sim/ in tests, the node
  * in production) feeds it events with raft_step() and carries out the update it gets
  * back. Time arrives as ticks, randomness from a seed in the configuration, and payload
- * bytes are never read: the core tracks each entry's term and size, and the driver keeps
- * the bytes (it fills outgoing AppendEntries from its own log).
+ * bytes are never read but a membership change's: the core tracks each entry's term and
+ * size, and the driver keeps the bytes (it fills outgoing AppendEntries from its own log).
  *
  * Paper references are to Ongaro and Ousterhout, "In Search of an Understandable
  * Consensus Algorithm" (2014), and to Ongaro's thesis "Consensus: Bridging Theory and
  * Practice" (2014) for pre-vote (section 9.6), check-quorum (6.2), leadership transfer
- * (3.10) and ReadIndex (6.4).
+ * (3.10), ReadIndex (6.4) and membership changes (chapter 4).
  *
  * Memory: raft_init() allocates everything whose size the configuration bounds; after that
  * the only allocation is the log's term ring, which doubles up to log_entries_max.
@@ -39,6 +39,8 @@ enum {
     RAFT_EINVAL = -4,     /* a malformed event or configuration */
     RAFT_ENOMEM = -5,     /* an allocation failed */
     RAFT_ETOOMANY = -6,   /* too many pending reads (reads_max) */
+    RAFT_ECHANGE = -7,    /* a membership change now would be unsafe: the previous one is
+                           * not committed, or the leader has not committed in its term */
 };
 
 /* Returns a static, human-readable name for an error code. */
@@ -56,7 +58,8 @@ const char *raft_role_name(enum raft_role role);
 enum raft_entry_type {
     RAFT_ENTRY_NORMAL = 1, /* a client command */
     RAFT_ENTRY_NOOP = 2,   /* appended by each new leader (paper section 8) */
-    RAFT_ENTRY_CONFIG = 3, /* reserved for membership changes */
+    RAFT_ENTRY_CONFIG = 3, /* a membership change: its payload starts with the encoded
+                            * configuration (raft_members_encode) */
 };
 
 /*
@@ -77,6 +80,41 @@ struct raft_server
     raft_id id;
     bool voter;
 };
+
+/*
+ * A configuration (thesis chapter 4). It changes one server at a time, by a CONFIG entry
+ * that takes effect on each server as soon as the entry is in its log, committed or not:
+ * a learner added, a learner made voter, a voter made learner, or a server removed. Any
+ * two configurations one such step apart have overlapping majorities, so no two leaders
+ * of one term can be elected or commit apart. The core refuses a change (RAFT_ECHANGE)
+ * until the previous one is committed and the leader has committed an entry of its own
+ * term: without the latter, a leader could append a change over an uncommitted one of an
+ * earlier leader and two steps would be live at once (the bug of the single-server
+ * algorithm that Ongaro described in 2015 on raft-dev, fixed by that rule).
+ */
+struct raft_members
+{
+    unsigned n;
+    struct raft_server servers[RAFT_SERVERS_MAX];
+};
+
+/* The encoded form that starts a CONFIG entry's payload: a version byte (1), a count
+ * byte, then per server its id (8 bytes, little-endian) and a flags byte (1: voter). The
+ * driver may put bytes of its own after it (addresses); the core ignores them. */
+enum { RAFT_MEMBERS_BYTES_MAX = 2 + 9 * RAFT_SERVERS_MAX };
+
+/* Writes m's encoding into buf (RAFT_MEMBERS_BYTES_MAX bytes suffice); returns its length,
+ * or 0 if m is not a valid configuration (see raft_members_decode) or size too small. */
+size_t raft_members_encode(const struct raft_members *m, void *buf, size_t size);
+
+/* Reads a configuration from the start of buf; *used gets the bytes it took. Errors:
+ * RAFT_EINVAL for anything else than a version-1 encoding of at most RAFT_SERVERS_MAX
+ * servers with distinct non-zero ids and known flags. An empty configuration is valid
+ * (a server that joins boots with one). */
+int raft_members_decode(const void *buf, size_t len, struct raft_members *m, size_t *used);
+
+/* The server with id in m, or NULL. */
+const struct raft_server *raft_members_find(const struct raft_members *m, raft_id id);
 
 enum raft_msg_type {
     RAFT_MSG_APPEND = 1,          /* AppendEntries carrying entries, or a probe */
@@ -155,6 +193,11 @@ struct raft_message
         {
             raft_index index; /* last index the snapshot covers */
             raft_term term;   /* term of that entry */
+            /* Incoming only: the configuration as of index, from the snapshot's own
+             * metadata (the receiving driver decodes it); outgoing SNAPSHOT messages have
+             * NULL, and the driver sends the snapshot's configuration with its data. A
+             * SNAPSHOT without it is dropped. */
+            const struct raft_members *members;
         } snapshot;
         struct
         {
@@ -193,10 +236,12 @@ struct raft_boot
     raft_id vote;
     raft_index snapshot_index; /* 0 when there is no snapshot */
     raft_term snapshot_term;
-    const struct raft_server *servers; /* the configuration */
+    /* The configuration as of the snapshot (the first one when there is none); empty for
+     * a server that joins a cluster and learns it from the leader. */
+    const struct raft_server *servers;
     unsigned n_servers;
-    /* The log after the snapshot: entries[i] is at snapshot_index + 1 + i. Only term and
-     * len are read. All of it is durable. */
+    /* The log after the snapshot: entries[i] is at snapshot_index + 1 + i. Only term,
+     * type and len are read, and the payload of CONFIG entries. All of it is durable. */
     const struct raft_entry *entries;
     raft_index n_entries;
 };
@@ -355,7 +400,10 @@ void raft_free(struct raft *r);
  * Feeds one event to the core and fills *u with what to do (see struct raft_update).
  * Errors (the update is still valid and must still be carried out):
  *   PROPOSE: RAFT_ENOTLEADER, RAFT_EBUSY (transferring leadership), RAFT_ELOGFULL,
- *     RAFT_EINVAL (no entries), RAFT_ENOMEM.
+ *     RAFT_EINVAL (no entries), RAFT_ENOMEM. A CONFIG entry is proposed alone, with its
+ *     payload in buf; it is refused with RAFT_EINVAL unless it encodes a configuration
+ *     one step from the current one that keeps a voter, and with RAFT_ECHANGE while a
+ *     change would be unsafe (see struct raft_members).
  *   TRANSFER: RAFT_ENOTLEADER, RAFT_EINVAL (unknown target or self).
  *   READ_INDEX: RAFT_ETOOMANY.
  *   SNAPSHOT_TAKEN: RAFT_EINVAL (index past the commit index, or term not the entry's).
@@ -390,6 +438,12 @@ raft_index raft_first_index(const struct raft *r);    /* first entry kept (may b
  * The snapshot's own index is known. */
 raft_term raft_term_at(const struct raft *r, raft_index index);
 bool raft_is_voter(const struct raft *r, raft_id id);
+/* The configuration in force (the latest in the log), and the index of the CONFIG entry
+ * it comes from (0: from the snapshot or the boot state). It is committed once the
+ * commit index reaches that index. A leader that is no longer a voter of a committed
+ * configuration steps down. */
+const struct raft_members *raft_members_of(const struct raft *r);
+raft_index raft_members_index(const struct raft *r);
 
 /* The leader's view of one peer, for monitoring. Returns false if id is unknown. */
 struct raft_peer_info

@@ -78,7 +78,7 @@ static bool heard_from_leader(struct raft *r, const struct raft_message *m)
 static void recv_timeout_now(struct raft *r, const struct raft_message *m)
 {
     /* Only our leader may hand us its leadership: the campaign disregards leases. */
-    if (r->role == RAFT_FOLLOWER && m->from == r->leader && raft_self_is_voter(r)) {
+    if (r->role == RAFT_FOLLOWER && m->from == r->leader && members_may_campaign(r)) {
         election_campaign(r, true);
     }
 }
@@ -93,7 +93,7 @@ static void recv_read_index(struct raft *r, const struct raft_message *m)
 }
 
 /* Entries a correct leader sends: positive terms that never decrease, from prev_term on,
- * and none from a term past the message's. */
+ * none from a term past the message's, and CONFIG entries that hold a configuration. */
 static bool entries_sane(const struct raft_message *m)
 {
     if (m->append.n_entries > 0 && m->append.entries == NULL) {
@@ -101,11 +101,13 @@ static bool entries_sane(const struct raft_message *m)
     }
     raft_term prev = m->append.prev_term;
     for (uint32_t i = 0; i < m->append.n_entries; i++) {
-        raft_term t = m->append.entries[i].term;
-        if (t == 0 || t < prev || t > m->term) {
+        const struct raft_entry *e = &m->append.entries[i];
+        struct raft_members conf;
+        if (e->term == 0 || e->term < prev || e->term > m->term ||
+            (e->type == RAFT_ENTRY_CONFIG && !members_entry_decode(e, &conf))) {
             return false;
         }
-        prev = t;
+        prev = e->term;
     }
     return true;
 }
@@ -114,11 +116,16 @@ static bool entries_sane(const struct raft_message *m)
  * Fields no correct peer sends. The core drops such a message instead of letting it reach
  * an assertion: a buggy or hostile peer must not crash the node. Indexes and terms stay
  * far below where arithmetic on them could wrap.
+ *
+ * The sender need not be in our configuration (thesis 4.1: servers process requests
+ * without consulting it): a new leader may come from a configuration we have not received
+ * yet, and a server that joins knows nobody. Answers from a server we do not track are
+ * ignored where they arrive.
  */
 static bool message_sane(const struct raft *r, const struct raft_message *m)
 {
     if (m->type < 1 || m->type > RAFT_MSG_TYPE_MAX || m->from == 0 || m->from == r->cfg.id ||
-        raft_progress((struct raft *)r, m->from) == NULL || m->term >= raft_term_max) {
+        m->term >= raft_term_max) {
         return false;
     }
     switch (m->type) {
@@ -135,7 +142,8 @@ static bool message_sane(const struct raft *r, const struct raft_message *m)
             return m->heartbeat.commit < raft_index_max;
         case RAFT_MSG_SNAPSHOT:
             return m->snapshot.index > 0 && m->snapshot.index < raft_index_max &&
-                   m->snapshot.term > 0 && m->snapshot.term <= m->term;
+                   m->snapshot.term > 0 && m->snapshot.term <= m->term &&
+                   m->snapshot.members != NULL;
         case RAFT_MSG_READ_INDEX_RESP:
             return m->read_index_resp.index < raft_index_max;
         default:

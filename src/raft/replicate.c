@@ -217,11 +217,24 @@ int replicate_propose(struct raft *r, struct raft_entry *entries, uint32_t n)
         return RAFT_ELOGFULL;
     }
     raft_index first = r->log.last + 1;
+    bool change = entries[0].type == RAFT_ENTRY_CONFIG;
+    for (uint32_t i = 0; i < n; i++) {
+        if (entries[i].type == RAFT_ENTRY_CONFIG && n > 1) {
+            return RAFT_EINVAL; /* a change is proposed alone */
+        }
+    }
+    if (change) {
+        int rv = members_propose(r, &entries[0], first);
+        if (rv != 0) {
+            return rv;
+        }
+    }
     for (uint32_t i = 0; i < n; i++) {
         entries[i].term = r->term;
         int rv = log_append(&r->log, r->term, entries[i].len);
         if (rv != 0) {
             log_truncate(&r->log, first);
+            members_truncated(r, first);
             return rv;
         }
     }

@@ -68,7 +68,7 @@ void role_become_candidate(struct raft *r, bool transfer)
     role_reset_timeout(r);
 }
 
-static void reset_progress(struct raft *r, struct progress *pr)
+void role_reset_progress(struct raft *r, struct progress *pr)
 {
     pr->state = PROGRESS_PROBE;
     pr->probe_sent = false;
@@ -101,7 +101,7 @@ void role_become_leader(struct raft *r)
     r->transfer_target = 0;
     r->read_seq = 0;
     for (unsigned i = 0; i < r->n_servers; i++) {
-        reset_progress(r, &r->servers[i]);
+        role_reset_progress(r, &r->servers[i]);
     }
     replicate_append_noop(r);
     replicate_broadcast_append(r);

@@ -58,14 +58,64 @@ uint64_t sim_rand_range(struct sim *s, uint64_t lo, uint64_t hi)
     return lo == hi ? lo : lr_rand_range(&s->rand, lo, hi);
 }
 
-/* The value in the first 8 bytes of a payload; 0 for an empty one (NOOP). */
+uint64_t sim_conf_pack(const struct raft_members *m)
+{
+    uint64_t v = 0;
+    for (unsigned i = 0; i < m->n; i++) {
+        raft_id id = m->servers[i].id;
+        lr_assert(id >= 1 && id <= sim_nodes_max);
+        v |= UINT64_C(1) << (id - 1);
+        if (m->servers[i].voter) {
+            v |= UINT64_C(1) << (16 + id - 1);
+        }
+    }
+    return v;
+}
+
+void sim_conf_unpack(uint64_t packed, struct raft_members *m)
+{
+    memset(m, 0, sizeof *m);
+    for (raft_id id = 1; id <= sim_nodes_max; id++) {
+        if (packed & (UINT64_C(1) << (id - 1))) {
+            bool voter = (packed & (UINT64_C(1) << (16 + id - 1))) != 0;
+            m->servers[m->n++] = (struct raft_server){id, voter};
+        }
+    }
+}
+
+/* The value in the first 8 bytes of a payload, 0 for an empty one (NOOP); of a CONFIG
+ * entry, its configuration packed. */
 uint64_t sim_value_of(const struct raft_entry *e)
 {
     uint64_t v = 0;
+    if (e->type == RAFT_ENTRY_CONFIG) {
+        struct raft_members m;
+        int rv = raft_members_decode(e->buf, e->len, &m, NULL);
+        lr_assert(rv == 0); /* the core accepted it */
+        return sim_conf_pack(&m);
+    }
     if (e->buf != NULL && e->len >= sizeof v) {
         memcpy(&v, e->buf, sizeof v);
     }
     return v;
+}
+
+void sim_entry_to_core(const struct sim_entry *e, uint8_t *buf, struct raft_entry *re)
+{
+    re->term = e->term;
+    re->type = e->type;
+    re->len = e->len;
+    re->buf = e->len > 0 ? buf : NULL;
+    memset(buf, 0, sim_entry_bytes_max);
+    if (e->type == RAFT_ENTRY_CONFIG) {
+        struct raft_members m;
+        sim_conf_unpack(e->value, &m);
+        size_t len = raft_members_encode(&m, buf, sim_entry_bytes_max);
+        lr_assert(len == e->len);
+    } else {
+        lr_assert(e->len <= sim_payload_bytes);
+        memcpy(buf, &e->value, e->len < sizeof e->value ? e->len : sizeof e->value);
+    }
 }
 
 /* --- Booting, creating, destroying ------------------------------------------------- */
@@ -92,25 +142,27 @@ int sim_node_boot(struct sim *s, struct sim_node *n)
     }
     sim_log_reset(&n->log, snap.index, snap.term, snap.chain);
     struct raft_entry *entries = calloc(n->d_log.n + 1, sizeof *entries);
-    lr_assert(entries != NULL);
+    uint8_t(*payload)[sim_entry_bytes_max] = calloc(n->d_log.n + 1, sizeof *payload);
+    lr_assert(entries != NULL && payload != NULL);
     for (uint64_t i = 0; i < n->d_log.n; i++) {
         const struct sim_entry *e = &n->d_log.e[i];
         sim_log_push(&n->log, e);
-        entries[i].term = e->term;
-        entries[i].type = e->type;
-        entries[i].len = e->len;
+        sim_entry_to_core(e, payload[i], &entries[i]);
     }
     n->snap = snap;
     n->applied = snap.index;
     n->fsm = snap.fsm;
+    n->applied_conf = snap.index > 0 ? snap.conf : n->boot_conf;
 
+    struct raft_members conf;
+    sim_conf_unpack(n->applied_conf, &conf);
     struct raft_boot boot = {
         .term = n->d_term,
         .vote = n->d_vote,
         .snapshot_index = snap.index,
         .snapshot_term = snap.term,
-        .servers = s->servers,
-        .n_servers = s->n_nodes,
+        .servers = conf.servers,
+        .n_servers = conf.n,
         .entries = entries,
         .n_entries = n->d_log.n,
     };
@@ -129,6 +181,7 @@ int sim_node_boot(struct sim *s, struct sim_node *n)
     }
     int rv = raft_init(&n->core, &cfg, &boot);
     free(entries);
+    free(payload);
     if (rv != 0) {
         n->core = NULL;
         return rv;
@@ -148,8 +201,8 @@ int sim_node_boot(struct sim *s, struct sim_node *n)
 
 static bool options_valid(const struct sim_options *o)
 {
-    return o->voters >= 1 && o->voters + o->learners <= sim_nodes_max && o->tick_us > 0 &&
-           o->election_ticks >= 2 && o->heartbeat_ticks >= 1 &&
+    return o->voters >= 1 && o->voters + o->learners + o->spares <= sim_nodes_max &&
+           o->tick_us > 0 && o->election_ticks >= 2 && o->heartbeat_ticks >= 1 &&
            o->heartbeat_ticks < o->election_ticks && o->net_delay_min_us <= o->net_delay_max_us &&
            o->disk_delay_min_us <= o->disk_delay_max_us;
 }
@@ -168,7 +221,7 @@ int sim_create(struct sim **out, const struct sim_options *o)
     lr_rand_seed(&s->rand, o->seed);
     s->delay_min_us = o->net_delay_min_us;
     s->delay_max_us = o->net_delay_max_us;
-    s->n_nodes = o->voters + o->learners;
+    s->n_nodes = o->voters + o->learners + o->spares;
     int rv = sim_check_init(&s->check);
     if (rv != 0) {
         free(s);
@@ -178,9 +231,11 @@ int sim_create(struct sim **out, const struct sim_options *o)
      * a majority since the last check, so a leader unconfirmed for two such periods, plus a
      * tick of slack each side, must have stepped down. */
     s->check.quorum_window_us = (2 * (uint64_t)o->election_ticks + 2) * o->tick_us;
+    struct raft_members first = {.n = 0};
     for (raft_id id = 1; id <= s->n_nodes; id++) {
-        s->servers[id - 1].id = id;
-        s->servers[id - 1].voter = id <= o->voters;
+        if (id <= o->voters + o->learners) {
+            first.servers[first.n++] = (struct raft_server){id, id <= o->voters};
+        }
         for (raft_id b = 1; b <= s->n_nodes; b++) {
             s->link[id][b] = true;
         }
@@ -188,7 +243,7 @@ int sim_create(struct sim **out, const struct sim_options *o)
     for (raft_id id = 1; id <= s->n_nodes; id++) {
         struct sim_node *n = &s->nodes[id];
         n->id = id;
-        n->voter = id <= o->voters;
+        n->boot_conf = id <= o->voters + o->learners ? sim_conf_pack(&first) : 0;
         n->rate_permille = 1000;
         n->disk_min_us = o->disk_delay_min_us;
         n->disk_max_us = o->disk_delay_max_us;

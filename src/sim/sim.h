@@ -23,7 +23,10 @@
  * - State machine: entries carry a 64-bit value; applying one mixes (index, value) into a
  *   64-bit state hash. Snapshots carry that hash.
  *
- * Node ids run from 1: voters first (1..voters), then learners.
+ * Node ids run from 1: voters first (1..voters), then learners, then spares: nodes
+ * outside the first configuration that boot knowing no configuration and can be added
+ * (sim_change). Membership changes are CONFIG entries; a snapshot carries the
+ * configuration as of its index.
  *
  * The checker (sim_check.c lists its rules) runs during and after every step; the first
  * violation stops the simulation and sim_failure() describes it. A core assertion aborts
@@ -69,6 +72,7 @@ struct sim_options
 {
     unsigned voters;
     unsigned learners;
+    unsigned spares; /* nodes outside the configuration, booted empty, that can be added */
     uint64_t seed;
     uint32_t election_ticks;  /* passed to every core */
     uint32_t heartbeat_ticks; /* passed to every core */
@@ -189,6 +193,22 @@ int sim_read_result(const struct sim *s,
 
 /* Errors: SIM_ENOENT, SIM_EDOWN, SIM_EPAUSED, SIM_EFAILED, RAFT_ENOTLEADER, RAFT_EINVAL. */
 int sim_transfer(struct sim *s, raft_id id, raft_id target);
+
+/* One single-server membership change, proposed on node id from its core's configuration. */
+enum sim_change_kind {
+    SIM_CHANGE_ADD = 1,     /* target joins as a learner */
+    SIM_CHANGE_PROMOTE = 2, /* learner target becomes a voter */
+    SIM_CHANGE_DEMOTE = 3,  /* voter target becomes a learner */
+    SIM_CHANGE_REMOVE = 4,  /* target leaves */
+};
+/* *index gets the CONFIG entry's index. Errors: SIM_ENOENT (no such node, or a target
+ * the change cannot apply to), SIM_EDOWN, SIM_EPAUSED, SIM_EFAILED, and the core's
+ * RAFT_ENOTLEADER, RAFT_EBUSY, RAFT_ECHANGE, RAFT_EINVAL, RAFT_ELOGFULL. */
+int sim_change(struct sim *s,
+               raft_id id,
+               enum sim_change_kind kind,
+               raft_id target,
+               raft_index *index);
 /*
  * Hands node id a message as if it came off the network now, bypassing links and faults:
  * for specs that feed a node what no correct peer sends. APPEND entries are copied (at
@@ -300,6 +320,7 @@ struct sim_stats
     uint64_t restarts;
     uint64_t reads_served;
     uint64_t reads_failed;
+    uint64_t changes; /* membership changes accepted by a leader */
     /* Persist completions that arrived while a later request, still in flight, deleted
      * entries they vouch for (a truncation behind a write): the core must ignore them. */
     uint64_t persisted_after_truncation;

@@ -211,9 +211,15 @@ void sim_check_apply(struct sim *s,
 
 /* --- Commit, leaders -------------------------------------------------------------- */
 
-static unsigned voters(const struct sim *s)
+/* The voters of the configuration in force on leader n: the ones its majorities count. */
+static unsigned voters_of(const struct sim_node *n)
 {
-    return s->opt.voters;
+    const struct raft_members *m = raft_members_of(n->core);
+    unsigned k = 0;
+    for (unsigned i = 0; i < m->n; i++) {
+        k += m->servers[i].voter;
+    }
+    return k;
 }
 
 /* Does node v hold the entry at index with this chain durably (or a snapshot past it)? */
@@ -244,13 +250,13 @@ static void check_leader_commit(struct sim *s, struct sim_node *n, raft_index c)
     unsigned count = 0;
     for (raft_id id = 1; id <= s->n_nodes; id++) {
         const struct sim_node *v = &s->nodes[id];
-        if (v->voter && durable_has(v, c, chain)) {
+        if (raft_is_voter(n->core, id) && durable_has(v, c, chain)) {
             count++;
         }
     }
-    if (count <= voters(s) / 2) {
+    if (count <= voters_of(n) / 2) {
         sim_fail(s, "committed entry not durable on a majority", n->id, c, term,
-                 "%u of %u voters hold it durably", count, voters(s));
+                 "%u of %u voters of its configuration hold it durably", count, voters_of(n));
     }
 }
 
@@ -397,7 +403,12 @@ void sim_check_after_node_step(struct sim *s,
             n->leader_since_us = s->now_us;
             check_leader_complete(s, n);
         }
+        /* New voters, new majorities: check-quorum's window starts again. */
+        if (raft_members_index(r) != n->conf_index_seen) {
+            n->leader_since_us = s->now_us;
+        }
     }
+    n->conf_index_seen = raft_members_index(r);
     n->role = role;
     n->role_term = term;
     check_stable(s, n);
@@ -466,19 +477,18 @@ static void check_quorum(struct sim *s, const struct sim_node *n)
     }
     unsigned heard = 0;
     for (raft_id id = 1; id <= s->n_nodes; id++) {
-        const struct sim_node *v = &s->nodes[id];
-        if (!v->voter) {
+        if (!raft_is_voter(n->core, id)) {
             continue;
         }
         if (id == n->id || n->heard_us[id] + window >= s->now_us) {
             heard++;
         }
     }
-    if (heard <= voters(s) / 2) {
+    if (heard <= voters_of(n) / 2) {
         sim_fail(s, "check-quorum: leader did not step down", n->id, 0, raft_current_term(n->core),
                  "heard from %u of %u voters in the last %" PRIu64 " us (leader since t=%" PRIu64
                  " us)",
-                 heard, voters(s), window, n->leader_since_us);
+                 heard, voters_of(n), window, n->leader_since_us);
     }
 }
 

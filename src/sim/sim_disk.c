@@ -210,6 +210,7 @@ static void persist_install(struct sim *s,
     sim_log_reset(&n->log, msg->snap.index, msg->snap.term, msg->snap.chain);
     n->applied = msg->snap.index;
     n->fsm = msg->snap.fsm;
+    n->applied_conf = msg->snap.conf;
     s->stats.snapshots_installed++;
     sim_trace_add(s, SIM_TR_SNAP_INSTALL, n->id, msg->m.from, 0, msg->snap.index, msg->snap.term, 0,
                   0, 0, 0);

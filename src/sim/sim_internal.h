@@ -15,6 +15,7 @@
  *   sim_check.c    the safety checker
  *   sim_trace.c    the trace ring
  *   sim_random.c   random runs
+ *   sim_random_members.c  membership changes in random runs
  */
 #ifndef LUARAFT_SIM_INTERNAL_H
 #define LUARAFT_SIM_INTERNAL_H
@@ -24,12 +25,15 @@
 #include "util/rand.h"
 
 enum {
-    sim_payload_bytes = 16,                   /* every NORMAL entry: the value, then zeros */
-    sim_trace_ring_max = sim_trace_lines_max, /* binary records, formatted on demand */
+    sim_payload_bytes = 16,                       /* every NORMAL entry: the value, then zeros */
+    sim_entry_bytes_max = RAFT_MEMBERS_BYTES_MAX, /* a CONFIG entry's payload at most */
+    sim_trace_ring_max = sim_trace_lines_max,     /* binary records, formatted on demand */
 };
 
 /* One log entry as the simulator keeps it: what the core sees plus the payload value and
- * the chain hash H(chain at index - 1, index, term, type, value) used by the checker. */
+ * the chain hash H(chain at index - 1, index, term, type, value) used by the checker. A
+ * CONFIG entry's value is its configuration packed (sim_conf_pack); its payload is that
+ * configuration encoded, made again whenever a core needs it. */
 struct sim_entry
 {
     raft_term term;
@@ -58,6 +62,7 @@ struct sim_snap
     raft_term term;
     uint64_t fsm;   /* state hash at index */
     uint64_t chain; /* log chain hash at index */
+    uint64_t conf;  /* the configuration as of index, packed */
 };
 
 /* A message on the network or held behind a persist request. APPEND messages carry copies
@@ -111,7 +116,6 @@ struct sim_event
 struct sim_node
 {
     raft_id id;
-    bool voter;
     bool up;
     bool paused;
     struct raft *core;
@@ -130,6 +134,8 @@ struct sim_node
     struct sim_log log;   /* durable log plus pending writes */
     raft_index applied;
     uint64_t fsm;
+    uint64_t applied_conf; /* the configuration as of applied, packed */
+    uint64_t boot_conf;    /* the configuration it was created with (0 for a spare) */
 
     /* Disk queue: a FIFO ring of persist requests. */
     struct sim_write *writes;
@@ -155,6 +161,7 @@ struct sim_node
     enum raft_role role; /* after the last step (0 while down) */
     raft_term role_term;
     uint64_t leader_since_us;
+    raft_index conf_index_seen;           /* raft_members_index() after the last step */
     uint64_t heard_us[sim_nodes_max + 1]; /* last delivery from each peer */
 };
 
@@ -196,6 +203,7 @@ enum sim_trace_kind {
     SIM_TR_DISCARD,
     SIM_TR_WIPE,
     SIM_TR_DISK,
+    SIM_TR_CHANGE,
 };
 
 struct sim_trace_rec
@@ -253,7 +261,6 @@ struct sim
 
     unsigned n_nodes;
     struct sim_node nodes[sim_nodes_max + 1]; /* [0] unused: ids are indexes */
-    struct raft_server servers[sim_nodes_max];
 
     /* Network. */
     bool link[sim_nodes_max + 1][sim_nodes_max + 1]; /* [from][to] */
@@ -267,7 +274,7 @@ struct sim
     const struct sim_msg *delivering;
     /* Scratch for delivering APPEND entries to a core. */
     struct raft_entry *rx_entries;
-    uint8_t (*rx_payload)[sim_payload_bytes];
+    uint8_t (*rx_payload)[sim_entry_bytes_max];
     uint32_t rx_cap;
 
     struct sim_read *reads; /* reqid - 1 -> read */
@@ -277,6 +284,12 @@ struct sim
 
     struct sim_check check;
     struct sim_stats stats;
+    bool change_on_new_leader; /* random runs: see sim_random_change_deposed() */
+    struct sim_trap
+    {
+        raft_id l, s, a, b, x;
+        bool armed;
+    } trap; /* random runs: see sim_random_change_trap() */
 
     struct sim_trace_rec trace[sim_trace_ring_max];
     uint64_t trace_count;
@@ -287,6 +300,12 @@ struct sim
 /* sim.c */
 uint64_t sim_rand_range(struct sim *s, uint64_t lo, uint64_t hi);
 uint64_t sim_value_of(const struct raft_entry *e);
+/* A configuration of nodes 1..sim_nodes_max packed in 64 bits: bit id-1 for a member,
+ * bit 16+id-1 for a voter. */
+uint64_t sim_conf_pack(const struct raft_members *m);
+void sim_conf_unpack(uint64_t packed, struct raft_members *m);
+/* Writes e's payload into buf (sim_entry_bytes_max bytes) and points re at it. */
+void sim_entry_to_core(const struct sim_entry *e, uint8_t *buf, struct raft_entry *re);
 int sim_node_boot(struct sim *s, struct sim_node *n);
 
 /* sim_loop.c */
@@ -314,6 +333,19 @@ void sim_reads_fail_node(struct sim *s, raft_id id);
 /* sim_snapshot.c */
 int sim_snapshot_take(struct sim *s, struct sim_node *n);
 void sim_snapshot_maybe(struct sim *s, struct sim_node *n);
+
+/* sim_random_members.c */
+void sim_random_change(struct sim *s);
+void sim_random_change_deposed(struct sim *s);
+void sim_random_change_trap(struct sim *s);
+/* Right after an election (fresh): a change now and then, and always after
+ * sim_random_change_deposed. */
+void sim_random_change_if_new_leader(struct sim *s, bool fresh);
+/* A voter (of the leader's configuration, or of its own) up and not paused other than
+ * except, or 0. */
+raft_id sim_random_voter(struct sim *s, raft_id except);
+/* Whether id is a member of the leader's configuration (true while there is no leader). */
+bool sim_in_final_configuration(const struct sim *s, raft_id id);
 
 /* sim_abort.c */
 void sim_abort_install(void);

@@ -212,15 +212,14 @@ void sim_net_deliver(struct sim *s, struct sim_msg *msg)
         uint32_t count = msg->m.append.n_entries;
         rx_reserve(s, count);
         for (uint32_t k = 0; k < count; k++) {
-            const struct sim_entry *e = &msg->entries[k];
-            memset(s->rx_payload[k], 0, sim_payload_bytes);
-            memcpy(s->rx_payload[k], &e->value, sizeof e->value);
-            s->rx_entries[k].term = e->term;
-            s->rx_entries[k].type = e->type;
-            s->rx_entries[k].len = e->len;
-            s->rx_entries[k].buf = e->len > 0 ? s->rx_payload[k] : NULL;
+            sim_entry_to_core(&msg->entries[k], s->rx_payload[k], &s->rx_entries[k]);
         }
         ev.receive.append.entries = count > 0 ? s->rx_entries : NULL;
+    }
+    struct raft_members conf; /* a snapshot's configuration travels with its data */
+    if (msg->m.type == RAFT_MSG_SNAPSHOT) {
+        sim_conf_unpack(msg->snap.conf, &conf);
+        ev.receive.snapshot.members = &conf;
     }
     s->delivering = msg;
     sim_step_node(s, n, &ev, NULL);

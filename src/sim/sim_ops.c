@@ -75,6 +75,80 @@ int sim_transfer(struct sim *s, raft_id id, raft_id target)
     return rv;
 }
 
+/* The configuration that kind makes of cur for target; false if it does not apply. */
+static bool changed_members(const struct raft_members *cur,
+                            enum sim_change_kind kind,
+                            raft_id target,
+                            struct raft_members *next)
+{
+    *next = *cur;
+    const struct raft_server *was = raft_members_find(cur, target);
+    if (kind == SIM_CHANGE_ADD) {
+        if (was != NULL || cur->n == RAFT_SERVERS_MAX) {
+            return false;
+        }
+        next->servers[next->n++] = (struct raft_server){target, false};
+        return true;
+    }
+    if (was == NULL) {
+        return false;
+    }
+    struct raft_server *it = &next->servers[was - cur->servers];
+    switch (kind) {
+        case SIM_CHANGE_PROMOTE:
+        case SIM_CHANGE_DEMOTE:
+            if (it->voter == (kind == SIM_CHANGE_PROMOTE)) {
+                return false;
+            }
+            it->voter = kind == SIM_CHANGE_PROMOTE;
+            return true;
+        case SIM_CHANGE_REMOVE:
+            *it = next->servers[--next->n];
+            return true;
+        default:
+            return false;
+    }
+}
+
+int sim_change(struct sim *s,
+               raft_id id,
+               enum sim_change_kind kind,
+               raft_id target,
+               raft_index *index)
+{
+    struct sim_node *n;
+    int rv = sim_node_usable(s, id, &n);
+    if (rv != 0) {
+        return rv;
+    }
+    struct raft_members next;
+    if (target < 1 || target > s->n_nodes ||
+        !changed_members(raft_members_of(n->core), kind, target, &next)) {
+        return SIM_ENOENT;
+    }
+    uint8_t buf[sim_entry_bytes_max];
+    size_t len = raft_members_encode(&next, buf, sizeof buf);
+    lr_assert(len > 0);
+    struct raft_entry e = {.type = RAFT_ENTRY_CONFIG, .len = (uint32_t)len, .buf = buf};
+    raft_index last_before = raft_last_index(n->core);
+    struct raft_event ev;
+    memset(&ev, 0, sizeof ev);
+    ev.type = RAFT_EVENT_PROPOSE;
+    ev.propose.entries = &e;
+    ev.propose.n = 1;
+    sim_step_node(s, n, &ev, &rv);
+    sim_trace_add(s, SIM_TR_CHANGE, id, target, (uint8_t)kind, last_before + 1,
+                  (uint64_t)(int64_t)rv, sim_conf_pack(&next), 0, 0, 0);
+    if (rv != 0) {
+        return rv;
+    }
+    s->stats.changes++;
+    if (index != NULL) {
+        *index = last_before + 1;
+    }
+    return 0;
+}
+
 int sim_inject(struct sim *s, raft_id id, const struct raft_message *m)
 {
     struct sim_node *n;

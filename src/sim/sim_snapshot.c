@@ -36,7 +36,8 @@ int sim_snapshot_take(struct sim *s, struct sim_node *n)
     if (term > n->d_term) {
         return SIM_EBUSY;
     }
-    struct sim_snap snap = {.index = index, .term = term, .fsm = n->fsm, .chain = chain};
+    struct sim_snap snap = {
+        .index = index, .term = term, .fsm = n->fsm, .chain = chain, .conf = n->applied_conf};
     n->snap = snap;
     n->d_snap = snap;
     raft_index to = index > s->opt.snapshot_trailing ? index - s->opt.snapshot_trailing : 0;

@@ -32,6 +32,9 @@ static void apply_to(struct sim *s, struct sim_node *n, raft_index commit)
             return;
         }
         n->fsm = sim_fsm_mix(n->fsm, i, e->value);
+        if (e->type == RAFT_ENTRY_CONFIG) {
+            n->applied_conf = e->value;
+        }
         n->applied = i;
         sim_check_apply(s, n, i, e->chain, n->fsm);
     }

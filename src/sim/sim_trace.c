@@ -314,6 +314,14 @@ static void format_request(const struct sim_trace_rec *r, char *buf, size_t size
         case SIM_TR_CAMPAIGN:
             put(buf, size, pos, r->sub ? "campaign (forced)" : "campaign");
             break;
+        case SIM_TR_CHANGE: {
+            static const char *const kinds[] = {"?", "add", "promote", "demote", "remove"};
+            put(buf, size, pos,
+                "change %s n%u at %" PRIu64 " -> members %04" PRIx64 " voters %04" PRIx64 ": %s",
+                kinds[r->sub <= 4 ? r->sub : 0], r->peer, a[0], a[2] & 0xffff,
+                (a[2] >> 16) & 0xffff, sim_strerror((int)(int64_t)a[1]));
+            break;
+        }
         case SIM_TR_INJECT:
             put(buf, size, pos, "injected %s from n%u term %" PRIu64, raft_msg_name(r->sub),
                 r->peer, a[0]);
@@ -360,6 +368,7 @@ static void format_body(const struct sim_trace_rec *r, char *buf, size_t size, s
         case SIM_TR_TRANSFER:
         case SIM_TR_CAMPAIGN:
         case SIM_TR_INJECT:
+        case SIM_TR_CHANGE:
             format_request(r, buf, size, pos);
             break;
         default:

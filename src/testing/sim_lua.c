@@ -16,7 +16,8 @@
  *
  * Set LUARAFT_TRACE=1 to print every trace line to stderr.
  *
- * Module:  sim.cluster{nodes=3, learners=0, seed=1, election_ticks=10, heartbeat_ticks=1,
+ * Module:  sim.cluster{nodes=3, learners=0, spares=0, seed=1, election_ticks=10,
+ *            heartbeat_ticks=1,
  *            tick_ms=10, net_delay_min_ms=1, net_delay_max_ms=5, disk_delay_min_ms=0.1,
  *            disk_delay_max_ms=2, snapshot_threshold=0, snapshot_trailing=10,
  *            append_entries_max=<core default>, inflight_msgs_max=<core default>,
@@ -29,10 +30,12 @@
  *          c:role(id) -> "follower" | "precandidate" | "candidate" | "leader" | "down";
  *          c:paused(id); c:term, commit, last_index, applied, snapshot_index, first_index,
  *          stable_index, voted_for, known_leader, fsm_hash (id) -> integer | nil when down;
- *          c:term_at(id, index); c:log(id); c:peer(leader, id) -> {voter=, match=, next=, state=}
+ *          c:term_at(id, index); c:log(id); c:peer(leader, id) -> {voter=, match=, next=, state=};
+ *          c:members(id) -> {voters = {ids}, learners = {ids}, index =} | nil when down
  * Clients: c:propose(id, value) -> index; c:propose_many(id, n [, first_value]) -> first index;
  *          c:read_index(id) -> reqid; c:read_result(reqid) -> "pending" | index, applied;
- *          c:transfer(id, target); c:campaign(id [, force]); c:snapshot(id)
+ *          c:transfer(id, target); c:campaign(id [, force]); c:snapshot(id);
+ *          c:change(id, "add" | "promote" | "demote" | "remove", target) -> index
  * Faults:  c:partition({1, 2}, {3}); c:cut(a, b) and c:connect(a, b) (one way, a -> b);
  *          c:isolate(id); c:heal() (links); c:heal_all() (everything); c:crash(id);
  *          c:restart(id); c:wipe(id); c:pause(id); c:resume(id); c:clock_rate(id, factor);
@@ -68,6 +71,8 @@ static const char *errname(int rv)
             return "ENOMEM";
         case RAFT_ETOOMANY:
             return "ETOOMANY";
+        case RAFT_ECHANGE:
+            return "ECHANGE";
         case SIM_EDOWN:
             return "EDOWN";
         case SIM_EPAUSED:
@@ -175,6 +180,7 @@ static int l_cluster(lua_State *L)
         luaL_checktype(L, 1, LUA_TTABLE);
         o.voters = (unsigned)sim_lua_opt_int(L, 1, "nodes", o.voters);
         o.learners = (unsigned)sim_lua_opt_int(L, 1, "learners", o.learners);
+        o.spares = (unsigned)sim_lua_opt_int(L, 1, "spares", o.spares);
         o.seed = (uint64_t)sim_lua_opt_int(L, 1, "seed", (lua_Integer)o.seed);
         o.election_ticks = (uint32_t)sim_lua_opt_int(L, 1, "election_ticks", o.election_ticks);
         o.heartbeat_ticks = (uint32_t)sim_lua_opt_int(L, 1, "heartbeat_ticks", o.heartbeat_ticks);

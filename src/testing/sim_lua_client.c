@@ -174,6 +174,26 @@ static int l_inject(lua_State *L)
     return sim_lua_push_result(L, c, sim_inject(c->s, id, &m));
 }
 
+static int l_change(lua_State *L)
+{
+    static const char *const kinds[] = {"add", "promote", "demote", "remove", NULL};
+    static const enum sim_change_kind values[] = {SIM_CHANGE_ADD, SIM_CHANGE_PROMOTE,
+                                                  SIM_CHANGE_DEMOTE, SIM_CHANGE_REMOVE};
+    struct cluster *c = sim_lua_check_cluster(L);
+    raft_id id = sim_lua_check_node(L, c, 2);
+    enum sim_change_kind kind = values[luaL_checkoption(L, 3, NULL, kinds)];
+    lua_Integer target = luaL_checkinteger(L, 4);
+    luaL_argcheck(L, target >= 0, 4, "bad node id");
+    raft_index index = 0;
+    int rv = sim_change(c->s, id, kind, (raft_id)target, &index);
+    if (rv != 0) {
+        return sim_lua_push_result(L, c, rv);
+    }
+    sim_lua_raise_failure(L, c);
+    lua_pushinteger(L, (lua_Integer)index);
+    return 1;
+}
+
 static int l_snapshot(lua_State *L)
 {
     struct cluster *c = sim_lua_check_cluster(L);
@@ -181,7 +201,9 @@ static int l_snapshot(lua_State *L)
 }
 
 const luaL_Reg sim_lua_client_methods[] = {
-    {"propose", l_propose},         {"propose_many", l_propose_many}, {"read_index", l_read_index},
-    {"read_result", l_read_result}, {"transfer", l_transfer},         {"campaign", l_campaign},
-    {"inject", l_inject},           {"snapshot", l_snapshot},         {NULL, NULL},
+    {"propose", l_propose},       {"propose_many", l_propose_many},
+    {"read_index", l_read_index}, {"read_result", l_read_result},
+    {"transfer", l_transfer},     {"campaign", l_campaign},
+    {"inject", l_inject},         {"snapshot", l_snapshot},
+    {"change", l_change},         {NULL, NULL},
 };

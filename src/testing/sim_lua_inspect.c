@@ -133,7 +133,36 @@ static int l_peer(lua_State *L)
     return 1;
 }
 
+static int l_members(lua_State *L)
+{
+    struct cluster *c = sim_lua_check_cluster(L);
+    const struct raft *r = sim_core(c->s, sim_lua_check_node(L, c, 2));
+    if (r == NULL) {
+        lua_pushnil(L);
+        return 1;
+    }
+    const struct raft_members *m = raft_members_of(r);
+    lua_createtable(L, 0, 3); /* t */
+    lua_newtable(L);          /* t voters */
+    lua_newtable(L);          /* t voters learners */
+    lua_Integer nv = 0, nl = 0;
+    for (unsigned i = 0; i < m->n; i++) {
+        lua_pushinteger(L, (lua_Integer)m->servers[i].id); /* t voters learners id */
+        if (m->servers[i].voter) {
+            lua_rawseti(L, -3, ++nv); /* t voters learners */
+        } else {
+            lua_rawseti(L, -2, ++nl); /* t voters learners */
+        }
+    }
+    lua_setfield(L, -3, "learners");                        /* t voters */
+    lua_setfield(L, -2, "voters");                          /* t */
+    lua_pushinteger(L, (lua_Integer)raft_members_index(r)); /* t index */
+    lua_setfield(L, -2, "index");                           /* t */
+    return 1;
+}
+
 const luaL_Reg sim_lua_inspect_methods[] = {
+    {"members", l_members},
     {"nodes", l_nodes},
     {"leader", l_leader},
     {"role", l_role},

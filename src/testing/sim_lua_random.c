@@ -52,6 +52,7 @@ static void add_stats(struct sim_stats *sum, const struct sim_stats *st)
     sum->restarts += st->restarts;
     sum->reads_served += st->reads_served;
     sum->reads_failed += st->reads_failed;
+    sum->changes += st->changes;
     sum->persisted_after_truncation += st->persisted_after_truncation;
 }
 

@@ -55,6 +55,7 @@ void sim_lua_push_stats(lua_State *L, const struct sim_stats *st)
     STAT(restarts);
     STAT(reads_served);
     STAT(reads_failed);
+    STAT(changes);
     STAT(persisted_after_truncation);
 #undef STAT
 }
