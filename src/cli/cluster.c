@@ -69,8 +69,7 @@ static int parse_uint(const char *text, unsigned long min, unsigned long max, un
     return 0;
 }
 
-/* mkdir -p */
-static int make_dirs(const char *path)
+int cli_make_dirs(const char *path)
 {
     char tmp[PATH_MAX];
     if (snprintf(tmp, sizeof tmp, "%s", path) >= (int)sizeof tmp) {
@@ -273,7 +272,7 @@ static int parse_options(int argc, char **argv, struct cluster_options *o)
  * --fresh. 0, or -1 with the reason on stderr. */
 static int prepare_data_dir(const struct cluster_options *o, char *dir)
 {
-    if (make_dirs(o->data) != 0) {
+    if (cli_make_dirs(o->data) != 0) {
         cluster_warn("cannot create data directory %s: %s", o->data, strerror(errno));
         return -1;
     }

@@ -10,4 +10,7 @@
  * cluster could not start or every node exited on its own, 2 for bad usage. */
 int cluster_main(int argc, char **argv);
 
+/* mkdir -p path: 0, or -1 with errno (ENOTDIR when path exists and is no directory). */
+int cli_make_dirs(const char *path);
+
 #endif

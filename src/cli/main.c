@@ -19,6 +19,7 @@
 #include <uv.h>
 
 #include "cli/cluster.h"
+#include "cli/restore.h"
 #include "node/config.h"
 #include "node/node.h"
 #include "util/log.h"
@@ -347,11 +348,14 @@ static const char main_usage_text[] =
     "Usage: luaraft node [options] SCRIPT.lua      run one node of a cluster\n"
     "       luaraft cluster [options] SCRIPT.lua   run a local cluster of N nodes in the\n"
     "                                              foreground (Ctrl-C stops it)\n"
+    "       luaraft restore BACKUP --data DIR      seed a data directory from a backup\n"
+    "                                              that RAFT.BACKUP wrote\n"
     "       luaraft version                        the version, and those of Lua, libuv\n"
     "                                              and LMDB it was built with\n"
     "       luaraft help                           this text\n"
     "\n"
-    "'luaraft node --help' and 'luaraft cluster --help' explain each command.\n"
+    "'luaraft node --help', 'luaraft cluster --help' and 'luaraft restore --help' explain\n"
+    "each command.\n"
     "\n";
 
 /* `luaraft version`: this build's version, then the libraries' it was compiled against
@@ -392,6 +396,9 @@ int main(int argc, char **argv)
     }
     if (strcmp(cmd, "node") == 0) {
         return node_main(argc - 1, argv + 1);
+    }
+    if (strcmp(cmd, "restore") == 0) {
+        return restore_main(argc - 1, argv + 1);
     }
     fprintf(stderr, "luaraft: unknown command '%s'\n\n", cmd);
     fputs(main_usage_text, stderr);

@@ -36,10 +36,17 @@ static int finish_interrupted_install(struct node *n,
                                       char *errmsg,
                                       size_t errmsg_size)
 {
-    node_log(n,
-             "finishing the install of snapshot %" PRIu64 " (term %" PRIu64
-             ") interrupted by a crash: dropping the old log",
-             b->snapshot_index, b->snapshot_term);
+    if (n->cache.n == 0) {
+        node_log(n,
+                 "starting from the snapshot at index %" PRIu64 " (term %" PRIu64
+                 "): no log goes with it (a restored backup, or a crash during an install)",
+                 b->snapshot_index, b->snapshot_term);
+    } else {
+        node_log(n,
+                 "finishing the install of snapshot %" PRIu64 " (term %" PRIu64
+                 ") interrupted by a crash: dropping the old log",
+                 b->snapshot_index, b->snapshot_term);
+    }
     struct store_write w;
     memset(&w, 0, sizeof w);
     w.snapshot = true;

@@ -441,6 +441,7 @@ static const struct conn_command table[] = {
     {"info", -1, "loading stale", introspect_info},
     {"ping", -1, "fast", cmd_ping},
     {"quit", -1, "noscript loading stale fast no_auth allow_busy", cmd_quit},
+    {"raft.backup", 2, "admin", introspect_raft_backup},
     {"raft.info", 1, "loading stale", introspect_raft_info},
     {"raft.redirect", 2, "fast", cmd_redirect},
     {"raft.snapshot", 1, "admin", introspect_raft_snapshot},
@@ -486,7 +487,8 @@ bool connection_command(struct node *n,
         conn_reply_error(n, req, "ERR wrong number of arguments for '%s' command", c->name);
         return true;
     }
-    if (n->dur.store_failed && c->fn == introspect_raft_snapshot) {
+    if (n->dur.store_failed &&
+        (c->fn == introspect_raft_snapshot || c->fn == introspect_raft_backup)) {
         node_reply_text(n, req,
                         "-ERR this node's store failed (see its log): it serves nothing until "
                         "it is restarted\r\n");

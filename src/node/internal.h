@@ -10,6 +10,7 @@
  *   reads.c       read batches, ReadIndex results, queries
  *   apply.c       committed entries to the fsm thread and its results back to the rooms
  *   snapshots.c   take, install, prune, back off
+ *   backup.c      RAFT.BACKUP: a snapshot copied where the operator says
  *   commands.c    routing of client commands, the built-in commands
  *   boot.c        the core and the log cache from loaded state
  *   config.c      --cluster and the stored cluster file
@@ -102,6 +103,15 @@ struct node_io
                             size_t path_size);
     /* Removes snapshot files older than index. */
     void (*snapshot_prune)(void *arg, raft_index index);
+    /* Writes the snapshot file snap_path (of index, term) as a backup at dst
+     * (store/backupfile.h), off the loop thread; node_backup_done(n, ctx, ...) follows.
+     * NULL where backups cannot be written (a simulated world). */
+    void (*backup)(void *arg,
+                   const char *snap_path,
+                   raft_index index,
+                   raft_term term,
+                   const char *dst,
+                   void *ctx);
     const char *(*peer_client_addr)(void *arg, raft_id id);
     bool (*peer_connected)(void *arg, raft_id id);
     uint32_t (*clients)(void *arg);
@@ -210,6 +220,13 @@ struct snapshots
     bool incoming_used;
 };
 
+/* RAFT.BACKUP requests (backup.c). */
+struct backups
+{
+    struct backup_job *waiting; /* for a snapshot that covers them */
+    unsigned copying;           /* handed to node_io.backup, not yet done */
+};
+
 struct node
 {
     const struct node_config *c;
@@ -226,6 +243,7 @@ struct node
     struct writes wr;
     struct reads rd;
     struct snapshots snap;
+    struct backups bk;
 
     raft_index applied_sent; /* dispatched to the fsm thread */
     raft_index applied;      /* reported back by it */
@@ -351,10 +369,21 @@ void apply_dispatch(struct node *n, raft_index commit);
 /* snapshots.c */
 void snapshots_maybe_start(struct node *n);
 void snapshots_request(struct node *n, struct server_request *req);
+/* Starts a snapshot unless one is running (for backup.c). */
+void snapshots_want(struct node *n);
+/* Removes the files older than the newest snapshot, unless a backup copy runs. */
+void snapshots_prune(struct node *n);
 void snapshots_install(struct node *n, const struct raft_update *u);
 void snapshots_restored(struct node *n, const struct fsm_job *job);
 void snapshots_stop(struct node *n);
 void snapshots_free(struct node *n);
+
+/* backup.c */
+void backup_request(struct node *n, struct server_request *req, const char *path, size_t len);
+/* A snapshot finished (ok) or failed: start the copies it covers. */
+void backups_snapshot_done(struct node *n, bool ok);
+void backups_stop(struct node *n);
+void backups_free(struct node *n);
 
 /* transaction.c */
 bool transaction_is(const void *blob, size_t len);
@@ -422,6 +451,8 @@ void node_snapshot_written(struct node *n,
                            raft_term term,
                            const char *path,
                            int status);
+/* A backup copy (node_io.backup) finished: status 0 and its length, or errmsg. */
+void node_backup_done(struct node *n, void *ctx, int status, uint64_t bytes, const char *errmsg);
 /* Answers every waiting client (the node is going away) and stops stepping the core. */
 void node_stop(struct node *n);
 /* Frees everything; whoever still waits is never answered (a crash, in a simulator). */

@@ -233,6 +233,7 @@ void node_stop(struct node *n)
     writes_stop(n);
     reads_stop(n);
     snapshots_stop(n);
+    backups_stop(n);
 }
 
 void node_free(struct node *n)
@@ -246,6 +247,7 @@ void node_free(struct node *n)
     writes_free(n);
     reads_free(n);
     snapshots_free(n);
+    backups_free(n);
     sessions_free(n);
     free(n);
 }

@@ -1,5 +1,6 @@
 /* struct node_io on the real world (see runtime.h). */
 #include "node/runtime.h"
+#include "store/backupfile.h"
 
 struct persist_req
 {
@@ -111,6 +112,66 @@ static void io_snapshot_prune(void *arg, raft_index index)
     snapfile_prune(rt->c->data_dir, index);
 }
 
+/* A backup copy on libuv's thread pool: the file IO of store/backupfile.c, whole files. */
+struct backup_work
+{
+    uv_work_t req;
+    struct runtime *rt;
+    char src[node_snap_path_bytes_max];
+    char dst[node_snap_path_bytes_max];
+    raft_index index;
+    raft_term term;
+    void *ctx;
+    int status;
+    uint64_t bytes;
+    char errmsg[node_errmsg_bytes];
+};
+
+static void backup_work_cb(uv_work_t *req)
+{
+    struct backup_work *w = req->data;
+    w->status =
+        backupfile_write(w->src, w->index, w->term, w->dst, &w->bytes, w->errmsg, sizeof w->errmsg);
+}
+
+static void backup_after_cb(uv_work_t *req, int status)
+{
+    struct backup_work *w = req->data;
+    if (status != 0 && w->status == 0) {
+        w->status = status;
+        snprintf(w->errmsg, sizeof w->errmsg, "%s", uv_strerror(status));
+    }
+    node_backup_done(w->rt->n, w->ctx, w->status, w->bytes, w->errmsg);
+    free(w);
+}
+
+static void io_backup(void *arg,
+                      const char *snap_path,
+                      raft_index index,
+                      raft_term term,
+                      const char *dst,
+                      void *ctx)
+{
+    struct runtime *rt = arg;
+    struct backup_work *w = calloc(1, sizeof *w);
+    if (w == NULL) {
+        node_backup_done(rt->n, ctx, -1, 0, "out of memory");
+        return;
+    }
+    w->req.data = w;
+    w->rt = rt;
+    snprintf(w->src, sizeof w->src, "%s", snap_path);
+    snprintf(w->dst, sizeof w->dst, "%s", dst);
+    w->index = index;
+    w->term = term;
+    w->ctx = ctx;
+    int rv = uv_queue_work(&rt->loop, &w->req, backup_work_cb, backup_after_cb);
+    if (rv != 0) {
+        node_backup_done(rt->n, ctx, rv, 0, uv_strerror(rv));
+        free(w);
+    }
+}
+
 static const char *io_peer_client_addr(void *arg, raft_id id)
 {
     struct runtime *rt = arg;
@@ -177,6 +238,7 @@ const struct node_io runtime_io = {
     .close_after = io_close_after,
     .snapshot_install = io_snapshot_install,
     .snapshot_prune = io_snapshot_prune,
+    .backup = io_backup,
     .peer_client_addr = io_peer_client_addr,
     .peer_connected = io_peer_connected,
     .clients = io_clients,

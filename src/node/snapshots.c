@@ -56,6 +56,20 @@ void snapshots_maybe_start(struct node *n)
     start(n);
 }
 
+void snapshots_want(struct node *n)
+{
+    if (!n->snap.running && !n->stopping) {
+        start(n);
+    }
+}
+
+void snapshots_prune(struct node *n)
+{
+    if (n->bk.copying == 0) {
+        n->io->snapshot_prune(n->io->arg, n->snap.index);
+    }
+}
+
 void snapshots_request(struct node *n, struct server_request *req)
 {
     if (!n->snap.running && n->applied_sent <= n->snap.index) {
@@ -109,7 +123,7 @@ static bool adopt(struct node *n, raft_index index, raft_term term, const char *
         cache_compact(&n->cache, compact_to);
     }
     n->snap.log_bytes_at = cache_bytes_upto(&n->cache, index);
-    n->io->snapshot_prune(n->io->arg, index);
+    snapshots_prune(n);
     node_log(n,
              "snapshot taken at index %" PRIu64 " (term %" PRIu64 "), log compacted up to %" PRIu64,
              index, term, compact_to);
@@ -145,6 +159,7 @@ void node_snapshot_written(struct node *n,
     if (!ok) {
         backoff(n);
         answer_waiters(n, "-ERR snapshot failed; see the node's log\r\n");
+        backups_snapshot_done(n, false);
         return;
     }
     n->snap.backoff_ms = 0;
@@ -152,6 +167,7 @@ void node_snapshot_written(struct node *n,
     char text[96];
     snprintf(text, sizeof text, "+OK snapshot at index %" PRIu64 "\r\n", n->snap.index);
     answer_waiters(n, text);
+    backups_snapshot_done(n, true);
 }
 
 void snapshots_install(struct node *n, const struct raft_update *u)
@@ -198,7 +214,9 @@ void snapshots_restored(struct node *n, const struct fsm_job *job)
     n->applied = job->index;
     /* Older files can go once the fsm holds this one: not before, as a restore still
      * queued would find its file gone (found by the whole-node simulator). */
-    n->io->snapshot_prune(n->io->arg, job->index);
+    if (n->bk.copying == 0) {
+        n->io->snapshot_prune(n->io->arg, job->index);
+    }
     node_log(n, "snapshot installed at index %" PRIu64, job->index);
 }
 

@@ -75,7 +75,7 @@ const char *snapfile_strerror(int rv)
 /* ------------------------------------------------------------------------------------ */
 /* Writing. */
 
-static void snapfile_errmsg(char *errmsg, size_t errmsg_size, const char *what, const char *path)
+void snapfile_errmsg(char *errmsg, size_t errmsg_size, const char *what, const char *path)
 {
     if (errmsg != NULL && errmsg_size > 0) {
         snprintf(errmsg, errmsg_size, "snapfile: %s %s: %s", what, path, strerror(errno));
@@ -83,7 +83,7 @@ static void snapfile_errmsg(char *errmsg, size_t errmsg_size, const char *what, 
 }
 
 /* Writes all of data, retrying on EINTR and short writes. */
-static int snapfile_write_all(int fd, const void *data, size_t len)
+int snapfile_write_all(int fd, const void *data, size_t len)
 {
     const unsigned char *p = data;
     while (len > 0) {
@@ -100,7 +100,7 @@ static int snapfile_write_all(int fd, const void *data, size_t len)
     return 0;
 }
 
-static int snapfile_fsync_dir(const char *dir)
+int snapfile_fsync_dir(const char *dir)
 {
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0) {
@@ -247,7 +247,7 @@ static uint64_t snapfile_get_be(const unsigned char *p, int n)
     return v;
 }
 
-static int snapfile_read_all(int fd, void *buf, size_t len, off_t offset)
+int snapfile_read_all(int fd, void *buf, size_t len, off_t offset)
 {
     unsigned char *p = buf;
     while (len > 0) {

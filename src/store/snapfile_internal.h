@@ -1,7 +1,7 @@
 /*
  * What the snapshot file code shares between its files: the names of the files in a
- * snapshot directory. snapfile.c writes and reads one file; snapfile_dir.c names files
- * and finds, prunes and cleans them up in a directory; script_identity.c encodes the
+ * snapshot directory, and the file IO helpers. snapfile.c writes and reads one file; snapfile_dir.c
+ * names files and finds, prunes and cleans them up in a directory; script_identity.c encodes the
  * identity the header records.
  *
  * Names (listed in snapfile.h): snap-<index>-<term>.lrs in decimal; the temporary name adds
@@ -18,5 +18,15 @@
  * snap_recv_begin). */
 #define SNAPFILE_INCOMING_PREFIX "incoming-"
 #define SNAPFILE_INCOMING_SUFFIX ".part"
+
+#include <stddef.h>
+#include <sys/types.h>
+
+/* Helpers snapfile.c shares with backupfile.c. Each returns 0 or SNAPFILE_EIO (errno says
+ * why); snapfile_read_all also SNAPFILE_ECORRUPT when the file ends early. */
+void snapfile_errmsg(char *errmsg, size_t errmsg_size, const char *what, const char *path);
+int snapfile_write_all(int fd, const void *data, size_t len);
+int snapfile_read_all(int fd, void *buf, size_t len, off_t offset);
+int snapfile_fsync_dir(const char *dir);
 
 #endif
