@@ -97,6 +97,11 @@ int command_put_tick(struct buf *b)
     return put_header(b, COMMAND_KIND_TICK);
 }
 
+int command_put_check(struct buf *b)
+{
+    return put_header(b, COMMAND_KIND_CHECK);
+}
+
 int command_put_transaction(struct buf *b, unsigned n, const void *const *blobs, const size_t *lens)
 {
     lr_assert(n <= command_argc_max);
@@ -162,6 +167,7 @@ bool command_get_kind(const void *payload,
         case COMMAND_KIND_COMMAND:
             break;
         case COMMAND_KIND_TICK:
+        case COMMAND_KIND_CHECK:
             if (c.left != 0) {
                 return false;
             }

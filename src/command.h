@@ -8,6 +8,7 @@
  *   payload     = u8 version 2 (command_version), u64 leader time in ms, u8 kind, body
  *   body        = COMMAND:     an argv blob
  *                 TICK:        nothing
+ *                 CHECK:       nothing (RAFT.CHECK, src/node/check.c)
  *                 TRANSACTION: u32 n, then n times: u32 length and an argv blob of that
  *                              length (n may be 0: an empty MULTI ... EXEC)
  *   argv blob   = u32 argc (at least 1), then per argument u32 length and the bytes
@@ -37,6 +38,7 @@ enum command_kind {
     COMMAND_KIND_COMMAND = 0,
     COMMAND_KIND_TICK = 1,
     COMMAND_KIND_TRANSACTION = 2,
+    COMMAND_KIND_CHECK = 3, /* RAFT.CHECK: every replica hashes its state here */
 };
 
 /* The bytes an argv blob of these arguments takes. */
@@ -65,6 +67,9 @@ int command_put(struct buf *b, const void *argv_blob, size_t len);
 
 /* Appends a TICK payload (time 0) to b. Errors: BUF_ENOMEM. */
 int command_put_tick(struct buf *b);
+
+/* Appends a CHECK payload (time 0) to b. Errors: BUF_ENOMEM. */
+int command_put_check(struct buf *b);
 
 /* Appends a TRANSACTION payload (time 0) of n argv blobs to b (n <= command_argc_max; the
  * blobs are not checked). Errors: BUF_ENOMEM. */

@@ -68,7 +68,9 @@ return M]])
             assert.is_nil(fsm.payload_decode(""))
             assert.is_nil(fsm.payload_decode("\0" .. string.rep("\0", 8) .. "\0" .. argv({ "X" })))
             assert.is_nil(fsm.payload_decode("\3" .. string.rep("\0", 8) .. "\0" .. argv({ "X" })))
-            assert.is_nil(fsm.payload_decode(header("\3")))
+            assert.is_nil(fsm.payload_decode(header("\4")))
+            assert.is_nil(fsm.payload_decode(header("\3") .. "x")) -- CHECK has no body
+            assert.are.same({ kind = "check", time_ms = 7 }, fsm.payload_decode(fsm.payload("check", 7)))
             assert.is_nil(fsm.payload_decode(header("\255") .. argv({ "X" })))
             local tick = fsm.payload("tick")
             for n = 0, #tick - 1 do

@@ -97,12 +97,14 @@ end
 local Cluster = {}
 Cluster.__index = Cluster
 
--- S.cluster{n = 3, script = path, flags = {...}} -> a cluster object, nodes not started.
+-- S.cluster{n = 3, script = path, flags = {...}, env = {[i] = "VAR=value ..."}} -> a
+-- cluster object, nodes not started (env: the environment node i starts with).
 function S.cluster(opts)
     local c = setmetatable({}, Cluster)
     c.n = opts.n or 3
     c.script = opts.script or S.kv
     c.flags = opts.flags or {}
+    c.env = opts.env
     c.base = pick_ports(c.n)
     c.dir = sh("mktemp -d /tmp/luaraft-spec.XXXXXX"):gsub("%s+$", "")
     c.pids = {}
@@ -129,6 +131,7 @@ end
 function Cluster:start(i)
     assert(self.pids[i] == nil, "node " .. i .. " is running")
     local args = {
+        self.env and self.env[i] and ("env " .. self.env[i]) or "",
         quote(S.luaraft), "node", "--id", i, "--data", quote(self.dir .. "/n" .. i),
         "--listen", "127.0.0.1:" .. self:client_port(i), "--raft",
         "127.0.0.1:" .. self:peer_port(i), "--cluster", self.members,

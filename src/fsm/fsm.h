@@ -401,6 +401,20 @@ typedef int (*fsm_read_fn)(void *arg, const void **data, size_t *len);
  */
 int fsm_snapshot(struct fsm *f, fsm_write_fn write_fn, void *arg);
 
+/* The BLAKE2b-256 hash of the bytes M.snapshot writes: the state, canonically (pairs and
+ * next visit keys in a fixed order), so equal states hash equal on every replica. For
+ * RAFT.CHECK. Errors: as fsm_snapshot. */
+enum { FSM_STATE_HASH_BYTES = 32 };
+int fsm_state_hash(struct fsm *f, unsigned char out[FSM_STATE_HASH_BYTES]);
+
+/*
+ * TEST ONLY, for the specs of RAFT.CHECK: from now on this replica applies no command
+ * whose first argument is key (it answers +OK and changes nothing), so its state drifts
+ * from the others'. NULL or "" turns it off. The node sets it from the environment
+ * variable LUARAFT_TEST_DIVERGE_KEY; nothing else does.
+ */
+void fsm_test_diverge(struct fsm *f, const char *key);
+
 /*
  * Runs M.restore(r); each r:read() returns read_fn's next chunk, or nil at the end. The
  * script replaces its state with the snapshot's. No limits apply, as for fsm_snapshot.

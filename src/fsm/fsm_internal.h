@@ -69,6 +69,7 @@ struct fsm
     struct fsm_command *commands;      /* M.commands, sorted by name; each entry's memory is */
     size_t commands_count;             /*   one block at its flags (fsm_contract.c) */
     char last_error[fsm_error_bytes_max];
+    char test_diverge_key[64]; /* test only (fsm_test_diverge): "" when off */
 };
 
 /* The error replies of a call that ran out of budget (fsm.c). fsm_take_error knows them

@@ -5,6 +5,9 @@
  */
 #include <lauxlib.h>
 
+#include <sodium.h>
+#include <stdio.h>
+
 #include "fsm/fsm_internal.h"
 
 #define FSM_STREAM_MT "luaraft.fsm.stream"
@@ -127,6 +130,26 @@ int fsm_snapshot(struct fsm *f, fsm_write_fn write_fn, void *arg)
 {
     struct fsm_stream stream = {.write = write_fn, .arg = arg};
     return fsm_stream_run(f, "snapshot", &stream);
+}
+
+static int hash_write(void *arg, const void *data, size_t len)
+{
+    crypto_generichash_update(arg, data, len);
+    return 0;
+}
+
+void fsm_test_diverge(struct fsm *f, const char *key)
+{
+    snprintf(f->test_diverge_key, sizeof f->test_diverge_key, "%s", key != NULL ? key : "");
+}
+
+int fsm_state_hash(struct fsm *f, unsigned char out[FSM_STATE_HASH_BYTES])
+{
+    crypto_generichash_state st;
+    crypto_generichash_init(&st, NULL, 0, FSM_STATE_HASH_BYTES);
+    int rv = fsm_snapshot(f, hash_write, &st);
+    crypto_generichash_final(&st, out, FSM_STATE_HASH_BYTES);
+    return rv;
 }
 
 int fsm_restore(struct fsm *f, fsm_read_fn read_fn, void *arg)

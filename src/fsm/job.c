@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "command.h"
+#include "fsm/fsm_internal.h"
 #include "raft/raft.h"
 #include "util/assert.h"
 
@@ -94,6 +95,14 @@ static void apply_blob(struct fsm *f,
         append_raw(out, malformed_reply, sizeof malformed_reply - 1);
         return;
     }
+    const char *dk = f->test_diverge_key;
+    if (dk[0] != '\0' && argc >= 2 && argvlen[1] == strlen(dk) &&
+        memcmp(argv[1], dk, argvlen[1]) == 0) {
+        append_raw(out, "+OK\r\n", 5); /* fsm_test_diverge: the other replicas apply it */
+        free(argv);
+        free(argvlen);
+        return;
+    }
     int rv = in_transaction ? fsm_apply_command(f, ctx, argc, argv, argvlen, out)
                             : fsm_apply(f, ctx, argc, argv, argvlen, out);
     if (rv == FSM_ENOTSUP) {
@@ -167,6 +176,11 @@ void fsm_job_apply_entry(struct fsm *f, struct fsm_job_entry *e)
             break;
         case COMMAND_KIND_TRANSACTION:
             apply_transaction(f, &ctx, body, len, out);
+            break;
+        case COMMAND_KIND_CHECK:
+            e->checked = true;
+            e->hash_rv = fsm_state_hash(f, e->state_hash);
+            append_raw(out, "+OK\r\n", 5);
             break;
     }
     fsm_reply_free(&scratch);

@@ -36,6 +36,11 @@ struct fsm_job_entry
     uint32_t len;
     void *payload;
     struct fsm_reply reply; /* out: the script's reply when want_reply */
+    /* out, for a CHECK entry: the hash of the state there (fsm_state_hash), or hash_rv
+     * its error (FSM_E*, the same on every replica). */
+    bool checked;
+    int hash_rv;
+    unsigned char state_hash[FSM_STATE_HASH_BYTES];
 };
 
 enum fsm_query_kind {

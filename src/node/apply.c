@@ -52,6 +52,9 @@ static void applied(struct node *n, struct fsm_job *job)
     for (unsigned i = 0; i < job->n_entries; i++) {
         struct fsm_job_entry *e = &job->entries[i];
         n->applied = e->index;
+        if (e->checked) {
+            check_applied(n, e->index, e->hash_rv, e->state_hash);
+        }
         if (e->want_reply) {
             writes_resolve(n, e->index, e->term, &e->reply);
         }

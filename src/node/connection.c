@@ -442,6 +442,7 @@ static const struct conn_command table[] = {
     {"ping", -1, "fast", cmd_ping},
     {"quit", -1, "noscript loading stale fast no_auth allow_busy", cmd_quit},
     {"raft.backup", 2, "admin", introspect_raft_backup},
+    {"raft.check", 1, "admin", introspect_raft_check},
     {"raft.info", 1, "loading stale", introspect_raft_info},
     {"raft.redirect", 2, "fast", cmd_redirect},
     {"raft.snapshot", 1, "admin", introspect_raft_snapshot},

@@ -10,6 +10,7 @@
  *   reads.c       read batches, ReadIndex results, queries
  *   apply.c       committed entries to the fsm thread and its results back to the rooms
  *   snapshots.c   take, install, prune, back off
+ *   check.c       RAFT.CHECK: every replica's state hash at one index
  *   backup.c      RAFT.BACKUP: a snapshot copied where the operator says
  *   commands.c    routing of client commands, the built-in commands
  *   boot.c        the core and the log cache from loaded state
@@ -227,6 +228,36 @@ struct backups
     unsigned copying;           /* handed to node_io.backup, not yet done */
 };
 
+/* RAFT.CHECK (check.c). */
+enum { node_checks_kept = 8 };
+
+struct check_record
+{
+    raft_index index; /* 0: empty */
+    int rv;
+    unsigned char hash[FSM_STATE_HASH_BYTES];
+};
+
+struct check_answer
+{
+    raft_id id;
+    int state;
+    unsigned char hash[FSM_STATE_HASH_BYTES];
+};
+
+struct checks
+{
+    struct check_record recent[node_checks_kept]; /* this node's last hashes */
+    unsigned next;
+    /* The leader's check in progress: its caller, the CHECK entry's index once applied
+     * here, and what each member said. */
+    struct server_request *req;
+    raft_index index;
+    uint64_t deadline_ms, asked_ms;
+    struct check_answer answers[RAFT_SERVERS_MAX];
+    int n;
+};
+
 struct node
 {
     const struct node_config *c;
@@ -243,6 +274,7 @@ struct node
     struct writes wr;
     struct reads rd;
     struct snapshots snap;
+    struct checks chk;
     struct backups bk;
 
     raft_index applied_sent; /* dispatched to the fsm thread */
@@ -333,6 +365,8 @@ void writes_leader_start(struct node *n);
 size_t writes_turn_count(struct node *n);
 const struct buf *writes_turn_payload(struct node *n, size_t i);
 void writes_propose(struct node *n);
+/* On the leader: a CHECK entry (RAFT.CHECK), nobody waiting for its reply. */
+void writes_check(struct node *n);
 bool writes_pending_has(struct node *n, raft_index index);
 /* reply: the script's reply for the entry at upto, after node_reply_headroom free bytes
  * (its buffer may be taken), or NULL. */
@@ -365,6 +399,14 @@ void reads_free(struct node *n);
 
 /* apply.c */
 void apply_dispatch(struct node *n, raft_index commit);
+
+/* check.c */
+void check_request(struct node *n, struct server_request *req);
+/* A CHECK entry was applied here: the state's hash (rv 0), or M.snapshot's error. */
+void check_applied(struct node *n, raft_index index, int rv, const unsigned char *hash);
+void check_tick(struct node *n);
+void check_frame(struct node *n, raft_id from, const void *body, size_t len);
+void check_stop(struct node *n);
 
 /* snapshots.c */
 void snapshots_maybe_start(struct node *n);

@@ -423,6 +423,11 @@ void introspect_raft_snapshot(const struct conn_call *c)
     snapshots_request(c->n, c->req);
 }
 
+void introspect_raft_check(const struct conn_call *c)
+{
+    check_request(c->n, c->req);
+}
+
 void introspect_raft_backup(const struct conn_call *c)
 {
     backup_request(c->n, c->req, c->argv[1], c->argvlen[1]);

@@ -55,6 +55,6 @@ struct fsm_job_query;
 /* The fsm thread answered INFO's keyspace query. */
 void introspect_info_done(struct node *n, struct fsm_job_query *q);
 conn_handler introspect_command, introspect_config, introspect_info, introspect_cluster,
-    introspect_raft_info, introspect_raft_snapshot, introspect_raft_backup;
+    introspect_raft_info, introspect_raft_snapshot, introspect_raft_backup, introspect_raft_check;
 
 #endif

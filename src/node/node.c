@@ -14,6 +14,7 @@
 #include "fsm/fsm.h"
 #include "node/internal.h"
 #include "node/session.h"
+#include "peer/transport.h"
 #include "util/assert.h"
 #include "util/log.h"
 
@@ -156,6 +157,7 @@ void node_tick(struct node *n)
     writes_expire(n);
     reads_expire(n);
     writes_tick(n);
+    check_tick(n);
     snapshots_maybe_start(n);
 }
 
@@ -200,6 +202,13 @@ void node_receive_snapshot(struct node *n, struct raft_message *m, const char *p
 
 void node_frame(struct node *n, raft_id from, uint8_t type, const void *body, size_t len)
 {
+    if (n->stopping) {
+        return;
+    }
+    if (type == TRANSPORT_FRAME_CHECK) {
+        check_frame(n, from, body, len);
+        return;
+    }
     writes_frame(n, from, type, body, len);
 }
 
@@ -232,6 +241,7 @@ void node_stop(struct node *n)
     sessions_stop(n);
     writes_stop(n);
     reads_stop(n);
+    check_stop(n);
     snapshots_stop(n);
     backups_stop(n);
 }

@@ -304,6 +304,15 @@ static int start(struct runtime *rt)
     if (fsm_open(&rt->fsm, c->script, &limits, msg, sizeof msg) != 0) {
         FAIL("cannot load %s: %s", c->script, msg);
     }
+    /* Test only (the specs of RAFT.CHECK): a replica made to drift. */
+    const char *diverge = getenv("LUARAFT_TEST_DIVERGE_KEY");
+    if (diverge != NULL && diverge[0] != '\0') {
+        fsm_test_diverge(rt->fsm, diverge);
+        lr_log(
+            "TEST ONLY: LUARAFT_TEST_DIVERGE_KEY is set: this node does not apply writes "
+            "to key '%s', so its state will differ from the others'",
+            diverge);
+    }
     if (runtime_identity_of(c->script, &rt->script, msg, sizeof msg) != 0) {
         FAIL("%s", msg);
     }

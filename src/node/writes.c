@@ -224,6 +224,15 @@ void writes_tick(struct node *n)
     push(n, &payload, &none);
 }
 
+void writes_check(struct node *n)
+{
+    struct buf payload;
+    buf_init(&payload);
+    lr_assert(command_put_check(&payload) == 0);
+    struct origin none = {NULL, 0, 0};
+    push(n, &payload, &none);
+}
+
 size_t writes_turn_count(struct node *n)
 {
     return n->wr.props_n;

@@ -90,8 +90,9 @@ struct transport_callbacks
 
 /* Frame types for transport_send_frame(), beside the raft messages of wire.h. */
 enum {
-    TRANSPORT_FRAME_FORWARD = 100,      /* a client command for the leader */
-    TRANSPORT_FRAME_FORWARD_REPLY = 101 /* its reply */
+    TRANSPORT_FRAME_FORWARD = 100,       /* a client command for the leader */
+    TRANSPORT_FRAME_FORWARD_REPLY = 101, /* its reply */
+    TRANSPORT_FRAME_CHECK = 102          /* RAFT.CHECK's questions and answers */
 };
 
 struct transport;

@@ -45,21 +45,24 @@ static int put_transaction(lua_State *L, int idx, struct buf *b)
 
 /* fsm.payload(kind, ... [, time_ms]) -> bytes | nil: "command", cmd; "tick"; "transaction",
  * {cmd, ...}; "body", n, bytes (command_put_transaction_body; nil if malformed); "argv",
- * cmd (the argv blob alone, no time). */
+ * cmd (the argv blob alone, no time); "check". */
 static int fsm_lua_payload(lua_State *L)
 {
-    static const char *const kinds[] = {"command", "tick", "transaction", "body", "argv", NULL};
+    static const char *const kinds[] = {"command", "tick",  "transaction", "body",
+                                        "argv",    "check", NULL};
     int kind = luaL_checkoption(L, 1, NULL, kinds);
     struct buf b, blob;
     buf_init(&b);
     buf_init(&blob);
     int rv = 0;
-    int time_arg = kind == 1 ? 2 : kind == 3 ? 4 : 3;
+    int time_arg = kind == 1 || kind == 5 ? 2 : kind == 3 ? 4 : 3;
     if (kind == 0 || kind == 4) {
         put_argv(L, 2, &blob);
         rv = kind == 0 ? command_put(&b, blob.data, blob.len) : buf_append(&b, blob.data, blob.len);
     } else if (kind == 1) {
         rv = command_put_tick(&b);
+    } else if (kind == 5) {
+        rv = command_put_check(&b);
     } else if (kind == 2) {
         rv = put_transaction(L, 2, &b);
     } else {
@@ -101,12 +104,13 @@ static void push_argv(lua_State *L, const void *blob, size_t len)
     free(argvlen);
 }
 
-/* fsm.payload_decode(bytes) -> {kind = "command" | "tick" | "transaction", time_ms =,
- * cmd = {...} | false (COMMAND), cmds = {{...}, ...} (TRANSACTION)} | nil
+/* fsm.payload_decode(bytes) -> {kind = "command" | "tick" | "transaction" | "check",
+ * time_ms =, cmd = {...} | false (COMMAND), cmds = {{...}, ...} (TRANSACTION)} | nil
  * (command_get_kind refuses it). */
 static int fsm_lua_payload_decode(lua_State *L)
 {
-    static const char *const names[] = {"command", "tick", "transaction"};
+    static const char *const names[] = {"command", "tick", "transaction", "check"};
+    _Static_assert(sizeof names / sizeof names[0] == COMMAND_KIND_CHECK + 1, "a name per kind");
     size_t len;
     const char *s = luaL_checklstring(L, 1, &len);
     int64_t time_ms;
