@@ -145,6 +145,27 @@ describe("fsm sandbox", function()
             assert.are.equal("after", eval("return 'after'"))
         end)
 
+        -- Lua runs xpcall's message handler where the error was raised, before unwinding;
+        -- for the budget's error that is inside the count hook, where hooks are off, so a
+        -- handler that looped there ran forever, uncounted, on every replica.
+        it("counts xpcall's message handler too", function()
+            assert.are.same(budget, eval([[
+                xpcall(function() while true do end end, function() while true do end end)]]))
+            assert.are.same(budget, eval([[
+                xpcall(function() error('x') end, function() while true do end end)]]))
+            assert.are.equal("after", eval("return 'after'"))
+            -- xpcall itself still works: results, or false and what the handler makes of it
+            local function shown(code)
+                return eval("local r = table.pack(" .. code .. ") for i = 1, r.n do "
+                    .. "r[i] = tostring(r[i]) end return table.concat(r, ' ')")
+            end
+            assert.are.equal("true 1 2", shown("xpcall(function(a) return a, 2 end, tostring, 1)"))
+            assert.are.equal("false handled: boom", shown(
+                "xpcall(function() error('boom', 0) end, function(e) return 'handled: ' .. e end)"))
+            assert.are.equal("false error in error handling", shown(
+                "xpcall(function() error('boom') end, function() error('again') end)"))
+        end)
+
         it("trips at the same instruction on every replica", function()
             local code = "M.state.n = 0; while true do M.state.n = M.state.n + 1 end"
             local other = S.open(EVAL, limits)

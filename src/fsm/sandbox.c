@@ -297,6 +297,38 @@ static const char sandbox_sort_source[] =
     "end\n";
 
 /* Replaces t[name] with a C closure whose upvalue is the old value. [-0, +0, e] */
+/*
+ * xpcall(f, msgh, ...), with msgh run after the unwinding rather than where the error was
+ * raised. Lua runs a message handler at the error, and when the error is the instruction
+ * budget's it is raised inside the count hook, where hooks are off: a handler that loops
+ * there would run forever, uncounted, on every replica, and again after every restart.
+ * Here f runs under pcall and msgh is called after as ordinary, counted code (a spent
+ * budget raises again at its first instruction). The results are xpcall's: true and f's
+ * results, or false and what msgh returns ("error in error handling" if msgh fails).
+ */
+static int sandbox_xpcall(lua_State *L)
+{
+    int n = lua_gettop(L);
+    luaL_checkany(L, 1);
+    luaL_checktype(L, 2, LUA_TFUNCTION);
+    lua_pushvalue(L, 2);                                 /* f msgh args... msgh */
+    lua_insert(L, 1);                                    /* msgh f msgh args... */
+    lua_remove(L, 3);                                    /* msgh f args... */
+    if (lua_pcall(L, n - 2, LUA_MULTRET, 0) == LUA_OK) { /* msgh results... */
+        lua_pushboolean(L, 1);                           /* msgh results... true */
+        lua_replace(L, 1);                               /* true results... */
+        return lua_gettop(L);
+    }
+    /* msgh err */
+    if (lua_pcall(L, 1, 1, 0) != LUA_OK) { /* msg | err2 */
+        lua_pop(L, 1);
+        lua_pushliteral(L, "error in error handling"); /* msg */
+    }
+    lua_pushboolean(L, 0); /* msg false */
+    lua_insert(L, -2);     /* false msg */
+    return 2;
+}
+
 static void sandbox_wrap(lua_State *L, int t, const char *name, lua_CFunction fn)
 {
     t = lua_absindex(L, t);
@@ -338,6 +370,7 @@ void sandbox_open(lua_State *L)
     sandbox_set(L, -1, "next", sandbox_next);
     sandbox_set(L, -1, "tostring", sandbox_tostring);
     sandbox_set(L, -1, "collectgarbage", sandbox_collectgarbage);
+    sandbox_set(L, -1, "xpcall", sandbox_xpcall);
     sandbox_wrap(L, -1, "setmetatable", sandbox_setmetatable);
     sandbox_wrap(L, -1, "rawset", sandbox_rawset);
     sandbox_wrap(L, -1, "load", sandbox_load);
