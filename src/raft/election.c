@@ -22,7 +22,9 @@ static unsigned tally(const struct raft *r, bool granted)
 {
     unsigned n = 0;
     for (unsigned i = 0; i < r->n_servers; i++) {
-        if (r->servers[i].voter && r->answered[i] && r->granted[i] == granted) {
+        bool pending =
+            r->role == RAFT_CANDIDATE && r->self_vote_pending && r->servers[i].id == r->cfg.id;
+        if (r->servers[i].voter && r->answered[i] && r->granted[i] == granted && !pending) {
             n++;
         }
     }
@@ -71,6 +73,15 @@ static void decide(struct raft *r)
         }
     } else if (tally(r, false) >= quorum) {
         role_become_follower(r, r->term, 0);
+    }
+}
+
+/* The request carrying this candidate's vote for itself is durable: the vote counts. */
+void election_self_vote_durable(struct raft *r)
+{
+    r->self_vote_pending = false;
+    if (r->role == RAFT_CANDIDATE) {
+        decide(r);
     }
 }
 

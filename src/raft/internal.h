@@ -73,8 +73,16 @@ struct raft
     enum raft_role role;
     raft_id leader;
     raft_index commit;
-    raft_index stable;   /* durable prefix of the log */
-    uint64_t generation; /* bumped when the log loses a suffix; see raft_persist_token */
+    raft_index stable;       /* durable prefix of the log */
+    uint64_t generation;     /* bumped when the log loses a suffix; see raft_persist_token */
+    uint64_t persist_seq;    /* persist requests made */
+    uint64_t durable_seq;    /* the newest one known durable (they finish in order) */
+    uint64_t hard_state_seq; /* the newest one that carried a term or vote */
+    /* A candidate counts its own vote only once it is durable (self_vote_seq, the request
+     * that carries it, known durable), as it counts no other vote before its voter's disk
+     * has it: a lone voter must not lead in a term a crash can take back. */
+    bool self_vote_pending;
+    uint64_t self_vote_seq; /* 0 until this step's request is numbered */
 
     uint32_t election_elapsed; /* ticks since the leader was heard from / last check */
     uint32_t election_timeout; /* randomized, in [election_ticks, 2 * election_ticks) */
@@ -149,6 +157,7 @@ void election_tick(struct raft *r);
 void election_campaign(struct raft *r, bool transfer);
 void election_recv_vote(struct raft *r, const struct raft_message *m);
 void election_recv_vote_resp(struct raft *r, const struct raft_message *m);
+void election_self_vote_durable(struct raft *r);
 
 /* replicate.c: leader side. */
 void replicate_tick(struct raft *r);

@@ -105,6 +105,13 @@ bool raft_self_is_voter(const struct raft *r)
 
 static void persisted(struct raft *r, const struct raft_persist_token *t)
 {
+    /* Whatever happened to its entries since, the request's term and vote are durable. */
+    if (t->seq > r->durable_seq && t->seq <= r->persist_seq) {
+        r->durable_seq = t->seq;
+    }
+    if (r->self_vote_pending && r->self_vote_seq != 0 && r->durable_seq >= r->self_vote_seq) {
+        election_self_vote_durable(r);
+    }
     /* Requests finish in order, so once one of the current generation is durable the
      * whole log up to its last index is. A request from before a truncation vouches for
      * entries that may have been replaced since: ignore it (a later one will do). */

@@ -262,6 +262,7 @@ struct raft_persist_token
 {
     raft_index last_index; /* the log's last index once the request is done */
     uint64_t generation;   /* bumped whenever the log loses a suffix */
+    uint64_t seq;          /* the request's number: requests are numbered 1, 2, ... */
 };
 
 struct raft_event
@@ -342,8 +343,10 @@ enum {
  * 2. Send messages. A message with after_persist set leaves only once every persist
  *    request made so far, including this update's, is durable: vote grants and requests
  *    carry a term and vote, and append acknowledgments a match index, that must not be
- *    lost in a crash. The rest may leave at once; in particular a leader's APPEND goes
- *    out while its own write is in flight (thesis 10.2.1).
+ *    lost in a crash; and every message waits while the term it carries is not yet
+ *    durable (a leader elected by its own vote alone sends no vote request that would
+ *    wait for it). The rest may leave at once; in particular a leader's APPEND goes out
+ *    while its own write of the entries is in flight (thesis 10.2.1).
  *
  * 3. Apply. Entries up to commit are committed: apply them in order, once they are in the
  *    driver's log (they may not yet be durable here; they are on a majority).

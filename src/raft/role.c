@@ -62,6 +62,8 @@ void role_become_candidate(struct raft *r, bool transfer)
     leave_leadership(r);
     r->term++;
     r->vote = r->cfg.id;
+    r->self_vote_pending = true;
+    r->self_vote_seq = 0;
     r->role = RAFT_CANDIDATE;
     r->leader = 0;
     reset_votes(r);

@@ -82,12 +82,23 @@ void update_finish(struct raft *r, const struct update_start *start)
     if (u->flags & (RAFT_UPDATE_HARD_STATE | RAFT_UPDATE_ENTRIES | RAFT_UPDATE_SNAPSHOT)) {
         u->persist.last_index = r->log.last;
         u->persist.generation = r->generation;
+        u->persist.seq = ++r->persist_seq;
+        if (hard_state) {
+            r->hard_state_seq = r->persist_seq;
+        }
+        if (r->self_vote_pending && r->self_vote_seq == 0) {
+            r->self_vote_seq = r->persist_seq;
+        }
     }
+    /* Every message carries the term; one carrying a term not yet durable waits, in this
+     * update or a later one (found by the simulator: a leader elected by its own vote
+     * alone sent entries of a term that a crash then took back, and was elected in that
+     * term again with other entries). Vote grants and append acknowledgments always wait:
+     * they vouch for durable state. */
+    bool term_pending = r->durable_seq < r->hard_state_seq;
     for (unsigned i = 0; i < u->n_messages; i++) {
         struct raft_message *m = &u->messages[i];
-        /* Every message carries the term; one carrying a term not yet durable waits. Vote
-         * grants and append acknowledgments always wait: they vouch for durable state. */
-        if (hard_state || m->type == RAFT_MSG_APPEND_RESP ||
+        if (term_pending || m->type == RAFT_MSG_APPEND_RESP ||
             (m->type == RAFT_MSG_VOTE_RESP && m->vote_resp.granted && !m->vote_resp.prevote)) {
             m->after_persist = true;
         }
