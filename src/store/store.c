@@ -241,6 +241,7 @@ int store_open(struct store **out,
     }
     s->loop = loop;
     s->map_bytes = o->map_bytes;
+    histogram_init(&s->stats.commit_seconds, histogram_latency_bounds, histogram_latency_bounds_n);
 
     int result = store_open_env(s, o, errmsg, errmsg_size);
     if (result != 0) {

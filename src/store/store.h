@@ -25,6 +25,7 @@
 
 #include "raft/raft.h"
 #include "store/snapfile.h"
+#include "util/histogram.h"
 
 enum {
     STORE_EIO = -200,      /* LMDB or the file system failed; see errmsg / the log */
@@ -141,6 +142,8 @@ struct store_stats
     uint64_t requests; /* requests finished (successfully or not) */
     uint64_t batches;  /* groups of requests the writer took off the queue at once */
     uint64_t txns;     /* write transactions committed (one fsync each) */
+    /* Seconds each successful mdb_txn_commit took: the write to disk and its fsync. */
+    struct histogram commit_seconds;
 };
 
 /* Copies the counters. Never fails. */

@@ -17,6 +17,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "store/store_internal.h"
 #include "util/assert.h"
@@ -55,17 +56,37 @@ static void store_log_full(const struct store *s, unsigned n_requests)
         (unsigned long long)s->map_bytes, n_requests);
 }
 
+static double seconds_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* mdb_txn_commit, its duration (the fsync's, mostly) added to *commit_seconds. */
+static int commit_timed(MDB_txn *txn, struct histogram *commit_seconds)
+{
+    double began = seconds_now();
+    int rv = mdb_txn_commit(txn); /* frees txn, also on failure */
+    if (rv == 0) {
+        histogram_observe(commit_seconds, seconds_now() - began);
+    }
+    return rv;
+}
+
 /*
  * Runs the requests [start, stop) in as few write transactions as possible: all of them in
  * one, unless one fails; then that transaction is aborted, the requests before the failed
  * one are redone in a fresh transaction (recursively), and the failed one and every later
  * one get its error (see failed_status). Sets every request's status. Counts commits in
- * *n_txns.
+ * *n_txns and times them in *commit_seconds (the caller's, added to the stats under the
+ * mutex afterwards).
  */
 static void store_run_range(struct store *s,
                             struct store_req *start,
                             struct store_req *stop,
-                            uint64_t *n_txns)
+                            uint64_t *n_txns,
+                            struct histogram *commit_seconds)
 {
     while (start != stop) {
         if (s->failed_status != 0) {
@@ -93,7 +114,7 @@ static void store_run_range(struct store *s,
             }
         }
         if (failed == NULL) {
-            rv = mdb_txn_commit(txn); /* frees txn, also on failure */
+            rv = commit_timed(txn, commit_seconds);
             int status = 0;
             if (rv != 0) {
                 status = store_write_fail("mdb_txn_commit", rv);
@@ -112,7 +133,7 @@ static void store_run_range(struct store *s,
             store_log_full(s, 1);
         }
         if (failed != start) {
-            store_run_range(s, start, failed, n_txns);
+            store_run_range(s, start, failed, n_txns, commit_seconds);
         }
         if (s->failed_status == 0) {
             s->failed_status = failed_rv;
@@ -140,10 +161,13 @@ void *store_writer_main(void *arg)
         }
 
         uint64_t n_txns = 0;
-        store_run_range(s, batch, NULL, &n_txns);
+        struct histogram commits;
+        histogram_init(&commits, histogram_latency_bounds, histogram_latency_bounds_n);
+        store_run_range(s, batch, NULL, &n_txns, &commits);
 
         lr_assert(pthread_mutex_lock(&s->mutex) == 0);
         s->stats.txns += n_txns;
+        histogram_merge(&s->stats.commit_seconds, &commits);
         s->stats.batches++;
         s->stats.requests += store_count(batch, NULL);
         if (s->done_tail != NULL) {
