@@ -62,6 +62,12 @@ static const char usage_text[] =
     "                           read from the store; suffixes K, M, G; 0: keep all [64M]\n"
     "  --write-timeout-ms MS    a write not applied within MS gets -TIMEOUT: its outcome\n"
     "                           is unknown [20000]\n"
+    "  --http HOST:PORT         serve HTTP there: /metrics (Prometheus text), /health\n"
+    "                           (200 or 503 with the reason), /status (JSON) and a live\n"
+    "                           status page at /; keep it on loopback (127.0.0.1:PORT)\n"
+    "                           or a trusted network: it has no authentication [none]\n"
+    "  --health-lag N           /health answers 503 while more than N committed entries\n"
+    "                           are not yet applied here [1000]\n"
     "  -h, --help               this text\n"
     "\n"
     "Built-in commands: PING, RAFT.INFO, RAFT.SNAPSHOT; every other command goes to\n"
@@ -125,6 +131,7 @@ struct node_args
     struct node_config c;
     const char *listen;
     const char *raft;
+    const char *http;
 };
 
 enum flag_kind {
@@ -168,6 +175,8 @@ static const struct node_flag node_flags[] = {
     {"write-timeout-ms", flag_integer, FIELD(c.write_timeout_ms), 10, 3600000,
      "is not in 10..3600000"},
     {"log-cache-bytes", flag_size, FIELD(c.log_cache_bytes), 0, 0, "is not a size"},
+    {"http", flag_text, FIELD(http), 0, 0, NULL},
+    {"health-lag", flag_integer, FIELD(c.health_lag_max), 0, UINT32_MAX, "is not an integer"},
 };
 
 enum {
@@ -318,6 +327,9 @@ static int check_node_args(struct node_args *a)
     if (rv < 0) {
         rv = resolve_flag("--raft", a->raft, c->raft_host, sizeof c->raft_host, &c->raft_port);
     }
+    if (rv < 0 && a->http != NULL) {
+        rv = resolve_flag("--http", a->http, c->http_host, sizeof c->http_host, &c->http_port);
+    }
     return rv;
 }
 
@@ -335,6 +347,7 @@ static int node_main(int argc, char **argv)
                 .map_bytes = 1ull << 30,
                 .write_timeout_ms = 20000,
                 .log_cache_bytes = 64ull << 20,
+                .health_lag_max = 1000,
             },
     };
     int rv = parse_node_args(argc, argv, &a);

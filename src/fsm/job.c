@@ -167,9 +167,12 @@ void fsm_job_apply_entry(struct fsm *f, struct fsm_job_entry *e)
     struct fsm_reply scratch = {0};
     struct fsm_reply *out = e->want_reply ? &e->reply : &scratch;
     switch (kind) {
-        case COMMAND_KIND_COMMAND:
+        case COMMAND_KIND_COMMAND: {
+            size_t before = out->len;
             apply_blob(f, &ctx, body, len, false, out);
+            e->error_reply = out->len > before && out->data[before] == '-';
             break;
+        }
         case COMMAND_KIND_TICK:
             fsm_tick(f, &ctx); /* its error is swallowed, the same on every replica */
             append_raw(out, "+OK\r\n", 5);

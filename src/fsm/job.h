@@ -36,6 +36,9 @@ struct fsm_job_entry
     uint32_t len;
     void *payload;
     struct fsm_reply reply; /* out: the script's reply when want_reply */
+    /* out: a COMMAND entry whose reply is an error (a Lua error, an exceeded budget, the
+     * script's {err = ...}), on every replica whether or not it keeps the reply */
+    bool error_reply;
     /* out, for a CHECK entry: the hash of the state there (fsm_state_hash), or hash_rv
      * its error (FSM_E*, the same on every replica). */
     bool checked;

@@ -15,6 +15,7 @@
 
 void apply_dispatch(struct node *n, raft_index commit)
 {
+    metrics_committed(n, commit);
     if (commit > cache_last(&n->cache)) {
         commit = cache_last(&n->cache);
     }
@@ -52,6 +53,8 @@ static void applied(struct node *n, struct fsm_job *job)
     for (unsigned i = 0; i < job->n_entries; i++) {
         struct fsm_job_entry *e = &job->entries[i];
         n->applied = e->index;
+        n->metrics.applied_total++;
+        n->metrics.apply_errors_total += e->error_reply;
         if (e->checked) {
             check_applied(n, e->index, e->hash_rv, e->state_hash);
         }

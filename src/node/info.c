@@ -317,7 +317,7 @@ static void section_keyspace(struct node *n, struct buf *out, const int64_t *key
     }
 }
 
-static const char *raft_role_text(struct node *n)
+const char *info_role_text(struct node *n)
 {
     if (n->dur.store_failed) {
         return "failed";
@@ -343,7 +343,7 @@ void info_raft_fields(struct node *n, const char *role_field, struct buf *out)
     const char *laddr = leader == n->c->id ? n->client_addr
                         : leader != 0      ? n->io->peer_client_addr(n->io->arg, leader)
                                            : NULL;
-    info_printf(out, "%s:%s\r\n", role_field, raft_role_text(n));
+    info_printf(out, "%s:%s\r\n", role_field, info_role_text(n));
     info_printf(out, "node_id:%" PRIu64 "\r\n", n->c->id);
     info_printf(out, "term:%" PRIu64 "\r\n", raft_current_term(n->raft));
     info_printf(out, "leader_id:%" PRIu64 "\r\n", leader);

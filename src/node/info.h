@@ -43,6 +43,10 @@ void info_text(struct node *n,
  * leader peer_<id>:match=..,state=..,connected=.. per peer. */
 void info_raft_fields(struct node *n, const char *role_field, struct buf *out);
 
+/* The role RAFT.INFO shows: leader, follower, candidate, precandidate, learner or failed
+ * (a store failure stopped the node). */
+const char *info_role_text(struct node *n);
+
 /* printf onto the end of out (aborts when out cannot grow). */
 __attribute__((format(printf, 2, 3))) void info_printf(struct buf *out, const char *fmt, ...);
 

@@ -13,10 +13,12 @@
  *   check.c       RAFT.CHECK: every replica's state hash at one index
  *   backup.c      RAFT.BACKUP: a snapshot copied where the operator says
  *   commands.c    routing of client commands, the built-in commands
+ *   metrics.c     counters and histograms the rooms feed, and /metrics's text
+ *   status.c      /status's JSON and /health's verdict
  *   boot.c        the core and the log cache from loaded state
  *   config.c      --cluster and the stored cluster file
  *   runtime*.c    the real world: libuv loop, LMDB store, peer transport, fsm thread,
- *                 client port, signals (runtime.h); src/sim/nodes/ drives the same rooms
+ *                 client port, HTTP port, signals (runtime.h); src/sim/nodes/ drives the same rooms
  *                 with a simulated one
  *
  * The rooms never step the core themselves: they report what happened to node_step() as
@@ -31,6 +33,7 @@
 #include <stdint.h>
 
 #include "fsm/job.h"
+#include "node/metrics.h"
 #include "node/node.h"
 #include "raft/raft.h"
 #include "store/store.h"
@@ -284,6 +287,7 @@ struct node
     uint64_t session_seq;
     uint32_t sessions_n;
     uint64_t commands_processed; /* client commands taken, for INFO */
+    struct node_metrics metrics; /* for /metrics (metrics.h) */
 
     enum raft_role role;
     raft_id leader;

@@ -86,6 +86,9 @@ static void note_role(struct node *n, const struct raft_update *u)
             writes_leader_start(n);
         }
     }
+    if (u->leader != n->leader && u->leader != 0) {
+        n->metrics.leader_changes_total++;
+    }
     if (u->leader != n->leader && u->role != RAFT_LEADER) {
         if (u->leader != 0) {
             node_log(n, "leader changed: node %" PRIu64, u->leader);
@@ -144,6 +147,7 @@ struct node *node_new(const struct node_config *c, const struct node_io *io, str
     n->c = c;
     n->io = io;
     n->fsm = f;
+    metrics_init(&n->metrics);
     return n;
 }
 

@@ -42,8 +42,11 @@ struct node_config
     uint64_t snapshot_bytes;    /* log payload bytes in memory that trigger one; 0: never */
     uint64_t snapshot_trailing; /* entries kept in the log behind a snapshot */
     uint64_t map_bytes;
-    uint32_t write_timeout_ms; /* a write not applied by then gets -TIMEOUT (unknown) */
-    uint64_t log_cache_bytes;  /* log payload bytes kept in memory; older ones are read */
+    uint32_t write_timeout_ms;           /* a write not applied by then gets -TIMEOUT (unknown) */
+    uint64_t log_cache_bytes;            /* log payload bytes kept in memory; older ones are read */
+    char http_host[node_host_bytes_max]; /* --http: /metrics, /health, /status, the page */
+    int http_port;                       /* 0: no HTTP port */
+    uint64_t health_lag_max;             /* /health: committed entries not yet applied, at most */
 };
 
 /*

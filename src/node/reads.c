@@ -117,6 +117,8 @@ void reads_dispatch(struct node *n)
                 (struct fsm_job_query){.tag = it->req, .blob = it->blob, .len = it->len};
         }
         job->n_queries = q;
+        n->metrics.reads_total += q;
+        n->metrics.read_rounds_total += q > 0;
         free(b->items);
         free(b);
         if (q > 0) {

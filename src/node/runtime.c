@@ -177,7 +177,7 @@ static void stop(struct runtime *rt)
     }
     kill_snapshot_child(rt);
     node_stop(rt->n);
-    rt->closing = 3;
+    rt->closing = 3 + runtime_http_close(rt, closed_cb);
     server_close(rt->srv, closed_cb, rt);
     transport_close(rt->tr, closed_cb, rt);
     store_close(rt->store, closed_cb, rt);
@@ -340,7 +340,8 @@ static int start(struct runtime *rt)
         FAIL("cannot start the fsm thread: %s", strerror(-rv));
     }
     rt->worker_started = true;
-    if (start_transport(rt, cluster_hash) != 0 || start_server(rt) != 0) {
+    if (start_transport(rt, cluster_hash) != 0 || start_server(rt) != 0 ||
+        runtime_http_start(rt) != 0) {
         return 1;
     }
     start_handles(rt);

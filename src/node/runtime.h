@@ -62,6 +62,7 @@ struct runtime
     struct store *store;
     struct transport *tr;
     struct server *srv;
+    struct http_server *http; /* --http, or NULL */
     struct fsm *fsm;
     struct fsm_worker worker;
     bool worker_started;
@@ -95,6 +96,11 @@ extern const struct node_io runtime_io;
  * snapshot and the log after it; then the node boots. Returns 0, or 1 with the reason on
  * stderr. */
 int runtime_load_and_boot(struct runtime *rt, uint64_t *cluster_hash);
+
+/* runtime_http.c: the --http port, if configured (0, or 1 with the reason on stderr);
+ * its close calls closed(rt) back and returns 1, or returns 0 when there is none. */
+int runtime_http_start(struct runtime *rt);
+int runtime_http_close(struct runtime *rt, void (*closed)(void *arg));
 
 /* runtime_identity.c */
 int runtime_identity_of(const char *path, struct script_identity *out, char *errmsg, size_t size);

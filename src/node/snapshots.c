@@ -27,6 +27,7 @@ static void start(struct node *n)
     lr_assert(job != NULL);
     snprintf(job->path, sizeof job->path, "%s", n->c->data_dir);
     n->snap.running = true;
+    n->metrics.snapshot_started = metrics_now_s();
     n->io->fsm_submit(n->io->arg, job);
 }
 
@@ -156,6 +157,7 @@ void node_snapshot_written(struct node *n,
     if (ok && index > n->snap.index) {
         ok = adopt(n, index, term, path);
     }
+    metrics_snapshot_done(n, ok ? path : NULL);
     if (!ok) {
         backoff(n);
         answer_waiters(n, "-ERR snapshot failed; see the node's log\r\n");
@@ -186,6 +188,7 @@ void snapshots_install(struct node *n, const struct raft_update *u)
         return;
     }
     n->snap.incoming_used = true;
+    n->metrics.install_started = metrics_now_s();
     snprintf(n->snap.path, sizeof n->snap.path, "%s", path);
     cache_reset(&n->cache, index + 1);
     n->snap.log_bytes_at = 0;
@@ -212,6 +215,11 @@ void snapshots_restored(struct node *n, const struct fsm_job *job)
         return;
     }
     n->applied = job->index;
+    if (n->metrics.install_started > 0) { /* not the restore at start-up */
+        histogram_observe(&n->metrics.install_seconds,
+                          metrics_now_s() - n->metrics.install_started);
+        n->metrics.install_started = 0;
+    }
     /* Older files can go once the fsm holds this one: not before, as a restore still
      * queued would find its file gone (found by the whole-node simulator). */
     if (n->bk.copying == 0) {

@@ -311,6 +311,8 @@ void writes_propose(struct node *n)
     int rv = node_step(n, &ev);
     if (rv == 0) {
         raft_index first = raft_last_index(n->raft) - k + 1;
+        n->metrics.proposals_total += k;
+        metrics_proposed(n, first + k - 1);
         for (size_t i = 0; i < k; i++) {
             if (w->props[i].o.req != NULL || w->props[i].o.peer != 0) {
                 pending_add(n, first + i, entries[i].term, &w->props[i].o);
