@@ -7,8 +7,9 @@
 #                      [SCRIPT.lua] [-- NODE-OPTIONS...]
 #
 # Every option but --build goes to `luaraft cluster` (see `build/luaraft cluster --help`):
-# 3 nodes, client ports 6001-6003 (redis-cli -p 6001), peer ports 7001-7003, data and
-# logs in ./data (n1..n3, n1.log..n3.log), kept across restarts unless --fresh.
+# 3 nodes, client ports 6001-6003 (redis-cli -p 6001), peer ports 7001-7003, HTTP ports
+# 8001-8003 (/metrics, /health, /status; the status page's URL is printed at the start),
+# data and logs in ./data (n1..n3, n1.log..n3.log), kept across restarts unless --fresh.
 set -euo pipefail
 
 usage() {
@@ -41,7 +42,7 @@ case "$build" in /*) ;; *) build=$root/$build ;; esac
 
 # --- Packages (the same list and steps as scripts/test.sh) ---------------------------
 packages=(build-essential cmake pkg-config lua5.4 liblua5.4-dev libuv1-dev liblmdb-dev
-    libisal-dev libsodium-dev redis-tools)
+    libisal-dev libsodium-dev libhttp-parser-dev redis-tools)
 if command -v dpkg-query >/dev/null 2>&1; then
     missing=()
     for p in "${packages[@]}"; do

@@ -13,9 +13,20 @@ local TIME = "%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%d%.%d%d%dZ"
 
 local sh, read_file, pid_alive = S.sh, S.read_file, S.pid_alive
 
--- Clients on base..base+n-1, peers 1000 above, as luaraft cluster lays them out.
+-- Clients on base..base+n-1, peers 1000 above, HTTP 2000 above, as luaraft cluster lays
+-- them out.
 local function pick_base(n)
-    return S.free_ports(n, 0, 1000)
+    for _ = 1, 20 do
+        local base = S.free_ports(n, 0, 1000)
+        local free = true
+        for i = 0, n - 1 do
+            free = free and S.port_free(base + 2000 + i)
+        end
+        if free then
+            return base
+        end
+    end
+    error("no free ports")
 end
 
 -- The luaraft node processes whose command line names this data directory.
@@ -160,9 +171,25 @@ describe("luaraft cluster", function()
         local r = run(3)
         for i = 1, 3 do
             r:wait_output("%f[^\n]" .. TIME .. " luaraft cluster: node " .. i .. "  client 127%.0%.0%.1:"
-                .. (base + i - 1) .. "  peer 127%.0%.0%.1:" .. (base + 999 + i) .. "  pid %d+\n",
-                "node " .. i .. "'s address and PID")
+                .. (base + i - 1) .. "  peer 127%.0%.0%.1:" .. (base + 999 + i) .. "  http 127%.0%.0%.1:"
+                .. (base + 1999 + i) .. "  pid %d+\n", "node " .. i .. "'s address and PID")
         end
+        -- The status page's URL lists every node's HTTP address, and the page answers.
+        local page = "http://127.0.0.1:" .. (base + 2000) .. "/?nodes=127.0.0.1:" .. (base + 2000)
+            .. ",127.0.0.1:" .. (base + 2001) .. ",127.0.0.1:" .. (base + 2002) .. "\n"
+        assert.truthy(r:output():find("Status page:   " .. page, 1, true))
+        S.wait(DEADLINE_S, "node 3's /health", function()
+            local tcp = require("socket").tcp()
+            tcp:settimeout(5)
+            if not tcp:connect("127.0.0.1", base + 2002) then
+                tcp:close()
+                return false
+            end
+            tcp:send("GET /health HTTP/1.0\r\n\r\n")
+            local status = tcp:receive("*l")
+            tcp:close()
+            return status and status:match("^HTTP/1%.1 [25]0[03] ")
+        end)
         assert.truthy(r:output():find("redis-cli -p " .. base, 1, true))
         assert.truthy(r:output():find("Ctrl-C stops the cluster", 1, true))
         assert.truthy(r:output():find(dir, 1, true))
@@ -189,7 +216,7 @@ describe("luaraft cluster", function()
             local r = run(3)
             local old = tonumber(r:wait_output("leader is now node (%d)", "leader")[1])
             r:set(old, "before", "1")
-            local pid = tonumber(r:output():match("node " .. old .. "  client [%d.:]+  peer [%d.:]+  pid (%d+)"))
+            local pid = tonumber(r:output():match("node " .. old .. "  client [%d.:]+  peer [%d.:]+  http [%d.:]+  pid (%d+)"))
             assert.is_number(pid)
             os.execute("kill -9 " .. pid)
             r:wait_output("node " .. old .. " exited %(signal 9%); the others go on", "the exit report")

@@ -25,8 +25,10 @@ static const char cluster_usage_text[] =
     "\n"
     "Runs a local cluster of N `luaraft node` processes on 127.0.0.1 in the foreground,\n"
     "all with SCRIPT.lua as their state machine. Node i listens for clients on port\n"
-    "P+i-1 (redis-cli -p P) and for its peers on port P+1000+i-1. Each node's log goes to\n"
-    "this terminal and to DIR/n<i>.log; leader changes are reported as they happen.\n"
+    "P+i-1 (redis-cli -p P), for its peers on port P+1000+i-1, and serves HTTP on port\n"
+    "P+2000+i-1 (/metrics, /health, /status and the status page at /, whose URL is\n"
+    "printed at the start). Each node's log goes to this terminal and to DIR/n<i>.log;\n"
+    "leader changes are reported as they happen.\n"
     "Ctrl-C (or SIGTERM) stops every node and exits 0. A node that exits on its own (say,\n"
     "after kill -9, to watch a failover) is reported and the others go on.\n"
     "\n"
@@ -150,7 +152,8 @@ static int fresh_start(const char *dir)
 
 static int option_is_ours(const char *arg)
 {
-    static const char *const ours[] = {"--id", "--data", "--listen", "--raft", "--cluster"};
+    static const char *const ours[] = {"--id",   "--data",    "--listen",
+                                       "--raft", "--cluster", "--http"};
     for (size_t i = 0; i < sizeof ours / sizeof ours[0]; i++) {
         size_t n = strlen(ours[i]);
         if (strncmp(arg, ours[i], n) == 0 && (arg[n] == '\0' || arg[n] == '=')) {
@@ -221,9 +224,10 @@ static int parse_option(int opt, char **argv, struct cluster_options *o)
  * with ours, a script to run. -1 when all is well, else the exit code. */
 static int check_options(const struct cluster_options *o)
 {
-    if (o->base + peer_port_offset + o->nodes - 1 > 65535) {
-        return cluster_usage_error("--base-port: %lu leaves no room for the peer ports (%lu+%d)",
-                                   o->base, o->base, peer_port_offset);
+    if (o->base + http_port_offset + o->nodes - 1 > 65535) {
+        return cluster_usage_error(
+            "--base-port: %lu leaves no room for the peer and HTTP ports (%lu+%d, %lu+%d)", o->base,
+            o->base, peer_port_offset, o->base, http_port_offset);
     }
     for (int i = 0; i < o->extra; i++) {
         if (option_is_ours(o->extra_args[i])) {

@@ -15,6 +15,7 @@ enum {
     line_bytes_max = 4096,
     stop_wait_ms = 5000,
     peer_port_offset = 1000,
+    http_port_offset = 2000, /* node i's --http port: base+2000+i-1 */
 };
 
 /* The command line, checked by cluster.c. */

@@ -146,11 +146,12 @@ static void start_node(struct cluster *cl,
     struct child *c = &cl->kids[i];
     c->id = (int)i + 1;
     c->out = -1;
-    char idtext[16], ndir[PATH_MAX], listen[32], raft[32], logpath[PATH_MAX];
+    char idtext[16], ndir[PATH_MAX], listen[32], raft[32], http[32], logpath[PATH_MAX];
     snprintf(idtext, sizeof idtext, "%d", c->id);
     snprintf(ndir, sizeof ndir, "%s/n%d", dir, c->id);
     snprintf(listen, sizeof listen, "127.0.0.1:%lu", o->base + i);
     snprintf(raft, sizeof raft, "127.0.0.1:%lu", o->base + peer_port_offset + i);
+    snprintf(http, sizeof http, "127.0.0.1:%lu", o->base + http_port_offset + i);
     snprintf(logpath, sizeof logpath, "%s/n%d.log", dir, c->id);
     c->log = open(logpath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0666);
     if (c->log < 0) {
@@ -170,6 +171,8 @@ static void start_node(struct cluster *cl,
     args[k++] = raft;
     args[k++] = (char *)"--cluster";
     args[k++] = members;
+    args[k++] = (char *)"--http";
+    args[k++] = http;
     for (int j = 0; j < o->extra && k < 16 + 62; j++) {
         args[k++] = o->extra_args[j];
     }
@@ -192,8 +195,11 @@ static void print_banner(const struct cluster *cl, const struct cluster_options 
     cluster_say("%lu node%s running %s", nodes, nodes == 1 ? "" : "s", name);
     for (unsigned long i = 0; i < nodes; i++) {
         if (cl->kids[i].pid > 0) {
-            cluster_say("node %lu  client 127.0.0.1:%lu  peer 127.0.0.1:%lu  pid %ld", i + 1,
-                        base + i, base + peer_port_offset + i, (long)cl->kids[i].pid);
+            cluster_say(
+                "node %lu  client 127.0.0.1:%lu  peer 127.0.0.1:%lu  http 127.0.0.1:%lu  "
+                "pid %ld",
+                i + 1, base + i, base + peer_port_offset + i, base + http_port_offset + i,
+                (long)cl->kids[i].pid);
         }
     }
     printf("Connect with:  redis-cli -p %lu    (any node; writes are forwarded to the leader)\n",
@@ -201,6 +207,12 @@ static void print_banner(const struct cluster *cl, const struct cluster_options 
     printf("Try:           redis-cli -p %lu SET greeting hello; redis-cli -p %lu GET greeting\n",
            base, nodes > 1 ? base + 1 : base);
     printf("               redis-cli -p %lu RAFT.INFO\n", base);
+    printf("Status page:   http://127.0.0.1:%lu/?nodes=", base + http_port_offset);
+    for (unsigned long i = 0; i < nodes; i++) {
+        printf("%s127.0.0.1:%lu", i > 0 ? "," : "", base + http_port_offset + i);
+    }
+    printf("\n               (metrics: curl http://127.0.0.1:%lu/metrics)\n",
+           base + http_port_offset);
     printf("Data in %s/n1..n%lu, logs in %s/n1.log..n%lu.log (kept across restarts;\n", dir, nodes,
            dir, nodes);
     printf("--fresh starts over). Ctrl-C stops the cluster.\n");
