@@ -4,13 +4,13 @@
 -- support.lua: HELP/TYPE, names, labels, values, histograms whose buckets are not
 -- monotone or whose +Inf bucket differs from _count); a role gauge that does not say
 -- leader on exactly one node; indexes, proposal, apply, read, error and snapshot
--- counters that do not move when writes, reads, failing commands and RAFT.SNAPSHOT
+-- counters that do not move when writes, reads, failing writes and reads and RAFT.SNAPSHOT
 -- happen; fsync and commit latency histograms that nothing feeds; per-peer match and
 -- lag missing on the leader; /health answering 200 without a leader or 503 with one;
 -- /status that is not JSON, lacks CORS or says something RAFT.INFO contradicts.
--- Cannot catch: whether the latencies measured are the true ones (only that each write
--- is timed once and the sums are plausible), nor a missing fsync (kill -9 keeps the
--- page cache).
+-- Cannot catch: whether the latencies measured are the true ones (only that commits and
+-- fsyncs are timed and the mean commit latency is plausible), nor a missing fsync
+-- (kill -9 keeps the page cache).
 local S = dofile(debug.getinfo(1, "S").source:sub(2):match("^(.*)/[^/]*$") .. "/support.lua")
 
 describe("--http", function()
@@ -70,6 +70,9 @@ describe("--http", function()
         assert.are.equal("v", c:rc(follower, "GET", "k2"))
         -- INCR of a value that is not an integer: an error reply, applied on every replica.
         assert.truthy(c:rc(follower, "INCR", "k3"):match("not an integer"))
+        -- GET of a hash: a read whose reply is an error.
+        assert.are.equal("1", c:rc(follower, "HSET", "h", "f", "v"))
+        assert.truthy(c:rc(follower, "GET", "h"):match("^WRONGTYPE"))
         assert.truthy(c:rc(follower, "RAFT.SNAPSHOT"):match("^OK"))
 
         local m1 = S.metrics(c:http_port(leader))
@@ -77,10 +80,10 @@ describe("--http", function()
             local a, b = S.sample(m_before, name), S.sample(m_after, name)
             assert.is_true(b - a >= by, name .. " went from " .. a .. " to " .. b)
         end
-        grew("luaraft_commit_index", 21, m0, m1)
-        grew("luaraft_applied_index", 21, m0, m1)
-        grew("luaraft_proposals_total", 21, m0, m1)
-        grew("luaraft_applied_entries_total", 21, m0, m1)
+        grew("luaraft_commit_index", 22, m0, m1)
+        grew("luaraft_applied_index", 22, m0, m1)
+        grew("luaraft_proposals_total", 22, m0, m1)
+        grew("luaraft_applied_entries_total", 22, m0, m1)
         grew("luaraft_apply_errors_total", 1, m0, m1)
         local function hist(m, name)
             for _, f in pairs(m.families) do
@@ -115,8 +118,9 @@ describe("--http", function()
         local f1 = S.metrics(c:http_port(follower))
         grew("luaraft_reads_total", 2, before[follower], f1)
         grew("luaraft_read_index_rounds_total", 1, before[follower], f1)
+        grew("luaraft_read_errors_total", 1, before[follower], f1)
         grew("luaraft_apply_errors_total", 1, before[follower], f1)
-        grew("luaraft_client_connections_total", 24, before[follower], f1)
+        grew("luaraft_client_connections_total", 26, before[follower], f1)
         assert.are.equal(0, S.sample(f1, "luaraft_proposals_total"))
         assert.is_true(hist(f1, "luaraft_snapshot_duration_seconds").count >= 1)
         assert.is_true(hist(f1, "luaraft_snapshot_size_bytes").count >= 1)

@@ -115,12 +115,15 @@ describe("the status page", function()
             assert.are.equal(i == leader and "leader" or "follower", row.role)
         end
 
+        local killed_at = S.now()
         c:kill(leader)
         local new = c:wait_leader(20)
         local after = S.wait(20, "the page showing the new leader", function()
             local v = shown()
             return v.leader == new and v
         end)
+        io.stderr:write(string.format("\nthe page showed node %d as leader %.2f s after kill -9 of node %d\n",
+            new, S.now() - killed_at, leader))
         assert.is_true(after.term > before.term)
         assert.are.equal(new, c:leader()) -- the nodes agree with the page
         assert.are.equal("unreachable", after.rows[leader].role)

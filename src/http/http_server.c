@@ -290,11 +290,13 @@ static int on_message_complete(http_parser *p)
     s->handler(s->arg, &req, &a);
     conn_answer(c, &a, p->method == HTTP_HEAD, keep_alive);
     buf_free(&a.body);
-    if (c->closing || c->close_after) {
-        return 1; /* stop parsing: nothing more is read on this connection */
+    if (c->closing) {
+        return 1;
     }
+    /* Also when the connection ends after this answer: a client that does not read it
+     * is closed at the deadline. */
     timer_restart(c);
-    return 0;
+    return c->close_after ? 1 : 0; /* 1: stop parsing, nothing more is read */
 }
 
 /* ------------------------------------------------------------------------------------ */

@@ -76,6 +76,7 @@ void node_fsm_done(struct node *n, struct fsm_job *job)
                 if (q->kind == FSM_QUERY_KEYSPACE) {
                     introspect_info_done(n, q);
                 } else {
+                    n->metrics.read_errors_total += q->reply.len > 0 && q->reply.data[0] == '-';
                     node_reply(n, q->tag, q->reply.data, q->reply.len);
                 }
             }

@@ -190,6 +190,8 @@ static void render_counters(struct node *n, struct buf *out)
             "the script's {err = ...}).",
             m->apply_errors_total);
     one_u64(out, "luaraft_reads_total", "counter", "Script reads served here.", m->reads_total);
+    one_u64(out, "luaraft_read_errors_total", "counter",
+            "Script reads served here whose reply was an error.", m->read_errors_total);
     one_u64(out, "luaraft_read_index_rounds_total", "counter",
             "ReadIndex rounds the reads served here took.", m->read_rounds_total);
     one_u64(out, "luaraft_leader_changes_total", "counter",

@@ -40,6 +40,7 @@ struct node_metrics
     uint64_t applied_total;        /* entries applied here (every replica applies all) */
     uint64_t apply_errors_total;   /* applied commands whose reply is an error */
     uint64_t reads_total;          /* script reads served here after their ReadIndex */
+    uint64_t read_errors_total;    /* those whose reply is an error */
     uint64_t read_rounds_total;    /* ReadIndex rounds those reads took */
     uint64_t leader_changes_total; /* times this node saw a new leader (itself included) */
     uint64_t snapshots_failed_total;
