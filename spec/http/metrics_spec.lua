@@ -184,3 +184,34 @@ describe("--http", function()
         end
     end)
 end)
+
+-- The parser the specs above rely on must refuse what Prometheus would: else they could
+-- pass on a broken exposition.
+describe("the exposition parser of these specs", function()
+    local good = "# HELP a_seconds A.\n# TYPE a_seconds histogram\n"
+        .. "a_seconds_bucket{le=\"0.1\"} 1\na_seconds_bucket{le=\"+Inf\"} 2\n"
+        .. "a_seconds_sum 0.3\na_seconds_count 2\n# HELP b B.\n# TYPE b gauge\nb{x=\"q\\\"\"} 1\n"
+
+    it("takes a well-formed exposition", function()
+        local m = S.parse_metrics(good)
+        assert.are.equal(1, S.sample(m, "b", { x = "q\"" }))
+        assert.are.equal(2, m.families.a_seconds.count)
+    end)
+
+    it("refuses each kind of breakage", function()
+        for what, text in pairs({
+            ["+Inf bucket other than _count"] = good:gsub("a_seconds_count 2", "a_seconds_count 3"),
+            ["decreasing buckets"] = good:gsub("le=\"0.1\"} 1", "le=\"0.1\"} 5"),
+            ["a sample outside its family"] = good .. "c 1\n",
+            ["TYPE without HELP"] = good .. "# TYPE d gauge\nd 1\n",
+            ["a bad value"] = good:gsub("b{x=\"q\\\"\"} 1", "b{x=\"q\\\"\"} one"),
+            ["a bad label"] = good:gsub("x=", "1x="),
+            ["a bad escape"] = good:gsub("q\\\"", "q\\t"),
+            ["no newline at the end"] = good:sub(1, -2),
+            ["a family twice"] = good .. "# HELP b B.\n# TYPE b gauge\nb 2\n",
+            ["a missing _sum"] = good:gsub("a_seconds_sum 0.3\n", ""),
+        }) do
+            assert.is_false(pcall(S.parse_metrics, text), what)
+        end
+    end)
+end)
