@@ -37,7 +37,7 @@ struct http_server_options
 /* A request, valid during the handler's call. */
 struct http_request
 {
-    const char *path;  /* decoded of nothing: as sent, without the query; NUL-terminated */
+    const char *path;  /* as sent (not percent-decoded), without the query; NUL-terminated */
     const char *query; /* after '?', "" when none; NUL-terminated */
 };
 
