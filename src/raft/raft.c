@@ -239,6 +239,11 @@ raft_id raft_leader_of(const struct raft *r)
     return r->leader;
 }
 
+raft_id raft_transfer_target(const struct raft *r)
+{
+    return r->role == RAFT_LEADER ? r->transfer_target : 0;
+}
+
 raft_index raft_commit_index(const struct raft *r)
 {
     return r->commit;

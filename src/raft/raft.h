@@ -432,6 +432,10 @@ enum raft_role raft_role_of(const struct raft *r);
 raft_term raft_current_term(const struct raft *r);
 raft_id raft_voted_for(const struct raft *r);
 raft_id raft_leader_of(const struct raft *r);
+/* The leader's transfer under way (RAFT_EVENT_TRANSFER): its target until the target is
+ * told to campaign and this node steps down, or the transfer gives up after an election
+ * timeout; 0 when there is none (and on every node but a leader). */
+raft_id raft_transfer_target(const struct raft *r);
 raft_index raft_commit_index(const struct raft *r);
 raft_index raft_last_index(const struct raft *r);
 raft_index raft_stable_index(const struct raft *r);   /* durable prefix of the log */
