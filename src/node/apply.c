@@ -69,6 +69,7 @@ void node_fsm_done(struct node *n, struct fsm_job *job)
     switch (job->type) {
         case FSM_JOB_APPLY:
             applied(n, job);
+            transfer_poll(n); /* a transfer may wait for the writes in flight */
             break;
         case FSM_JOB_QUERY:
             for (unsigned i = 0; i < job->n_queries; i++) {

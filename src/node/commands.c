@@ -97,6 +97,10 @@ void session_run(struct node *n,
                  struct buf *blob)
 {
     raft_id leader = raft_leader_of(n->raft);
+    if (n->shutting_down) {
+        node_reply_text(n, req, node_down_reply); /* the client goes on at another node */
+        return;
+    }
     if (kind == SESSION_READ || kind == SESSION_WATCH) {
         if (leader == 0) {
             node_reply_text(n, req, no_leader_reply);

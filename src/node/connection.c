@@ -446,6 +446,7 @@ static const struct conn_command table[] = {
     {"raft.info", 1, "loading stale", introspect_raft_info},
     {"raft.redirect", 2, "fast", cmd_redirect},
     {"raft.snapshot", 1, "admin", introspect_raft_snapshot},
+    {"raft.transfer", -1, "admin", transfer_command},
     {"readonly", 1, "loading stale fast", cmd_ok},
     {"readwrite", 1, "loading stale fast", cmd_ok},
     {"reset", 1, "noscript loading stale fast no_auth allow_busy", cmd_reset},

@@ -189,23 +189,13 @@ void durability_persist(struct node *n, const struct raft_update *u)
     }
 }
 
-/* Hands leadership to the voter with the highest match index, if this node leads. */
+/* Hands leadership to the most caught-up voter (transfer.c chooses), if this node leads. */
 static void hand_over_leadership(struct node *n)
 {
     if (raft_role_of(n->raft) != RAFT_LEADER) {
         return;
     }
-    raft_id best = 0;
-    raft_index best_match = 0;
-    for (int i = 0; i < n->n_members; i++) {
-        struct raft_peer_info info;
-        raft_id id = n->members[i].id;
-        if (id != raft_id_of(n->raft) && raft_peer_info(n->raft, id, &info) && info.voter &&
-            (best == 0 || info.match > best_match)) {
-            best = id;
-            best_match = info.match;
-        }
-    }
+    raft_id best = transfer_choose(n);
     if (best == 0) {
         return;
     }

@@ -356,6 +356,12 @@ void info_raft_fields(struct node *n, const char *role_field, struct buf *out)
     info_printf(out, "log_bytes:%" PRIu64 "\r\n", n->cache.log_bytes);
     info_printf(out, "store_failed:%s\r\n", n->dur.store_failed ? "yes" : "no");
     info_printf(out, "clients:%" PRIu32 "\r\n", n->io->clients(n->io->arg));
+    info_printf(out, "elections_timeout:%" PRIu64 "\r\n", n->tr.elections_timeout);
+    info_printf(out, "elections_transfer:%" PRIu64 "\r\n", n->tr.elections_transfer);
+    info_printf(out, "transfer:%s\r\n", transfer_phase_name(n));
+    info_printf(out, "transfer_target:%" PRIu64 "\r\n", n->tr.target);
+    info_printf(out, "transfers_done:%" PRIu64 "\r\n", n->tr.done);
+    info_printf(out, "transfers_failed:%" PRIu64 "\r\n", n->tr.failed);
     info_printf(out, "script:%s\r\n", n->script_name);
     info_printf(out, "script_hash:%s\r\n", n->script_hash);
     /* Replication progress is the leader's to know; a follower's view of it is stale. */

@@ -12,6 +12,8 @@
  *   snapshots.c   take, install, prune, back off
  *   check.c       RAFT.CHECK: every replica's state hash at one index
  *   backup.c      RAFT.BACKUP: a snapshot copied where the operator says
+ *   transfer.c    leadership transfer (RAFT.TRANSFER, a graceful shutdown's): its target,
+ *                 phases, deadlines and outcome, and the elections counted by cause
  *   commands.c    routing of client commands, the built-in commands
  *   metrics.c     counters and histograms the rooms feed, and /metrics's text
  *   status.c      /status's JSON and /health's verdict
@@ -261,6 +263,27 @@ struct checks
     int n;
 };
 
+/* A leadership transfer's phases (transfer.c). */
+enum transfer_phase {
+    TRANSFER_IDLE = 0,
+    TRANSFER_DRAINING, /* new writes refused; the ones proposed are being applied */
+    TRANSFER_HANDING,  /* the core brings the target up to date and tells it to campaign */
+    TRANSFER_ELECTING, /* this node stepped down: waiting to learn who leads */
+};
+
+struct transfers
+{
+    enum transfer_phase phase;
+    raft_id target;
+    raft_term term;       /* this node's term as the leader that began it */
+    uint64_t deadline_ms; /* of the phase under way */
+    struct origin o;      /* who waits for the outcome (nobody: a shutdown's transfer) */
+    uint64_t done, failed;
+    /* Elections this node began, by cause: its election timeout passed (it became a
+     * precandidate), or a leader handed it leadership (TIMEOUT_NOW). */
+    uint64_t elections_timeout, elections_transfer;
+};
+
 struct node
 {
     const struct node_config *c;
@@ -279,6 +302,7 @@ struct node
     struct snapshots snap;
     struct checks chk;
     struct backups bk;
+    struct transfers tr;
 
     raft_index applied_sent; /* dispatched to the fsm thread */
     raft_index applied;      /* reported back by it */
@@ -293,6 +317,8 @@ struct node
     raft_id leader;
     raft_term term;
     bool stopping;
+    bool shutting_down;        /* node_shutdown: no new reads or writes; leadership handed over */
+    bool stepping_timeout_now; /* node_step is stepping a TIMEOUT_NOW from the leader */
 
     /* The script this node runs as the world identified it (runtime.c: its file name and
      * hash in hex, struct script_identity), for RAFT.INFO; empty where nobody set them
@@ -430,6 +456,23 @@ void backup_request(struct node *n, struct server_request *req, const char *path
 void backups_snapshot_done(struct node *n, bool ok);
 void backups_stop(struct node *n);
 void backups_free(struct node *n);
+/* transfer.c */
+/* Whether new writes wait (they get transfer_busy_reply): a transfer is under way. */
+bool transfer_blocks_writes(struct node *n);
+extern const char transfer_busy_reply[];
+/* A write a follower forwarded: true if it was a RAFT.TRANSFER, now taken care of. */
+bool transfer_forwarded(struct node *n, const struct origin *o, const void *blob, size_t len);
+/* After each update: the outcome, once this node no longer leads (never steps). */
+void transfer_observe(struct node *n);
+/* From the world's ticks, turns and applies: the next phase, or a deadline. */
+void transfer_poll(struct node *n);
+/* node_shutdown: a leader hands its leadership to the most caught-up voter. */
+void transfer_shutdown(struct node *n);
+/* The voter the leader would hand leadership to: connected first, then the most caught
+ * up, then the lowest id; 0 if there is none. */
+raft_id transfer_choose(struct node *n);
+void transfer_stop(struct node *n);
+const char *transfer_phase_name(const struct node *n);
 
 /* transaction.c */
 bool transaction_is(const void *blob, size_t len);
@@ -499,6 +542,11 @@ void node_snapshot_written(struct node *n,
                            int status);
 /* A backup copy (node_io.backup) finished: status 0 and its length, or errmsg. */
 void node_backup_done(struct node *n, void *ctx, int status, uint64_t bytes, const char *errmsg);
+/* A graceful stop begins: new reads and writes are refused (-TRYAGAIN), and a leader hands
+ * its leadership to the most caught-up voter. The world calls node_stop once
+ * node_shutdown_ready says so, or once its own bound passes. */
+void node_shutdown(struct node *n);
+bool node_shutdown_ready(const struct node *n);
 /* Answers every waiting client (the node is going away) and stops stepping the core. */
 void node_stop(struct node *n);
 /* Frees everything; whoever still waits is never answered (a crash, in a simulator). */

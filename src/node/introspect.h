@@ -57,4 +57,7 @@ void introspect_info_done(struct node *n, struct fsm_job_query *q);
 conn_handler introspect_command, introspect_config, introspect_info, introspect_cluster,
     introspect_raft_info, introspect_raft_snapshot, introspect_raft_backup, introspect_raft_check;
 
+/* transfer.c: RAFT.TRANSFER [id]. */
+conn_handler transfer_command;
+
 #endif

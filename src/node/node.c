@@ -79,7 +79,12 @@ static void note_role(struct node *n, const struct raft_update *u)
     }
     bool was_leader = n->role == RAFT_LEADER;
     if (u->role != n->role) {
-        if (u->role == RAFT_CANDIDATE || u->role == RAFT_PRECANDIDATE) {
+        if (u->role == RAFT_CANDIDATE && n->stepping_timeout_now) {
+            n->tr.elections_transfer++;
+            node_log(n, "election: became candidate: the leader handed over its leadership");
+        } else if (u->role == RAFT_CANDIDATE || u->role == RAFT_PRECANDIDATE) {
+            /* A precandidate that won its pre-vote goes on with the same election. */
+            n->tr.elections_timeout += n->role != RAFT_PRECANDIDATE;
             node_log(n, "election: became %s", raft_role_name(u->role));
         } else if (u->role == RAFT_LEADER) {
             node_log(n, "election won: this node is the leader");
@@ -122,18 +127,23 @@ static void carry_out(struct node *n, struct raft_update *u)
         reads_results(n, u);
     }
     note_role(n, u);
+    transfer_observe(n);
     reads_dispatch(n);
 }
 
 int node_step(struct node *n, struct raft_event *ev)
 {
     struct raft_update u;
+    bool outer_timeout_now = n->stepping_timeout_now;
+    n->stepping_timeout_now =
+        ev->type == RAFT_EVENT_RECEIVE && ev->receive.type == RAFT_MSG_TIMEOUT_NOW;
     int rv = raft_step(n->raft, ev, &u);
     if (rv != 0 && ev->type == RAFT_EVENT_RECEIVE) {
         node_log(n, "dropped a %s from node %" PRIu64 ": %s", raft_msg_name(ev->receive.type),
                  ev->receive.from, raft_strerror(rv));
     }
     carry_out(n, &u);
+    n->stepping_timeout_now = outer_timeout_now;
     return rv;
 }
 
@@ -163,6 +173,7 @@ void node_tick(struct node *n)
     writes_tick(n);
     check_tick(n);
     snapshots_maybe_start(n);
+    transfer_poll(n);
 }
 
 void node_turn(struct node *n)
@@ -170,6 +181,7 @@ void node_turn(struct node *n)
     if (n->stopping) {
         return;
     }
+    transfer_poll(n);
     writes_propose(n);
     reads_start(n);
 }
@@ -236,12 +248,27 @@ void node_command(struct node *n,
     commands_route(n, req, s, argc, argv, argvlen);
 }
 
+void node_shutdown(struct node *n)
+{
+    if (n->stopping || n->shutting_down) {
+        return;
+    }
+    n->shutting_down = true;
+    transfer_shutdown(n);
+}
+
+bool node_shutdown_ready(const struct node *n)
+{
+    return n->stopping || n->tr.phase == TRANSFER_IDLE;
+}
+
 void node_stop(struct node *n)
 {
     if (n->stopping) {
         return;
     }
     n->stopping = true;
+    transfer_stop(n);
     sessions_stop(n);
     writes_stop(n);
     reads_stop(n);

@@ -290,6 +290,10 @@ void writes_propose(struct node *n)
         refuse_props(n, store_failed_reply); /* never proposed, so never applied */
         return;
     }
+    if (transfer_blocks_writes(n)) {
+        refuse_props(n, transfer_busy_reply); /* so that the target can catch up */
+        return;
+    }
     size_t k = w->props_n;
     struct raft_entry *entries = calloc(k, sizeof *entries);
     lr_assert(entries != NULL);
@@ -325,6 +329,7 @@ void writes_propose(struct node *n)
     } else {
         refuse_props(n, rv == RAFT_ELOGFULL ? "-ERR the log is full: a snapshot is needed; "
                                               "retry\r\n"
+                        : rv == RAFT_EBUSY  ? transfer_busy_reply
                                             : "-TRYAGAIN not the leader; retry\r\n");
     }
     free(entries);
@@ -357,8 +362,13 @@ void writes_forward(struct node *n,
 /* A write a follower forwarded to this node. */
 static void forwarded_write(struct node *n, const struct origin *o, const void *blob, size_t len)
 {
+    if (transfer_forwarded(n, o, blob, len)) {
+        return; /* a RAFT.TRANSFER, which the leader carries out */
+    }
     if (n->stopping || raft_role_of(n->raft) != RAFT_LEADER) {
         origin_reply_text(n, o, "-TRYAGAIN not the leader; retry\r\n");
+    } else if (n->shutting_down) {
+        origin_reply_text(n, o, node_down_reply);
     } else if (n->dur.store_failed) {
         origin_reply_text(n, o, "-ERR the leader's store failed; writes are refused\r\n");
     } else if (len > node_command_bytes_max) {
