@@ -67,16 +67,20 @@ static void worker_done_cb(void *arg, struct fsm_job *job)
     node_fsm_done(rt->n, job);
 }
 
+static void maybe_stop(struct runtime *rt);
+
 static void prepare_cb(uv_prepare_t *h)
 {
     struct runtime *rt = h->data;
     node_turn(rt->n);
+    maybe_stop(rt);
 }
 
 static void tick_cb(uv_timer_t *h)
 {
     struct runtime *rt = h->data;
     node_tick(rt->n);
+    maybe_stop(rt);
 }
 
 static void transport_recv_cb(void *arg, struct raft_message *m)
@@ -166,6 +170,7 @@ static void stop(struct runtime *rt)
     rt->stopping = true;
     node_log(rt->n, "stopping");
     uv_timer_stop(&rt->tick);
+    uv_timer_stop(&rt->shutdown_timer);
     uv_prepare_stop(&rt->prepare);
     kill_snapshot_child(rt);
     /* Drain the fsm thread first: its finished jobs answer their clients. Then the node
@@ -182,10 +187,85 @@ static void stop(struct runtime *rt)
     transport_close(rt->tr, closed_cb, rt);
     store_close(rt->store, closed_cb, rt);
     uv_close((uv_handle_t *)&rt->tick, NULL);
+    uv_close((uv_handle_t *)&rt->shutdown_timer, NULL);
     uv_close((uv_handle_t *)&rt->prepare, NULL);
     uv_close((uv_handle_t *)&rt->sigchld, NULL);
     uv_close((uv_handle_t *)&rt->sigint, NULL);
     uv_close((uv_handle_t *)&rt->sigterm, NULL);
+}
+
+/* The last line of a shutdown that overran its bound, formatted beforehand: the handler
+ * may only write(2) and _exit(2). Its time is when the bound was due. */
+static char backstop_line[lr_log_line_bytes_max];
+static size_t backstop_len;
+
+static void backstop_cb(int signum)
+{
+    (void)signum;
+    ssize_t w = write(STDERR_FILENO, backstop_line, backstop_len);
+    (void)w;
+    _exit(1);
+}
+
+/* The process ends after ms whatever the loop is doing (an fsync that hangs, a job of the
+ * fsm thread that the stop waits for): SIGALRM, whose handler exits. */
+static void arm_backstop(uint64_t ms)
+{
+    unsigned secs = (unsigned)((ms + 999) / 1000);
+    char when[lr_log_time_bytes];
+    lr_log_time(lr_log_now_ms() + secs * 1000u, when);
+    int k = snprintf(backstop_line, sizeof backstop_line,
+                     "%s luaraft[%" PRIu64 "]: the shutdown took longer than %u s: exiting now\n",
+                     when, lr_log_id(), secs);
+    backstop_len = k > 0 ? (size_t)k : 0;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = backstop_cb;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGALRM, &sa, NULL);
+    alarm(secs);
+}
+
+static uint64_t transfer_bound_ms(const struct runtime *rt)
+{
+    return 2 * (uint64_t)rt->c->election_ticks * rt->c->tick_ms;
+}
+
+/* The graceful part is over (the leadership handed over, or there was none to hand). */
+static void maybe_stop(struct runtime *rt)
+{
+    if (rt->shutting_down && !rt->stopping && node_shutdown_ready(rt->n)) {
+        stop(rt);
+    }
+}
+
+static void shutdown_timer_cb(uv_timer_t *h)
+{
+    struct runtime *rt = h->data;
+    node_log(rt->n, "the leadership transfer did not end within %" PRIu64 " ms: stopping anyway",
+             transfer_bound_ms(rt));
+    stop(rt);
+}
+
+/* SIGINT or SIGTERM: a leader hands its leadership over first, bounded by two election
+ * timeouts; then the node stops as it always did (the fsm thread drained, every waiting
+ * client answered, the store's queued writes made durable, the replies flushed). */
+static void begin_shutdown(struct runtime *rt, int signum)
+{
+    if (rt->shutting_down || rt->stopping) {
+        return;
+    }
+    rt->shutting_down = true;
+    /* With no watcher left libuv puts back their default action: a second SIGINT or
+     * SIGTERM ends the process at once, even while the loop waits for a thread. */
+    uv_signal_stop(&rt->sigint);
+    uv_signal_stop(&rt->sigterm);
+    arm_backstop(transfer_bound_ms(rt) + runtime_stop_flush_ms_max);
+    node_log(rt->n, "%s: shutting down (a second SIGINT or SIGTERM exits at once)",
+             signum == SIGINT ? "SIGINT" : "SIGTERM");
+    node_shutdown(rt->n);
+    uv_timer_start(&rt->shutdown_timer, shutdown_timer_cb, transfer_bound_ms(rt), 0);
+    maybe_stop(rt);
 }
 
 static void signal_cb(uv_signal_t *h, int signum)
@@ -195,7 +275,7 @@ static void signal_cb(uv_signal_t *h, int signum)
         try_reap(rt);
         return;
     }
-    stop(rt);
+    begin_shutdown(rt, signum);
 }
 
 /* ------------------------------------------------------------------------------------ */
@@ -266,6 +346,8 @@ static void start_handles(struct runtime *rt)
     uv_timer_init(&rt->loop, &rt->tick);
     rt->tick.data = rt;
     uv_timer_start(&rt->tick, tick_cb, rt->c->tick_ms, rt->c->tick_ms);
+    uv_timer_init(&rt->loop, &rt->shutdown_timer);
+    rt->shutdown_timer.data = rt;
     uv_prepare_init(&rt->loop, &rt->prepare);
     rt->prepare.data = rt;
     uv_prepare_start(&rt->prepare, prepare_cb);

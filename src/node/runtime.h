@@ -47,6 +47,11 @@ enum {
     /* A leader offers a refused snapshot again and again (several times a second): one
      * line per refusal would flood the log, so at most one per this interval. */
     runtime_refused_log_ms = 10000,
+    /* A graceful shutdown: after the leadership transfer (two election timeouts at most),
+     * the node's own flush gets this long before the process exits anyway. It is long
+     * because the stop answers the read the fsm thread is running with its result, and a
+     * script's read may take seconds (the instruction budget bounds work, not time). */
+    runtime_stop_flush_ms_max = 60000,
 };
 
 _Static_assert(SCRIPT_HASH_BYTES >= crypto_generichash_BYTES_MIN &&
@@ -73,6 +78,8 @@ struct runtime
     uv_timer_t tick;
     uv_prepare_t prepare;
     uv_signal_t sigchld, sigint, sigterm;
+    uv_timer_t shutdown_timer; /* the bound of the leadership transfer on the way out */
+    bool shutting_down;
 
     pid_t snap_pid; /* the child writing the snapshot at (snap_index, snap_term) */
     raft_index snap_index;
