@@ -18,6 +18,7 @@ mutants=(
   "client-answered-twice|src/node/apply.c|s/node_reply(n, q->tag, q->reply.data, q->reply.len);/node_reply(n, q->tag, q->reply.data, q->reply.len); node_reply(n, q->tag, q->reply.data, q->reply.len);/"
   "unknown-outcome-dropped-on-leadership-loss|src/node/node.c|s/writes_fail_all(n, node_unknown_reply);/writes_fail_all(n, \"+OK\\\\r\\\\n\");/"
   "follower-acks-before-durable|src/node/durability.c|s/if (m->after_persist \&\& d->done < d->submitted) {/if (0) {/"
+  "transfer-ok-before-target-leads|src/node/transfer.c|s/    t->phase = TRANSFER_HANDING;/    t->phase = TRANSFER_HANDING; succeed(n); return;/"
 )
 
 want=("$@")

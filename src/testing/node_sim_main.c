@@ -83,6 +83,9 @@ int main(int argc, char **argv)
         sum.snapshots += st.snapshots;
         sum.installs += st.installs;
         sum.entries_read += st.entries_read;
+        sum.transfers += st.transfers;
+        sum.transfers_ok += st.transfers_ok;
+        sum.graceful_stops += st.graceful_stops;
     }
     lr_assert_context(NULL);
     double cpu = (double)(clock() - t0) / CLOCKS_PER_SEC;
@@ -90,10 +93,12 @@ int main(int argc, char **argv)
            " events, ops %" PRIu64 " (%" PRIu64 " answered, %" PRIu64 " refused, %" PRIu64
            " unknown), %" PRIu64 " crashes, %" PRIu64 " disk failures, %" PRIu64
            " partitions, %" PRIu64 " lost connections, %" PRIu64 " leader changes, %" PRIu64
-           " snapshots, %" PRIu64 " installed, %" PRIu64 " entries sent from the store\n",
+           " snapshots, %" PRIu64 " installed, %" PRIu64 " entries sent from the store, %" PRIu64
+           " transfers (%" PRIu64 " +OK), %" PRIu64 " graceful stops\n",
            count, steps, o.nodes, cpu, sum.events, sum.ops, sum.ops_ok, sum.ops_refused,
            sum.ops_unknown, sum.crashes, sum.disk_failures, sum.partitions, sum.lost_connections,
-           sum.elections, sum.snapshots, sum.installs, sum.entries_read);
+           sum.elections, sum.snapshots, sum.installs, sum.entries_read, sum.transfers,
+           sum.transfers_ok, sum.graceful_stops);
     printf("%" PRIu64 " passed, %" PRIu64 " failed\n", count - failures, failures);
     return failures == 0 ? 0 : 1;
 }

@@ -43,6 +43,7 @@ enum ev_type {
     EV_FAULT,
     EV_SNAPSHOT_WRITTEN, /* a snapshot child finished: a = index, b = term, p = the bytes */
     EV_DELIVER_SNAPSHOT, /* p = struct sim_snapshot_msg */
+    EV_EXIT,             /* a gracefully stopped node's store has drained: it exits */
 };
 
 /* A snapshot file: written whole and durable at once (the real ones are written to a
@@ -87,8 +88,9 @@ struct server_request
 {
     int client;
     int64_t op;
-    void *tag; /* the node's word (node_io.set_tag) */
-    bool aux;  /* MULTI or a queued command: its reply tells the checker nothing */
+    void *tag;  /* the node's word (node_io.set_tag) */
+    bool aux;   /* MULTI or a queued command: its reply tells the checker nothing */
+    bool admin; /* a RAFT.TRANSFER (transfers.c checks its reply), op its number */
     bool answered, lost;
     struct server_request *next; /* the node's list, freed at its crash */
 };
@@ -123,6 +125,22 @@ struct sim_node
     int disk_failed; /* the store's sticky error, until the next restart */
     struct server_request *reqs;
     raft_id leader_seen;
+    raft_term led_term; /* the newest term this node led, over all its lives */
+    /* A graceful shutdown (transfers.c): node_shutdown at shutdown_at; exiting once
+     * node_stop ran and the store drains its queue. */
+    uint64_t shutdown_at;
+    bool exiting;
+};
+
+/* The RAFT.TRANSFER in flight (one at a time), and what its reply may say. */
+struct sim_admin
+{
+    bool inflight;
+    int64_t seq;
+    uint64_t asked_at;
+    raft_id target;      /* 0: the node picks */
+    raft_id leader_then; /* whom the asked node followed (or was) when asked */
+    raft_term term_then; /* the asked node's term then */
 };
 
 struct sim_client
@@ -150,6 +168,7 @@ struct world
     bool cut[sim_nodes_max]; /* partitioned away from the rest */
     unsigned drop_percent;
     struct sim_client clients[sim_clients];
+    struct sim_admin adm;
     uint64_t next_uid;
     struct lincheck *h;
     bool healing;
@@ -176,6 +195,8 @@ int ns_node_start(struct sim_node *s);
 void ns_node_crash(struct sim_node *s);
 void ns_event_free(struct event *ev);
 void ns_node_event(struct world *w, struct sim_node *s, struct event *ev);
+/* An event of a node that is exiting: only its store still works, until EV_EXIT. */
+void ns_exiting_event(struct sim_node *s, struct event *ev);
 
 /* snapshots.c: snapshot files, the snapshot and restore jobs, sending and receiving. */
 struct sim_file *ns_file_find(struct sim_node *s, const char *name);
@@ -191,6 +212,15 @@ void ns_snapshot_job(struct sim_node *s, struct fsm_job *job);
 void ns_restore_job(struct sim_node *s, struct fsm_job *job);
 void ns_snapshot_written(struct sim_node *s, struct event *ev);
 void ns_snapshot_delivered(struct sim_node *s, struct event *ev);
+
+/* transfers.c: leadership transfers and graceful shutdowns among the faults. */
+/* Nodes down, or on their way down (a crash waits while this many are leaving). */
+int ns_nodes_leaving(struct world *w);
+void ns_transfer_fault(struct world *w, struct sim_node *s);
+void ns_shutdown_fault(struct world *w, struct sim_node *s);
+void ns_admin_reply(struct world *w, struct server_request *req, const char *resp, size_t len);
+/* After each event of s: a shutdown that is ready (or past its bound) stops the node. */
+void ns_shutdown_check(struct world *w, struct sim_node *s);
 
 /* clients.c: simulated clients, recorded for the linearizability checker. */
 void ns_client_next(struct world *w, int c);

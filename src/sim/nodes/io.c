@@ -249,6 +249,10 @@ static void io_reply(void *arg, struct server_request *req, const void *resp, si
         return;
     }
     req->answered = true;
+    if (req->admin) {
+        ns_admin_reply(w, req, resp, len);
+        return;
+    }
     if (req->aux) {
         return; /* a refusal shows in EXEC's reply (-EXECABORT) */
     }

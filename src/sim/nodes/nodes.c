@@ -148,7 +148,9 @@ void ns_node_crash(struct sim_node *s)
     s->inc++;
     s->slow_disk = s->disk_fail_next = s->disk_full_next = false;
     s->disk_failed = 0;
-    s->w->st->crashes++;
+    s->w->st->crashes += !s->exiting; /* an exit after a graceful stop is no crash */
+    s->exiting = false;
+    s->shutdown_at = 0;
 }
 
 /* Frees what an event owns when it is dropped (its node crashed meanwhile). */
@@ -185,6 +187,21 @@ void ns_event_free(struct event *ev)
         }
         default:
             free(ev->p);
+    }
+}
+
+void ns_exiting_event(struct sim_node *s, struct event *ev)
+{
+    if (ev->type == EV_PERSIST) { /* the store drains its queue after node_stop */
+        struct sim_write *sw = ev->p;
+        if (ev->status == 0) {
+            store_apply(s, &sw->w);
+        }
+        ns_event_free(ev);
+    } else if (ev->type == EV_EXIT) {
+        ns_node_crash(s);
+    } else {
+        ns_event_free(ev); /* the node answers nothing more, and the fsm thread is gone */
     }
 }
 
@@ -264,5 +281,10 @@ void ns_node_event(struct world *w, struct sim_node *s, struct event *ev)
             s->leader_seen = leader;
             w->st->elections += leader != 0;
         }
+        if (raft_role_of(s->n->raft) == RAFT_LEADER &&
+            raft_current_term(s->n->raft) > s->led_term) {
+            s->led_term = raft_current_term(s->n->raft);
+        }
+        ns_shutdown_check(w, s);
     }
 }

@@ -26,22 +26,13 @@
 /* ------------------------------------------------------------------------------------ */
 /* Faults, and the run. */
 
-static int nodes_down(struct world *w)
-{
-    int k = 0;
-    for (int i = 0; i < w->n_nodes; i++) {
-        k += !w->nodes[i].up;
-    }
-    return k;
-}
-
 static void fault(struct world *w)
 {
     int i = (int)ns_rnd(w, 0, (uint64_t)w->n_nodes - 1);
     struct sim_node *s = &w->nodes[i];
-    switch (ns_rnd(w, 0, 10)) {
+    switch (ns_rnd(w, 0, 13)) {
         case 0:
-            if (s->up && nodes_down(w) < (w->n_nodes - 1) / 2) {
+            if (s->up && ns_nodes_leaving(w) < (w->n_nodes - 1) / 2) {
                 ns_node_crash(s);
             }
             break;
@@ -76,6 +67,15 @@ static void fault(struct world *w)
                 s->disk_full_next = true; /* the map fills up: fail-stop too */
             }
             break;
+        case 9:
+        case 10:
+            ns_transfer_fault(w, s); /* RAFT.TRANSFER, through the node's command path */
+            break;
+        case 11:
+            if (ns_rnd(w, 0, 2) == 0) {
+                ns_shutdown_fault(w, s); /* SIGTERM: hand over leadership, then exit */
+            }
+            break;
         default: /* a node whose store failed is restarted by its operator */
             if (s->up && s->n->dur.store_failed) {
                 ns_node_crash(s);
@@ -93,7 +93,7 @@ static void heal(struct world *w)
     for (int i = 0; i < w->n_nodes; i++) {
         struct sim_node *s = &w->nodes[i];
         w->cut[i] = false;
-        if (s->up && s->n->dur.store_failed) {
+        if (s->up && (s->n->dur.store_failed || s->exiting || s->shutdown_at > 0)) {
             ns_node_crash(s);
         }
         if (!s->up) {
@@ -131,6 +131,10 @@ static void dispatch(struct world *w, struct event *ev)
     struct sim_node *s = &w->nodes[ev->node];
     if (!s->up || ev->inc != s->inc) {
         ns_event_free(ev);
+        return;
+    }
+    if (s->exiting) {
+        ns_exiting_event(s, ev);
         return;
     }
     ns_node_event(w, s, ev);

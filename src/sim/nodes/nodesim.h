@@ -20,7 +20,9 @@ struct nodesim_stats
     uint64_t crashes, disk_failures, partitions, lost_connections;
     uint64_t elections; /* leader changes seen */
     uint64_t snapshots, installs;
-    uint64_t entries_read; /* payloads sent from the store, not the log cache */
+    uint64_t entries_read;            /* payloads sent from the store, not the log cache */
+    uint64_t transfers, transfers_ok; /* RAFT.TRANSFER asked, and answered +OK */
+    uint64_t graceful_stops;          /* node_shutdown, then node_stop */
 };
 
 struct nodesim_options
