@@ -8,16 +8,6 @@ local S = dofile(debug.getinfo(1, "S").source:sub(2):match("^(.*)/") .. "/suppor
 -- these deadlines, which leave room for a loaded machine.
 local ELECTION_S = 10
 
-local function others(c, skip)
-    local out = {}
-    for i = 1, c.n do
-        if i ~= skip then
-            out[#out + 1] = i
-        end
-    end
-    return out
-end
-
 describe("a 3-node cluster", function()
     local c
 
@@ -34,7 +24,7 @@ describe("a 3-node cluster", function()
         c = S.cluster({ n = 3 })
         c:start_all()
         local leader = c:wait_leader(ELECTION_S)
-        local follower = others(c, leader)[1]
+        local follower = c:others(leader)[1]
         assert.equal("OK", c:rc(leader, "SET", "a", "1"))
         assert.equal("OK", c:rc(follower, "SET", "b", "2"))
         for i = 1, 3 do
@@ -60,7 +50,7 @@ describe("a 3-node cluster", function()
         local new = c:wait_leader(ELECTION_S)
         assert.are_not.equal(old, new)
         assert.equal("OK", c:rc(new, "SET", "after", "2"))
-        for _, i in ipairs(others(c, old)) do
+        for _, i in ipairs(c:others(old)) do
             assert.equal("1", c:rc(i, "GET", "before"))
             assert.equal("2", c:rc(i, "GET", "after"))
         end
@@ -152,7 +142,7 @@ describe("a 3-node cluster", function()
         c = S.cluster({ n = 3, flags = { "--snapshot-entries", "20", "--snapshot-trailing", "5" } })
         c:start_all()
         local leader = c:wait_leader(ELECTION_S)
-        local down = others(c, leader)[1]
+        local down = c:others(leader)[1]
         c:kill(down)
         for k = 1, 100 do
             assert.equal("OK", c:rc(leader, "SET", "s" .. k, tostring(k)))
@@ -239,7 +229,7 @@ return M
         end
         local boom = c:rc(leader, "BOOM")
         assert.truthy(boom:find("boom", 1, true), boom)
-        assert.equal("OK", c:rc(others(c, leader)[1], "SET", "k", "v"))
+        assert.equal("OK", c:rc(c:others(leader)[1], "SET", "k", "v"))
         for i = 1, 3 do
             assert.is_true(c:alive(i), "node " .. i .. " died")
             assert.equal("done", c:rc(i, "GET", "half"))

@@ -128,8 +128,8 @@ function Cluster:log(i)
     return self.dir .. "/n" .. i .. ".log"
 end
 
-function Cluster:start(i)
-    assert(self.pids[i] == nil, "node " .. i .. " is running")
+-- The shell command that runs node i, its output appended to its log.
+function Cluster:node_command(i)
     local args = {
         self.env and self.env[i] and ("env " .. self.env[i]) or "",
         quote(S.luaraft), "node", "--id", i, "--data", quote(self.dir .. "/n" .. i),
@@ -140,8 +140,23 @@ function Cluster:start(i)
         args[#args + 1] = quote(f)
     end
     args[#args + 1] = quote(self.script)
-    local cmd = table.concat(args, " ") .. " >>" .. quote(self:log(i)) .. " 2>&1 & echo $!"
-    self.pids[i] = assert(tonumber(sh(cmd)), "no pid for node " .. i)
+    return table.concat(args, " ") .. " >>" .. quote(self:log(i)) .. " 2>&1"
+end
+
+function Cluster:start(i)
+    assert(self.pids[i] == nil, "node " .. i .. " is running")
+    self.pids[i] = assert(tonumber(sh(self:node_command(i) .. " & echo $!")), "no pid for node " .. i)
+end
+
+-- The ids of the nodes other than skip.
+function Cluster:others(skip)
+    local out = {}
+    for i = 1, self.n do
+        if i ~= skip then
+            out[#out + 1] = i
+        end
+    end
+    return out
 end
 
 function Cluster:start_all()
