@@ -254,4 +254,98 @@ describe("server", function()
     assert.equals("-ERR shutting down\r\n", client:read("a"))
     client:close()
   end)
+  describe("the cap on all clients' buffers together", function()
+    local socket = require("socket")
+
+    local function connect(srv)
+      local c = assert(socket.tcp())
+      c:settimeout(STEP_SECONDS_MAX)
+      assert(c:connect("127.0.0.1", srv.port))
+      return c
+    end
+
+    -- HELD's three numbers: held bytes, the largest client's, clients evicted.
+    local function held(srv)
+      local out = cli(srv, "HELD")
+      local h, l, e = out:match("^(%d+) (%d+) (%d+)")
+      assert(h, "HELD answered " .. out)
+      return tonumber(h), tonumber(l), tonumber(e)
+    end
+
+    -- Polls HELD until ok(held, largest, evicted) holds; a deadline, not a wait.
+    local function until_held(srv, what, ok)
+      local deadline = os.time() + STEP_SECONDS_MAX
+      while true do
+        local h, l, e = held(srv)
+        if ok(h, l, e) then return h, l, e end
+        assert(os.time() < deadline, what .. ": HELD stayed at " .. h .. " " .. l .. " " .. e)
+      end
+    end
+
+    local header = "*2\r\n$4\r\nECHO\r\n$1000000\r\n"
+
+    it("evicts the client holding the most, answers the others, and frees idle buffers",
+      function()
+        -- Cap 3 MiB. Two clients each hold a partial 1 MB argument (600 KiB read: a 1 MiB
+        -- buffer); a third streams 3 MiB, so its buffer passes theirs and the sum passes
+        -- the cap: it is the one evicted, with an error, and the first two finish.
+        local srv = start("0 0 0 " .. 3 * 1024 * 1024)
+        finally(srv.cleanup)
+        local part = ("a"):rep(600 * 1024)
+        local c1, c2 = connect(srv), connect(srv)
+        assert(c1:send(header .. part))
+        assert(c2:send(header .. part))
+        until_held(srv, "the first two clients' input", function(h) return h >= 2 * 600 * 1024 end)
+        local c3 = connect(srv)
+        c3:send("*2\r\n$4\r\nECHO\r\n$3000000\r\n" .. ("b"):rep(3000000) .. "\r\n")
+        assert.equals("-ERR client evicted: the node's client buffers passed their limit "
+          .. "(--client-memory)", c3:receive("*l"))
+        assert.is_nil((c3:receive("*l")))
+        c3:close()
+        local h, _, evicted = held(srv)
+        assert.equals(1, evicted)
+        assert.is_true(h <= 3 * 1024 * 1024)
+        -- The two survivors complete their argument and get it back whole.
+        local rest = ("a"):rep(1000000 - #part) .. "\r\n"
+        for _, c in ipairs{c1, c2} do
+          assert(c:send(rest))
+          assert.equals("$1000000", c:receive("*l"))
+          assert.equals(part .. rest:sub(1, -3), c:receive("*l"))
+        end
+        -- Idle again, each keeps at most a small input buffer: the sum falls far below
+        -- the 2 MiB the two held.
+        until_held(srv, "idle buffers freed", function(hb) return hb < 512 * 1024 end)
+        assert(c1:send("PING\r\n"))
+        assert.equals("+PONG", c1:receive("*l"))
+        c1:close()
+        c2:close()
+        srv.stop()
+      end)
+
+    it("with no cap set, holds every client's partial command", function()
+      -- The same two partial arguments and a third 1.5 MB one: nothing is evicted.
+      local srv = start()
+      finally(srv.cleanup)
+      local cs = {}
+      for i = 1, 3 do
+        cs[i] = connect(srv)
+        assert(cs[i]:send(header .. ("a"):rep(600 * 1024)))
+      end
+      until_held(srv, "three clients' input", function(h) return h >= 3 * 600 * 1024 end)
+      local _, _, evicted = held(srv)
+      assert.equals(0, evicted)
+      for _, c in ipairs(cs) do c:close() end
+      srv.stop()
+    end)
+
+    it("refuses a bulk above bulk_bytes_max at its header", function()
+      local srv = start("0 0 0 0 1000")
+      finally(srv.cleanup)
+      assert.equals("-ERR Protocol error: invalid bulk length\r\n",
+        raw(srv, "*2\r\n$4\r\nECHO\r\n$1001\r\n"))
+      local ok = bulk(("z"):rep(1000))
+      assert.equals(ok, raw(srv, multibulk("ECHO", ("z"):rep(1000)), #ok))
+      srv.stop()
+    end)
+  end)
 end)

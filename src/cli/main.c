@@ -68,6 +68,11 @@ static const char usage_text[] =
     "                           or a trusted network: it has no authentication [none]\n"
     "  --health-lag N           /health answers 503 while more than N committed entries\n"
     "                           are not yet applied here [1000]\n"
+    "  --max-clients N          client connections at once; one more gets an error and is\n"
+    "                           closed [10000]\n"
+    "  --client-memory BYTES    what all clients' buffers (commands being read, replies\n"
+    "                           not yet sent) may hold together; past it the client\n"
+    "                           holding the most is disconnected; 0: no limit [1G]\n"
     "  -h, --help               this text\n"
     "\n"
     "Built-in commands: PING, RAFT.INFO, RAFT.SNAPSHOT; every other command goes to\n"
@@ -177,6 +182,8 @@ static const struct node_flag node_flags[] = {
     {"log-cache-bytes", flag_size, FIELD(c.log_cache_bytes), 0, 0, "is not a size"},
     {"http", flag_text, FIELD(http), 0, 0, NULL},
     {"health-lag", flag_integer, FIELD(c.health_lag_max), 0, UINT32_MAX, "is not an integer"},
+    {"max-clients", flag_integer, FIELD(c.clients_max), 1, 1000000, "is not in 1..1000000"},
+    {"client-memory", flag_size, FIELD(c.client_memory_bytes), 0, 0, "is not a size"},
 };
 
 enum {
@@ -348,6 +355,8 @@ static int node_main(int argc, char **argv)
                 .write_timeout_ms = 20000,
                 .log_cache_bytes = 64ull << 20,
                 .health_lag_max = 1000,
+                .clients_max = 10000,
+                .client_memory_bytes = 1ull << 30,
             },
     };
     int rv = parse_node_args(argc, argv, &a);

@@ -100,6 +100,7 @@ void client_close(struct server_client *c)
         return;
     }
     c->closing = true;
+    client_account(c);
     if (c->opened && c->server->cb.close != NULL) {
         c->opened = false;
         c->server->cb.close(c->server->cb.arg, c->session);
@@ -133,6 +134,7 @@ static void client_write_cb(uv_write_t *wreq, int status)
     lr_assert(c->out_bytes >= w->bytes);
     c->writes--;
     c->out_bytes -= w->bytes;
+    client_account(c);
     struct server_request *req = w->first;
     free(w);
     /* Hold c across the frees: the last request may carry its last reference. */
@@ -213,6 +215,7 @@ void client_flush(struct server_client *c)
             request_free(r);
             r = next;
         }
+        client_account(c);
         client_close(c);
         client_unref(c);
         return;
@@ -242,6 +245,7 @@ void client_fail(struct server_client *c, const char *text)
     req->reply_len = b.len;
     req->done = true;
     c->out_bytes += b.len;
+    client_account(c);
     fifo_push(c, req);
     server_list_add(c, SERVER_LIST_DIRTY);
     client_update(c);
@@ -330,6 +334,8 @@ void client_process_input(struct server_client *c)
         dispatch(c, &cmd);
     }
     c->in_process = false;
+    resp_parser_shrink(&c->parser, CLIENT_INPUT_KEEP_BYTES);
+    client_account(c);
     client_update(c);
 }
 
@@ -359,6 +365,13 @@ static void client_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *b
         return; /* input after a protocol error is dropped */
     }
     int rv = resp_parser_feed(&c->parser, buf->base, (size_t)nread);
+    client_account(c);
+    if (rv == 0) {
+        server_enforce_memory(c->server); /* c itself may be the one evicted */
+        if (c->closing || c->close_after_flush) {
+            return;
+        }
+    }
     if (rv == RESP_EPROTO) {
         char text[128];
         snprintf(text, sizeof(text), "ERR %s", resp_parser_error(&c->parser));
@@ -424,6 +437,7 @@ void server_reply(struct server_request *req, const void *resp, size_t len)
     req->reply_len = len;
     req->done = true;
     c->out_bytes += len;
+    client_account(c); /* the cap is enforced on the loop's turn, not inside an answer */
     if (c->out_bytes > c->server->options.out_bytes_max) {
         client_close(c);
         return;

@@ -67,6 +67,30 @@ static int nomem_error(struct resp_parser *p)
     return RESP_ENOMEM;
 }
 
+size_t resp_parser_bytes(const struct resp_parser *p)
+{
+    return p->in.cap + p->arg_cap * (2 * sizeof(size_t) + sizeof(const char *));
+}
+
+void resp_parser_shrink(struct resp_parser *p, size_t keep)
+{
+    if (p->error == 0 && p->mb_argc == 0 && p->pos == p->in.len && p->in.cap > keep) {
+        buf_free(&p->in);
+        p->pos = 0;
+    }
+}
+
+void resp_parser_discard(struct resp_parser *p, const char *text)
+{
+    resp_parser_close(p);
+    p->in.len = 0;
+    p->pos = 0;
+    p->mb_argc = 0;
+    if (p->error == 0) {
+        proto_error(p, text);
+    }
+}
+
 int resp_parser_feed(struct resp_parser *p, const void *data, size_t n)
 {
     if (p->error != 0) {

@@ -125,6 +125,19 @@ int resp_parser_feed(struct resp_parser *p, const void *data, size_t n);
  */
 int resp_parser_next(struct resp_parser *p, struct resp_command *cmd);
 
+/* Bytes the parser holds allocated (its input buffer and argument arrays), for the
+ * server's accounting of client memory. */
+size_t resp_parser_bytes(const struct resp_parser *p);
+
+/* Between commands (nothing unparsed, no command begun), frees an input buffer of more
+ * than keep bytes, so a client that once sent a large command does not hold its buffer
+ * while idle. Commands returned before become invalid. */
+void resp_parser_shrink(struct resp_parser *p, size_t keep);
+
+/* Frees the input and makes the parser fail from now on with text (a static string): a
+ * client the server gives up on, whose unparsed bytes must not wait for its close. */
+void resp_parser_discard(struct resp_parser *p, const char *text);
+
 /* The message of the parser's error, without the leading '-'; "" when there is none. */
 const char *resp_parser_error(const struct resp_parser *p);
 

@@ -118,6 +118,7 @@ void server_list_add(struct server_client *c, int list)
 static void turn_cb(uv_prepare_t *prepare)
 {
     struct server *s = prepare->data;
+    server_enforce_memory(s); /* answers given since the last turn may have passed the cap */
     /* Running input can answer requests (dirty) and writing can unpark input (ready), so
      * go on until both lists are empty; each pass only consumes bytes already read. */
     while (s->lists[SERVER_LIST_READY] != NULL || s->lists[SERVER_LIST_DIRTY] != NULL) {
@@ -149,7 +150,7 @@ static void server_connection_cb(uv_stream_t *listener, int status)
     c->server = s;
     c->refs = 1;
     c->proto = 2;
-    resp_parser_init(&c->parser, NULL);
+    resp_parser_init(&c->parser, &s->options.limits);
     uv_tcp_init(s->loop, &c->tcp);
     c->tcp.data = c;
     c->next = s->clients;
@@ -236,6 +237,14 @@ static struct server *server_new(uv_loop_t *loop,
     if (s->options.pending_max == 0) {
         s->options.pending_max = SERVER_PENDING_MAX_DEFAULT;
     }
+    struct resp_limits l;
+    resp_limits_default(&l);
+    struct resp_limits *o_l = &s->options.limits;
+    o_l->args_max = o_l->args_max != 0 ? o_l->args_max : l.args_max;
+    o_l->bulk_bytes_max = o_l->bulk_bytes_max != 0 ? o_l->bulk_bytes_max : l.bulk_bytes_max;
+    o_l->inline_bytes_max = o_l->inline_bytes_max != 0 ? o_l->inline_bytes_max : l.inline_bytes_max;
+    o_l->line_bytes_max = o_l->line_bytes_max != 0 ? o_l->line_bytes_max : l.line_bytes_max;
+    o_l->query_bytes_max = o_l->query_bytes_max != 0 ? o_l->query_bytes_max : l.query_bytes_max;
     s->out_high_bytes = s->options.out_bytes_max / 2;
     if (s->out_high_bytes > SERVER_OUT_HIGH_BYTES) {
         s->out_high_bytes = SERVER_OUT_HIGH_BYTES;

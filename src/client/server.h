@@ -5,7 +5,10 @@
  * that connection, whatever order the node answers them in.
  *
  * A protocol error gets Redis's error reply and the connection is closed after it. A
- * client whose unsent replies pass out_bytes_max is disconnected. A connection that goes
+ * client whose unsent replies pass out_bytes_max is disconnected. When the bytes every
+ * client holds together (unparsed input and unsent replies) pass clients_bytes_max, the
+ * client holding the most is evicted, as Redis's maxmemory-clients does, until they are
+ * below it again (client_memory.c). A connection that goes
  * away keeps its pending requests alive until the node answers them (the answers are then
  * dropped), so the node never holds a dangling handle.
  *
@@ -17,6 +20,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
+
+#include "client/resp.h"
 
 enum {
     SERVER_ELISTEN = -500, /* cannot listen on the address */
@@ -33,6 +38,19 @@ struct server_options
     uint32_t clients_max;
     uint64_t out_bytes_max; /* unsent reply bytes per client before it is disconnected */
     uint32_t pending_max;   /* commands awaiting an answer per client; reading pauses */
+    /* Per client: the parser's limits; a field left 0 keeps Redis's default. */
+    struct resp_limits limits;
+    /* Every client's held bytes together; past it the largest client is evicted. 0: no
+     * limit. */
+    uint64_t clients_bytes_max;
+};
+
+/* What the clients hold, for INFO and metrics. */
+struct server_memory
+{
+    uint64_t held_bytes;    /* every client's unparsed input and unsent replies, allocated */
+    uint64_t largest_bytes; /* the one client holding the most */
+    uint64_t evicted;       /* clients evicted for clients_bytes_max since the start */
 };
 
 /* One client command awaiting its answer. */
@@ -84,6 +102,7 @@ void *server_request_tag(const struct server_request *req);
 
 /* Number of connected clients, for RAFT.INFO. */
 uint32_t server_clients(const struct server *s);
+void server_memory(const struct server *s, struct server_memory *m);
 
 /* Closes the listener and every connection, then calls closed(arg) once the last handle
  * is closed. Answer every pending request first. */

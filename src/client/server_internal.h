@@ -18,6 +18,10 @@
  * every client. */
 #define SERVER_READ_BYTES (64 * 1024)
 
+/* An idle client keeps an input buffer of up to this many bytes; a larger one is freed
+ * once it holds no partial command (Redis shrinks idle query buffers too). */
+#define CLIENT_INPUT_KEEP_BYTES ((size_t)64 * 1024)
+
 /* The work lists a client may be on. */
 enum {
     SERVER_LIST_READY, /* parked input that may now run */
@@ -62,8 +66,9 @@ struct server_client
     bool opened;                        /* callbacks.open was called: close must follow */
     struct server_request *head, *tail; /* requests whose replies are not yet written */
     uint32_t fifo_len;
-    uint32_t writes;    /* uv_writes in flight */
-    uint64_t out_bytes; /* answered but not yet written reply bytes */
+    uint32_t writes;     /* uv_writes in flight */
+    uint64_t out_bytes;  /* answered but not yet written reply bytes */
+    uint64_t held_bytes; /* this client's share of server->held_bytes (client_memory.c) */
     /* What keeps the struct alive: the open handle (1) and every request allocated. */
     uint32_t refs;
     bool counted; /* in server->clients_active */
@@ -90,6 +95,8 @@ struct server
     struct server_client *clients;
     struct server_client *lists[SERVER_LISTS];
     uint32_t clients_active;
+    uint64_t held_bytes; /* every client's held bytes together (client_memory.c) */
+    uint64_t evicted;
     int handles_open; /* listener and turn */
     bool closing;
     void (*closed)(void *arg);
@@ -112,5 +119,12 @@ void client_fail(struct server_client *c, const char *text);
 void client_update(struct server_client *c);
 void client_flush(struct server_client *c);
 void client_process_input(struct server_client *c);
+
+/* client_memory.c: brings c's share of the server's held bytes up to date (call after
+ * anything that changes its parser's buffer or its out_bytes); evicts the largest
+ * clients while the sum is above clients_bytes_max (call where closing a client is safe:
+ * from libuv's callbacks, never from inside server_reply). */
+void client_account(struct server_client *c);
+void server_enforce_memory(struct server *s);
 
 #endif

@@ -163,10 +163,22 @@ static void section_server(struct node *n, struct buf *out, const int64_t *keysp
     info_printf(out, "uptime_in_days:%" PRIu64 "\r\n", up / 86400);
 }
 
+static struct node_client_memory client_memory(struct node *n)
+{
+    struct node_client_memory m = {0};
+    if (n->io->client_memory != NULL) {
+        n->io->client_memory(n->io->arg, &m);
+    }
+    return m;
+}
+
 static void section_clients(struct node *n, struct buf *out, const int64_t *keyspace)
 {
     (void)keyspace;
+    struct node_client_memory m = client_memory(n);
     info_printf(out, "connected_clients:%" PRIu32 "\r\n", n->io->clients(n->io->arg));
+    info_printf(out, "maxclients:%" PRIu32 "\r\n", n->c->clients_max);
+    info_printf(out, "client_largest_buffers:%" PRIu64 "\r\n", m.largest_bytes);
     info_printf(out, "cluster_connections:0\r\n");
     info_printf(out, "blocked_clients:0\r\n");
     info_printf(out, "tracking_clients:0\r\n");
@@ -174,8 +186,8 @@ static void section_clients(struct node *n, struct buf *out, const int64_t *keys
 
 static void section_memory(struct node *n, struct buf *out, const int64_t *keyspace)
 {
-    (void)n;
     (void)keyspace;
+    struct node_client_memory m = client_memory(n);
     uint64_t used = used_memory_bytes(), rss = rss_bytes();
     long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
     uint64_t total = pages > 0 && page > 0 ? (uint64_t)pages * (uint64_t)page : 0;
@@ -193,6 +205,8 @@ static void section_memory(struct node *n, struct buf *out, const int64_t *keysp
     info_printf(out, "maxmemory:0\r\n");
     info_printf(out, "maxmemory_human:0B\r\n");
     info_printf(out, "maxmemory_policy:noeviction\r\n");
+    info_printf(out, "mem_clients_normal:%" PRIu64 "\r\n", m.held_bytes);
+    info_printf(out, "maxmemory_clients:%" PRIu64 "\r\n", n->c->client_memory_bytes);
     info_printf(out, "mem_allocator:libc\r\n");
 }
 
@@ -213,6 +227,7 @@ static void section_stats(struct node *n, struct buf *out, const int64_t *keyspa
     info_printf(out, "total_commands_processed:%" PRIu64 "\r\n", n->commands_processed);
     info_printf(out, "instantaneous_ops_per_sec:0\r\n");
     info_printf(out, "rejected_connections:0\r\n");
+    info_printf(out, "evicted_clients:%" PRIu64 "\r\n", client_memory(n).evicted);
 }
 
 /* The leader: its connected followers whose client address it knows, as Redis lists its

@@ -66,6 +66,14 @@ enum {
     node_command_bytes_max = 32 << 20,
 };
 
+/* What the client port's connections hold (client_memory.c), for INFO and /metrics. */
+struct node_client_memory
+{
+    uint64_t held_bytes;    /* every client's buffers together */
+    uint64_t largest_bytes; /* the one client holding the most */
+    uint64_t evicted;       /* clients disconnected for --client-memory */
+};
+
 /* What the node needs from the world. Calls are made on the loop thread; completions
  * come back through the node_* entry points of node.h's internal part below. */
 struct node_io
@@ -121,6 +129,8 @@ struct node_io
     const char *(*peer_client_addr)(void *arg, raft_id id);
     bool (*peer_connected)(void *arg, raft_id id);
     uint32_t (*clients)(void *arg);
+    /* Optional (zeros without it). */
+    void (*client_memory)(void *arg, struct node_client_memory *m);
     /* The node cannot go on (its store lost what it acknowledged): never returns in the
      * real world; a simulator marks the node crashed. */
     void (*fatal)(void *arg, const char *msg);

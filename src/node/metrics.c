@@ -200,6 +200,17 @@ static void render_counters(struct node *n, struct buf *out)
             m->snapshots_failed_total);
     one_u64(out, "luaraft_client_connections", "gauge", "Client (RESP) connections open.",
             n->io->clients(n->io->arg));
+    struct node_client_memory cm = {0};
+    if (n->io->client_memory != NULL) {
+        n->io->client_memory(n->io->arg, &cm);
+    }
+    one_u64(out, "luaraft_client_buffer_bytes", "gauge",
+            "Bytes every client connection's buffers hold (commands being read, replies not "
+            "yet sent).",
+            cm.held_bytes);
+    one_u64(out, "luaraft_clients_evicted_total", "counter",
+            "Client connections closed because all clients' buffers passed --client-memory.",
+            cm.evicted);
     one_u64(out, "luaraft_client_connections_total", "counter",
             "Client (RESP) connections accepted.", n->session_seq);
     one_u64(out, "luaraft_commands_total", "counter", "Client commands taken.",

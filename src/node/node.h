@@ -47,6 +47,8 @@ struct node_config
     char http_host[node_host_bytes_max]; /* --http: /metrics, /health, /status, the page */
     int http_port;                       /* 0: no HTTP port */
     uint64_t health_lag_max;             /* /health: committed entries not yet applied, at most */
+    uint32_t clients_max;                /* client connections at once */
+    uint64_t client_memory_bytes;        /* all clients' buffers together; 0: no limit */
 };
 
 /*

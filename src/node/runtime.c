@@ -329,9 +329,12 @@ static int start_server(struct runtime *rt)
     struct server_options svo = {
         .host = c->listen_host,
         .port = c->listen_port,
-        .clients_max = runtime_clients_max,
+        .clients_max = c->clients_max,
         .out_bytes_max = runtime_client_out_bytes_max,
         .pending_max = runtime_client_pending_max,
+        .limits = {.bulk_bytes_max = runtime_client_bulk_bytes_max,
+                   .query_bytes_max = runtime_client_query_bytes_max},
+        .clients_bytes_max = c->client_memory_bytes,
     };
     struct server_callbacks scb = {
         .arg = rt, .open = server_open_cb, .close = server_close_cb, .command = server_command_cb};

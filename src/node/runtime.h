@@ -36,8 +36,13 @@ enum {
     runtime_send_queue_bytes_max = 64 << 20,
     runtime_reconnect_ms_min = 50,
     runtime_reconnect_ms_max = 1000,
-    runtime_clients_max = 10000,
     runtime_client_out_bytes_max = 64 << 20,
+    /* One argument: no command above node_command_bytes_max is ever taken, but one up to
+     * twice that is read so that its client gets the node's error naming the command's
+     * size; a longer one is refused at its header, before its bytes are read. */
+    runtime_client_bulk_bytes_max = 2 * node_command_bytes_max,
+    /* Unparsed input one client may hold: its largest argument and a little more. */
+    runtime_client_query_bytes_max = runtime_client_bulk_bytes_max + (1 << 20),
     runtime_client_pending_max = 4096,
     runtime_instructions_max = 100000000,
     runtime_mmap_threshold_bytes = 64 << 20, /* see tune_allocator() */

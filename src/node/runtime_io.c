@@ -190,6 +190,16 @@ static uint32_t io_clients(void *arg)
     return rt->srv != NULL ? server_clients(rt->srv) : 0;
 }
 
+static void io_client_memory(void *arg, struct node_client_memory *m)
+{
+    struct runtime *rt = arg;
+    struct server_memory sm = {0};
+    if (rt->srv != NULL) {
+        server_memory(rt->srv, &sm);
+    }
+    *m = (struct node_client_memory){sm.held_bytes, sm.largest_bytes, sm.evicted};
+}
+
 static void io_set_tag(void *arg, struct server_request *req, void *tag)
 {
     (void)arg;
@@ -242,5 +252,6 @@ const struct node_io runtime_io = {
     .peer_client_addr = io_peer_client_addr,
     .peer_connected = io_peer_connected,
     .clients = io_clients,
+    .client_memory = io_client_memory,
     .fatal = io_fatal,
 };

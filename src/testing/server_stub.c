@@ -5,6 +5,7 @@
  *   SLOW ms x   x as a bulk string, after a timer of ms milliseconds (so answers come back
  *               out of order and the server must put them back in order)
  *   COUNT       the number of commands seen, this one included
+ *   HELD        "held largest evicted": server_memory(), as text
  *   anything else  -ERR unknown command
  *
  * Usage: server_test PORT [CLIENTS_MAX [PENDING_MAX [OUT_BYTES_MAX]]]
@@ -160,6 +161,13 @@ static void on_command(void *arg,
         struct buf b;
         buf_init(&b);
         reply_buf(req, &b, resp_put_integer(&b, (int64_t)n->commands));
+    } else if (argc == 1 && is("HELD", argv[0], argvlen[0])) {
+        struct server_memory m;
+        server_memory(n->server, &m);
+        char text[96];
+        int len = snprintf(text, sizeof text, "%llu %llu %llu", (unsigned long long)m.held_bytes,
+                           (unsigned long long)m.largest_bytes, (unsigned long long)m.evicted);
+        reply_bulk(req, text, (size_t)len);
     } else {
         reply_error(req, "ERR unknown command");
     }
@@ -199,8 +207,10 @@ static long parse_arg(const char *s, long max)
 
 int main(int argc, char **argv)
 {
-    if (argc < 2 || argc > 5) {
-        fprintf(stderr, "usage: server_test PORT [CLIENTS_MAX [PENDING_MAX [OUT_BYTES_MAX]]]\n");
+    if (argc < 2 || argc > 7) {
+        fprintf(stderr,
+                "usage: server_test PORT [CLIENTS_MAX [PENDING_MAX [OUT_BYTES_MAX "
+                "[CLIENTS_BYTES_MAX [BULK_BYTES_MAX]]]]]\n");
         return 2;
     }
     /* A client that goes away mid-write must cost an EPIPE, not the process. */
@@ -215,6 +225,12 @@ int main(int argc, char **argv)
     }
     if (argc > 4) {
         o.out_bytes_max = (uint64_t)parse_arg(argv[4], 1L << 40);
+    }
+    if (argc > 5) {
+        o.clients_bytes_max = (uint64_t)parse_arg(argv[5], 1L << 40);
+    }
+    if (argc > 6) {
+        o.limits.bulk_bytes_max = (size_t)parse_arg(argv[6], 1L << 40);
     }
 
     uv_loop_t loop;
