@@ -97,14 +97,17 @@ end
 local Cluster = {}
 Cluster.__index = Cluster
 
--- S.cluster{n = 3, script = path, flags = {...}, env = {[i] = "VAR=value ..."}} -> a
--- cluster object, nodes not started (env: the environment node i starts with).
+-- S.cluster{n = 3, script = path, flags = {...}, env = {[i] = "VAR=value ..."},
+-- password = "..."} -> a cluster object, nodes not started (env: the environment node i
+-- starts with; password: what c:rc and c:info authenticate with, given to the nodes by
+-- the spec's own flags).
 function S.cluster(opts)
     local c = setmetatable({}, Cluster)
     c.n = opts.n or 3
     c.script = opts.script or S.kv
     c.flags = opts.flags or {}
     c.env = opts.env
+    c.password = opts.password
     c.base = pick_ports(c.n)
     c.dir = sh("mktemp -d /tmp/luaraft-spec.XXXXXX"):gsub("%s+$", "")
     c.pids = {}
@@ -212,6 +215,9 @@ end
 -- trailing newline.
 function Cluster:rc(i, ...)
     local args = { "timeout 5 redis-cli -p", self:client_port(i) }
+    if self.password then
+        table.insert(args, 1, "REDISCLI_AUTH=" .. quote(self.password))
+    end
     for _, a in ipairs({ ... }) do
         args[#args + 1] = quote(a)
     end

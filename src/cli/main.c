@@ -73,6 +73,10 @@ static const char usage_text[] =
     "  --client-memory BYTES    what all clients' buffers (commands being read, replies\n"
     "                           not yet sent) may hold together; past it the client\n"
     "                           holding the most is disconnected; 0: no limit [1G]\n"
+    "  --requirepass-file PATH  clients must AUTH with the password on the first line of\n"
+    "                           PATH before any other command [none]\n"
+    "  --requirepass PASS       the same with the password on the command line (which\n"
+    "                           other users of the machine can see) [none]\n"
     "  -h, --help               this text\n"
     "\n"
     "Built-in commands: PING, RAFT.INFO, RAFT.SNAPSHOT; every other command goes to\n"
@@ -137,6 +141,7 @@ struct node_args
     const char *listen;
     const char *raft;
     const char *http;
+    const char *requirepass_file;
 };
 
 enum flag_kind {
@@ -184,6 +189,8 @@ static const struct node_flag node_flags[] = {
     {"health-lag", flag_integer, FIELD(c.health_lag_max), 0, UINT32_MAX, "is not an integer"},
     {"max-clients", flag_integer, FIELD(c.clients_max), 1, 1000000, "is not in 1..1000000"},
     {"client-memory", flag_size, FIELD(c.client_memory_bytes), 0, 0, "is not a size"},
+    {"requirepass", flag_text, FIELD(c.requirepass), 0, 0, NULL},
+    {"requirepass-file", flag_text, FIELD(requirepass_file), 0, 0, NULL},
 };
 
 enum {
@@ -312,9 +319,39 @@ static int resolve_flag(const char *flag, const char *text, char *host, size_t s
  * the exit code. Only the syntax of --cluster is checked here: the node resolves the
  * configuration it uses (--cluster on first start, the stored one afterwards).
  */
+/* The first line of path, without its end of line, malloc'd (never freed: the node keeps
+ * it), or NULL with the reason logged. */
+static char *read_password(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        lr_log("cannot start: --requirepass-file %s: %s", path, strerror(errno));
+        return NULL;
+    }
+    char line[4096];
+    bool got = fgets(line, sizeof line, f) != NULL;
+    fclose(f);
+    line[got ? strcspn(line, "\r\n") : 0] = '\0';
+    if (line[0] == '\0') {
+        lr_log("cannot start: --requirepass-file %s: its first line is empty", path);
+        return NULL;
+    }
+    return strdup(line);
+}
+
 static int check_node_args(struct node_args *a)
 {
     struct node_config *c = &a->c;
+    if (a->requirepass_file != NULL && c->requirepass != NULL) {
+        return usage_error("%s", "give --requirepass or --requirepass-file, not both");
+    }
+    if (c->requirepass != NULL && c->requirepass[0] == '\0') {
+        return usage_error("%s", "--requirepass: the password is empty");
+    }
+    if (a->requirepass_file != NULL &&
+        (c->requirepass = read_password(a->requirepass_file)) == NULL) {
+        return 1;
+    }
     if (c->id == 0 || c->data_dir == NULL || a->listen == NULL || a->raft == NULL) {
         return usage_error("%s", "--id, --data, --listen and --raft are required");
     }

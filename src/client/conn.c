@@ -453,6 +453,14 @@ void server_set_protocol(struct server_request *req, int proto)
     req->client->proto = proto;
 }
 
+void server_set_authenticated(struct server_request *req, bool on)
+{
+    struct server *s = req->client->server;
+    if (s->options.auth_required) {
+        resp_parser_set_limits(&req->client->parser, on ? &s->options.limits : &s->unauth_limits);
+    }
+}
+
 void server_close_after(struct server_request *req)
 {
     struct server_client *c = req->client;

@@ -67,6 +67,11 @@ static int nomem_error(struct resp_parser *p)
     return RESP_ENOMEM;
 }
 
+void resp_parser_set_limits(struct resp_parser *p, const struct resp_limits *limits)
+{
+    p->limits = *limits;
+}
+
 size_t resp_parser_bytes(const struct resp_parser *p)
 {
     return p->in.cap + p->arg_cap * (2 * sizeof(size_t) + sizeof(const char *));

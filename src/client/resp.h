@@ -125,6 +125,9 @@ int resp_parser_feed(struct resp_parser *p, const void *data, size_t n);
  */
 int resp_parser_next(struct resp_parser *p, struct resp_command *cmd);
 
+/* Replaces the limits from the next byte parsed on (a connection that authenticates). */
+void resp_parser_set_limits(struct resp_parser *p, const struct resp_limits *limits);
+
 /* Bytes the parser holds allocated (its input buffer and argument arrays), for the
  * server's accounting of client memory. */
 size_t resp_parser_bytes(const struct resp_parser *p);

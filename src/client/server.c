@@ -47,6 +47,10 @@
 
 #define SERVER_LISTEN_BACKLOG 511
 
+/* What a connection may send before it authenticates (Redis's limits there). */
+#define SERVER_UNAUTH_ARGS_MAX 10
+#define SERVER_UNAUTH_BULK_BYTES_MAX 16384
+
 static const char server_refused_text[] = "ERR max number of clients reached";
 
 const char *server_strerror(int rv)
@@ -150,7 +154,7 @@ static void server_connection_cb(uv_stream_t *listener, int status)
     c->server = s;
     c->refs = 1;
     c->proto = 2;
-    resp_parser_init(&c->parser, &s->options.limits);
+    resp_parser_init(&c->parser, s->options.auth_required ? &s->unauth_limits : &s->options.limits);
     uv_tcp_init(s->loop, &c->tcp);
     c->tcp.data = c;
     c->next = s->clients;
@@ -245,6 +249,9 @@ static struct server *server_new(uv_loop_t *loop,
     o_l->inline_bytes_max = o_l->inline_bytes_max != 0 ? o_l->inline_bytes_max : l.inline_bytes_max;
     o_l->line_bytes_max = o_l->line_bytes_max != 0 ? o_l->line_bytes_max : l.line_bytes_max;
     o_l->query_bytes_max = o_l->query_bytes_max != 0 ? o_l->query_bytes_max : l.query_bytes_max;
+    s->unauth_limits = *o_l;
+    s->unauth_limits.args_max = SERVER_UNAUTH_ARGS_MAX;
+    s->unauth_limits.bulk_bytes_max = SERVER_UNAUTH_BULK_BYTES_MAX;
     s->out_high_bytes = s->options.out_bytes_max / 2;
     if (s->out_high_bytes > SERVER_OUT_HIGH_BYTES) {
         s->out_high_bytes = SERVER_OUT_HIGH_BYTES;

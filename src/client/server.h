@@ -43,6 +43,9 @@ struct server_options
     /* Every client's held bytes together; past it the largest client is evicted. 0: no
      * limit. */
     uint64_t clients_bytes_max;
+    /* Connections start unauthenticated, held to small limits (10 arguments of at most
+     * 16 KiB each, as Redis holds a client before AUTH) until server_set_authenticated. */
+    bool auth_required;
 };
 
 /* What the clients hold, for INFO and metrics. */
@@ -95,6 +98,10 @@ void server_set_protocol(struct server_request *req, int proto);
 /* Closes req's connection once req's reply is written (QUIT): commands after it are not
  * read. */
 void server_close_after(struct server_request *req);
+
+/* req's connection has authenticated (on: the full limits) or signed out (RESET: the
+ * small ones again). Nothing if the server does not require authentication. */
+void server_set_authenticated(struct server_request *req, bool on);
 
 /* A word the node keeps with a request until it is answered (NULL at first). */
 void server_request_set_tag(struct server_request *req, void *tag);

@@ -95,7 +95,8 @@ struct server
     struct server_client *clients;
     struct server_client *lists[SERVER_LISTS];
     uint32_t clients_active;
-    uint64_t held_bytes; /* every client's held bytes together (client_memory.c) */
+    uint64_t held_bytes;              /* every client's held bytes together (client_memory.c) */
+    struct resp_limits unauth_limits; /* before AUTH, with options.auth_required */
     uint64_t evicted;
     int handles_open; /* listener and turn */
     bool closing;

@@ -186,6 +186,9 @@ void commands_route(struct node *n,
         node_reply_text(n, req, "-ERR empty command\r\n");
         return;
     }
+    if (auth_gate(n, req, s, argv[0], argvlen[0])) {
+        return;
+    }
     if (multi_command(n, req, s, argc, argv, argvlen)) {
         return;
     }

@@ -88,13 +88,30 @@ static void set_string(char **dst, const char *s, size_t len)
 static const char name_invalid_text[] =
     "ERR Client names cannot contain spaces, newlines or special characters.";
 
-/* No password is set (the default user has none), so, as Redis: AUTH user pass succeeds
- * for the default user with any password, and AUTH pass is a configuration mistake. */
-static bool auth_check(struct node *n,
-                       struct server_request *req,
+static const char wrongpass_text[] =
+    "WRONGPASS invalid username-password pair or user is disabled.";
+
+/* AUTH [user] pass, HELLO's AUTH user pass (user NULL: none given). With a password
+ * (auth.c) the user must be default and the password right. Without one (the default
+ * user has none), as Redis: AUTH user pass succeeds for the default user with any
+ * password, and AUTH pass is a configuration mistake. */
+static bool auth_check(const struct conn_call *c,
                        const char *user,
-                       size_t user_len)
+                       size_t user_len,
+                       const char *pass,
+                       size_t pass_len)
 {
+    struct node *n = c->n;
+    struct server_request *req = c->req;
+    if (auth_required(n)) {
+        bool user_ok = user == NULL || (user_len == 7 && memcmp(user, "default", 7) == 0);
+        if (!auth_password_ok(n, pass, pass_len) || !user_ok) {
+            conn_reply_error(n, req, "%s", wrongpass_text);
+            return false;
+        }
+        auth_set(n, c->s, req, true);
+        return true;
+    }
     if (user == NULL) {
         conn_reply_error(n, req,
                          "ERR AUTH <password> called without any password configured for "
@@ -102,7 +119,7 @@ static bool auth_check(struct node *n,
         return false;
     }
     if (user_len != 7 || memcmp(user, "default", 7) != 0) {
-        conn_reply_error(n, req, "WRONGPASS invalid username-password pair or user is disabled.");
+        conn_reply_error(n, req, "%s", wrongpass_text);
         return false;
     }
     return true;
@@ -111,9 +128,11 @@ static bool auth_check(struct node *n,
 static void cmd_auth(const struct conn_call *c)
 {
     if (c->argc == 2) {
-        auth_check(c->n, c->req, NULL, 0);
+        if (auth_check(c, NULL, 0, c->argv[1], c->argvlen[1])) {
+            node_reply_text(c->n, c->req, "+OK\r\n");
+        }
     } else if (c->argc == 3) {
-        if (auth_check(c->n, c->req, c->argv[1], c->argvlen[1])) {
+        if (auth_check(c, c->argv[1], c->argvlen[1], c->argv[2], c->argvlen[2])) {
             node_reply_text(c->n, c->req, "+OK\r\n");
         }
     } else {
@@ -178,7 +197,8 @@ static void cmd_hello(const struct conn_call *c)
     size_t name_len = 0;
     for (int i = 2; i < c->argc; i++) {
         if (arg_is(c->argc, c->argv, c->argvlen, i, "AUTH") && i + 2 < c->argc) {
-            if (!auth_check(c->n, c->req, c->argv[i + 1], c->argvlen[i + 1])) {
+            if (!auth_check(c, c->argv[i + 1], c->argvlen[i + 1], c->argv[i + 2],
+                            c->argvlen[i + 2])) {
                 return;
             }
             i += 2;
@@ -195,6 +215,14 @@ static void cmd_hello(const struct conn_call *c)
                              (int)(c->argvlen[i] > 128 ? 128 : c->argvlen[i]), c->argv[i]);
             return;
         }
+    }
+    if (c->s != NULL && !c->s->authenticated) {
+        conn_reply_error(c->n, c->req,
+                         "NOAUTH HELLO must be called with the client already authenticated, "
+                         "otherwise the HELLO <proto> AUTH <user> <pass> option can be used to "
+                         "authenticate the client and select the RESP protocol version at the "
+                         "same time");
+        return;
     }
     if (c->s != NULL) {
         c->s->proto = (int)proto;
@@ -389,6 +417,7 @@ static void cmd_reset(const struct conn_call *c)
         c->s->proto = 2;
         c->s->redirect = false;
         set_string(&c->s->name, NULL, 0);
+        auth_set(c->n, c->s, c->req, false); /* as Redis: RESET signs the client out */
     }
     c->n->io->set_protocol(c->n->io->arg, c->req, 2);
     node_reply_text(c->n, c->req, "+RESET\r\n");

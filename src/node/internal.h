@@ -105,6 +105,9 @@ struct node_io
     void *(*tag_of)(void *arg, struct server_request *req);
     /* From req on, its connection speaks RESP version proto (2 or 3). */
     void (*set_protocol)(void *arg, struct server_request *req, int proto);
+    /* Optional: the client port's limits for req's connection, small until it has
+     * authenticated (auth.c). */
+    void (*set_authenticated)(void *arg, struct server_request *req, bool on);
     /* Closes req's connection once req is answered and written (QUIT). */
     void (*close_after)(void *arg, struct server_request *req);
     /* Makes the received snapshot file at incoming durable under the name of the
@@ -483,6 +486,19 @@ void transfer_shutdown(struct node *n);
 raft_id transfer_choose(struct node *n);
 void transfer_stop(struct node *n);
 const char *transfer_phase_name(const struct node *n);
+
+/* auth.c */
+bool auth_required(const struct node *n);
+/* Whether pass is the password (constant time); true when none is set. */
+bool auth_password_ok(const struct node *n, const char *pass, size_t len);
+/* s authenticated (on) or not any more (RESET). */
+void auth_set(struct node *n, struct session *s, struct server_request *req, bool on);
+/* Answers -NOAUTH and returns true when s may not run the command name yet. */
+bool auth_gate(struct node *n,
+               struct server_request *req,
+               const struct session *s,
+               const char *name,
+               size_t len);
 
 /* transaction.c */
 bool transaction_is(const void *blob, size_t len);

@@ -49,6 +49,7 @@ struct node_config
     uint64_t health_lag_max;             /* /health: committed entries not yet applied, at most */
     uint32_t clients_max;                /* client connections at once */
     uint64_t client_memory_bytes;        /* all clients' buffers together; 0: no limit */
+    const char *requirepass;             /* clients must AUTH with it; NULL: no password */
 };
 
 /*

@@ -322,6 +322,12 @@ static int start_transport(struct runtime *rt, uint64_t cluster_hash)
     return 0;
 }
 
+/* A numeric address (node_config holds them resolved) on the loopback interface. */
+static bool is_loopback(const char *host)
+{
+    return strncmp(host, "127.", 4) == 0 || strcmp(host, "::1") == 0;
+}
+
 static int start_server(struct runtime *rt)
 {
     const struct node_config *c = rt->c;
@@ -335,11 +341,18 @@ static int start_server(struct runtime *rt)
         .limits = {.bulk_bytes_max = runtime_client_bulk_bytes_max,
                    .query_bytes_max = runtime_client_query_bytes_max},
         .clients_bytes_max = c->client_memory_bytes,
+        .auth_required = c->requirepass != NULL,
     };
     struct server_callbacks scb = {
         .arg = rt, .open = server_open_cb, .close = server_close_cb, .command = server_command_cb};
     if (server_start(&rt->srv, &rt->loop, &svo, &scb, msg, sizeof msg) != 0) {
         FAIL("cannot serve clients on %s: %s", rt->n->client_addr, msg);
+    }
+    if (c->requirepass == NULL && !is_loopback(c->listen_host)) {
+        lr_log(
+            "WARNING: serving clients on %s with no password: anyone who reaches it can "
+            "read and write; give --requirepass-file",
+            rt->n->client_addr);
     }
     return 0;
 }

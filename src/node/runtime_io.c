@@ -190,6 +190,12 @@ static uint32_t io_clients(void *arg)
     return rt->srv != NULL ? server_clients(rt->srv) : 0;
 }
 
+static void io_set_authenticated(void *arg, struct server_request *req, bool on)
+{
+    (void)arg;
+    server_set_authenticated(req, on);
+}
+
 static void io_client_memory(void *arg, struct node_client_memory *m)
 {
     struct runtime *rt = arg;
@@ -245,6 +251,7 @@ const struct node_io runtime_io = {
     .set_tag = io_set_tag,
     .tag_of = io_tag_of,
     .set_protocol = io_set_protocol,
+    .set_authenticated = io_set_authenticated,
     .close_after = io_close_after,
     .snapshot_install = io_snapshot_install,
     .snapshot_prune = io_snapshot_prune,

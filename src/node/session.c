@@ -56,6 +56,7 @@ struct session *session_open(struct node *n)
     s->refs = 1;
     s->proto = 2;
     s->opened_ms = node_now(n);
+    s->authenticated = !auth_required(n);
     buf_init(&s->tx);
     buf_init(&s->watched);
     s->next = n->sessions;

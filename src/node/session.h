@@ -60,7 +60,8 @@ struct session
     uint32_t watched_n;
     raft_index watch_index;
 
-    bool redirect; /* RAFT.REDIRECT ON: writes on a follower get -MOVED, not forwarded */
+    bool redirect;      /* RAFT.REDIRECT ON: writes on a follower get -MOVED, not forwarded */
+    bool authenticated; /* AUTH given, or no password is set (auth.c) */
 };
 
 struct session *session_open(struct node *n);
