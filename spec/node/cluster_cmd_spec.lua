@@ -271,4 +271,49 @@ describe("luaraft cluster", function()
         assert.equal(0, r:stop())
         assert.equal("x", read_file(dir .. "/not-ours.txt"))
     end)
+
+    -- `luaraft cluster add|remove|restart` from another process, against the running one.
+    local function ctl(...)
+        local args = { quote(S.luaraft), "cluster", ... }
+        table.insert(args, 4, "--data " .. quote(dir) .. " --base-port " .. base)
+        local out = sh("timeout 90 " .. table.concat(args, " ") .. " 2>&1; echo rc=$?")
+        return out, tonumber(out:match("rc=(%d+)"))
+    end
+
+    local function voters(r, i)
+        local ids = {}
+        for id in r:rc(i, "RAFT.MEMBERS"):gmatch("member:(%d+) voter") do
+            ids[#ids + 1] = tonumber(id)
+        end
+        return table.concat(ids, ",")
+    end
+
+    it("adds, removes and restarts nodes of the running cluster", function()
+        base = pick_base(5)
+        local r = run(3)
+        r:wait_output("leader is now node", "leader")
+        r:set(1, "before", "1")
+        local out, code = ctl("add")
+        assert.equal(0, code, out)
+        assert.is_truthy(out:find("node 4 is a voter"), out)
+        r:wait_output("node 4 started to join through", "node 4's start")
+        assert.equal("1", r:rc(4, "GET", "before"))
+        assert.equal("1,2,3,4", voters(r, 1))
+        out, code = ctl("remove", "1")
+        assert.equal(0, code, out)
+        assert.equal("2,3,4", voters(r, 2))
+        r:wait_output("node 1 exited", "node 1's stop")
+        local pid = tonumber(r:output():match("node 4 started[^\n]*pid (%d+)"))
+        out, code = ctl("restart", "4")
+        assert.equal(0, code, out)
+        local new = tonumber(out:match("node 4 restarted: pid (%d+)"))
+        assert.is_truthy(new and new ~= pid, out)
+        r:set(4, "after", "2")
+        assert.equal("2", r:rc(3, "GET", "after"))
+        assert.equal("2,3,4", voters(r, 4))
+        out, code = ctl("remove", "7")
+        assert.equal(1, code, out)
+        assert.is_truthy(out:find("node 7 is not a member of the cluster"), out)
+        assert.equal(0, r:stop())
+    end)
 end)

@@ -97,10 +97,11 @@ end
 local Cluster = {}
 Cluster.__index = Cluster
 
--- S.cluster{n = 3, script = path, flags = {...}, env = {[i] = "VAR=value ..."},
+-- S.cluster{n = 3, script = path, flags = {...}, env = {[i] = "VAR=value ..."}, spare = k,
 -- password = "..."} -> a cluster object, nodes not started (env: the environment node i
--- starts with; password: what c:rc and c:info authenticate with, given to the nodes by
--- the spec's own flags).
+-- starts with; spare: the ports of k more nodes are free too, for nodes that join with
+-- Cluster:start_join; password: what c:rc and c:info authenticate with, given to the
+-- nodes by the spec's own flags).
 function S.cluster(opts)
     local c = setmetatable({}, Cluster)
     c.n = opts.n or 3
@@ -108,7 +109,8 @@ function S.cluster(opts)
     c.flags = opts.flags or {}
     c.env = opts.env
     c.password = opts.password
-    c.base = pick_ports(c.n)
+    c.joins = {}
+    c.base = pick_ports(c.n + (opts.spare or 0))
     c.dir = sh("mktemp -d /tmp/luaraft-spec.XXXXXX"):gsub("%s+$", "")
     c.pids = {}
     local members = {}
@@ -137,8 +139,13 @@ function Cluster:node_command(i)
         self.env and self.env[i] and ("env " .. self.env[i]) or "",
         quote(S.luaraft), "node", "--id", i, "--data", quote(self.dir .. "/n" .. i),
         "--listen", "127.0.0.1:" .. self:client_port(i), "--raft",
-        "127.0.0.1:" .. self:peer_port(i), "--cluster", self.members,
+        "127.0.0.1:" .. self:peer_port(i),
     }
+    if self.joins[i] then
+        args[#args + 1] = "--join 127.0.0.1:" .. self:client_port(self.joins[i])
+    else
+        args[#args + 1] = "--cluster " .. self.members
+    end
     for _, f in ipairs(self.flags) do
         args[#args + 1] = quote(f)
     end
@@ -149,6 +156,14 @@ end
 function Cluster:start(i)
     assert(self.pids[i] == nil, "node " .. i .. " is running")
     self.pids[i] = assert(tonumber(sh(self:node_command(i) .. " & echo $!")), "no pid for node " .. i)
+end
+
+-- Starts node i (one of the spare ones, or one started so before) with --join through
+-- node via's client port instead of --cluster; the cluster counts it from then on.
+function Cluster:start_join(i, via)
+    self.joins[i] = via
+    self.n = math.max(self.n, i)
+    self:start(i)
 end
 
 -- The ids of the nodes other than skip.

@@ -52,12 +52,17 @@ function T.signal(c, i, name)
     os.execute("kill -" .. name .. " " .. assert(c.pids[i], "node " .. i .. " is not running"))
 end
 
--- Every node running knows the same leader (so that followers forward to it); returns it.
-function T.settled_leader(c, seconds)
+-- Every node running (or every node of the list ids) knows the same leader, one of them
+-- (so that followers forward to it); returns it.
+function T.settled_leader(c, seconds, ids)
+    local only = {}
+    for _, i in ipairs(ids or {}) do
+        only[i] = true
+    end
     return S.wait(seconds or 20, "every node following one leader", function()
         local leader
         for i = 1, c.n do
-            if c.pids[i] then
+            if c.pids[i] and (ids == nil or only[i]) then
                 local l = tonumber(c:info(i).leader_id or "")
                 if l == nil or l == 0 or (leader and l ~= leader) then
                     return nil
@@ -65,7 +70,7 @@ function T.settled_leader(c, seconds)
                 leader = l
             end
         end
-        return leader and c.pids[leader] and leader
+        return leader and c.pids[leader] and (ids == nil or only[leader]) and leader
     end)
 end
 

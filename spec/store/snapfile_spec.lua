@@ -100,7 +100,7 @@ describe("snapfile", function()
         assert.are.same({ 5, 1, old }, { store.snapfile_latest(dir) })
 
         local newer = dir .. "/snap-6-1.lrs"
-        write_all(newer, body .. "LRSNAP03" .. string.pack(">I8I4", #body, codec.crc32c(body)))
+        write_all(newer, body .. "LRSNAP04" .. string.pack(">I8I4", #body, codec.crc32c(body)))
         assert.are.equal(store.SNAPFILE_EVERSION, select(2, store.snapfile_verify(newer)))
         assert.are.equal(store.SNAPFILE_EVERSION, select(2, store.snapfile_inspect(newer)))
         write_all(newer, body .. "LRSNAPxy" .. string.pack(">I8I4", #body, codec.crc32c(body)))

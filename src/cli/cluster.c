@@ -43,7 +43,11 @@ static const char cluster_usage_text[] =
     "  -h, --help               this text\n"
     "\n"
     "NODE-OPTIONS after `--` are passed to every node (see 'luaraft node --help'), for\n"
-    "example: luaraft cluster examples/kv.lua -- --snapshot-entries 1000\n";
+    "example: luaraft cluster examples/kv.lua -- --snapshot-entries 1000\n"
+    "\n"
+    "From another terminal, 'luaraft cluster add [ID]', 'luaraft cluster remove ID' and\n"
+    "'luaraft cluster restart ID' (same --data and --base-port) change the running cluster:\n"
+    "see 'luaraft cluster add --help'.\n";
 
 __attribute__((format(printf, 1, 2))) static int cluster_usage_error(const char *fmt, ...)
 {
@@ -296,6 +300,10 @@ static int prepare_data_dir(const struct cluster_options *o, char *dir)
 
 int cluster_main(int argc, char **argv)
 {
+    if (argc >= 2 && (strcmp(argv[1], "add") == 0 || strcmp(argv[1], "remove") == 0 ||
+                      strcmp(argv[1], "restart") == 0)) {
+        return cluster_ctl_main(argc - 1, argv + 1);
+    }
     struct cluster_options o;
     int rv = parse_options(argc, argv, &o);
     if (rv >= 0) {

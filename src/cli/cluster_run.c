@@ -3,7 +3,10 @@
  * through /proc/self/exe) on loopback, each in its own process group so that only this
  * process sees the terminal's Ctrl-C and stops them in order. Each node's stdout and
  * stderr go to a pipe read here (cluster_log.c passes the lines on). Signals reach the
- * poll() loop through a self-pipe.
+ * poll() loop through a self-pipe. The FIFO DIR/control takes the lines of `luaraft
+ * cluster add|remove|restart` (cluster_ctl.c): "start ID" (a node that is not running:
+ * node ID of the first start with --cluster, any other with --join through a running
+ * node), "stop ID" and "restart ID".
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -15,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -30,6 +34,13 @@ struct cluster
     int running;       /* nodes started and not yet reaped */
     bool stopping;     /* SIGTERM sent to every node */
     uint64_t deadline; /* while stopping: when the nodes still running get SIGKILL */
+    const struct cluster_options *o;
+    const char *dir;
+    char *members;                   /* the first start's --cluster */
+    bool restart[cluster_nodes_max]; /* start node i again once it has exited */
+    int ctl, ctl_keep;               /* DIR/control, read end and a write end that keeps it open */
+    char ctl_buf[256];
+    size_t ctl_len;
 };
 
 static int sig_pipe[2] = {-1, -1};
@@ -136,16 +147,17 @@ static void members_text(const struct cluster_options *o, char *members, size_t 
     }
 }
 
-/* Opens node i's log and starts it; a node that cannot start is marked exited. */
-static void start_node(struct cluster *cl,
-                       unsigned long i,
-                       const struct cluster_options *o,
-                       const char *dir,
-                       char *members)
+/* Opens node i's log and starts it (with --join through join, if not NULL); a node that
+ * cannot start is marked exited. */
+static void start_node(struct cluster *cl, unsigned long i, const char *join)
 {
+    const struct cluster_options *o = cl->o;
+    const char *dir = cl->dir;
     struct child *c = &cl->kids[i];
-    c->id = (int)i + 1;
-    c->out = -1;
+    if (c->log >= 0) {
+        close(c->log);
+    }
+    *c = (struct child){.id = (int)i + 1, .out = -1, .log = -1};
     char idtext[16], ndir[PATH_MAX], listen[32], raft[32], http[32], logpath[PATH_MAX];
     snprintf(idtext, sizeof idtext, "%d", c->id);
     snprintf(ndir, sizeof ndir, "%s/n%d", dir, c->id);
@@ -169,8 +181,8 @@ static void start_node(struct cluster *cl,
     args[k++] = listen;
     args[k++] = (char *)"--raft";
     args[k++] = raft;
-    args[k++] = (char *)"--cluster";
-    args[k++] = members;
+    args[k++] = join != NULL ? (char *)"--join" : (char *)"--cluster";
+    args[k++] = join != NULL ? (char *)join : cl->members;
     args[k++] = (char *)"--http";
     args[k++] = http;
     for (int j = 0; j < o->extra && k < 16 + 62; j++) {
@@ -183,6 +195,94 @@ static void start_node(struct cluster *cl,
         return;
     }
     cl->running++;
+    char pidpath[PATH_MAX], pidtext[32];
+    snprintf(pidpath, sizeof pidpath, "%s/n%d.pid", dir, c->id);
+    snprintf(pidtext, sizeof pidtext, "%ld\n", (long)c->pid);
+    FILE *f = fopen(pidpath, "w");
+    if (f != NULL) {
+        fputs(pidtext, f);
+        fclose(f);
+    }
+}
+
+/* Node id (1..9) starts: with --cluster if it is one of the first start's, else with
+ * --join through the client port of a running node. */
+static void start_id(struct cluster *cl, int id)
+{
+    char join[32];
+    const char *via = NULL;
+    for (int i = 0; i < cluster_nodes_max && id > (int)cl->o->nodes && via == NULL; i++) {
+        if (cl->kids[i].pid > 0) {
+            snprintf(join, sizeof join, "127.0.0.1:%lu", cl->o->base + (unsigned long)i);
+            via = join;
+        }
+    }
+    if (id > (int)cl->o->nodes && via == NULL) {
+        cluster_say("node %d not started: no node runs to join through", id);
+        return;
+    }
+    char data[PATH_MAX];
+    snprintf(data, sizeof data, "%s/n%d/cluster", cl->dir, id);
+    bool fresh = via != NULL && access(data, F_OK) != 0; /* else --join is not used */
+    start_node(cl, (unsigned long)id - 1, via);
+    if (cl->kids[id - 1].pid > 0) {
+        cluster_say("node %d started%s%s, pid %ld", id, fresh ? " to join through " : "",
+                    fresh ? via : "", (long)cl->kids[id - 1].pid);
+    }
+}
+
+/* A line of DIR/control. */
+static void control_line(struct cluster *cl, const char *line)
+{
+    char verb[16];
+    int id;
+    if (sscanf(line, "%15s %d", verb, &id) != 2 || id < 1 || id > cluster_nodes_max ||
+        cl->stopping) {
+        return;
+    }
+    struct child *c = &cl->kids[id - 1];
+    if (strcmp(verb, "start") == 0 && c->pid == 0) {
+        start_id(cl, id);
+    } else if ((strcmp(verb, "stop") == 0 || strcmp(verb, "restart") == 0) && c->pid > 0) {
+        cl->restart[id - 1] = strcmp(verb, "restart") == 0;
+        cluster_say("%s node %d", cl->restart[id - 1] ? "restarting" : "stopping", id);
+        kill(c->pid, SIGTERM);
+    }
+}
+
+static void control_read(struct cluster *cl)
+{
+    ssize_t k = read(cl->ctl, cl->ctl_buf + cl->ctl_len, sizeof cl->ctl_buf - 1 - cl->ctl_len);
+    if (k <= 0) {
+        return;
+    }
+    cl->ctl_len += (size_t)k;
+    cl->ctl_buf[cl->ctl_len] = '\0';
+    char *nl;
+    while ((nl = strchr(cl->ctl_buf, '\n')) != NULL) {
+        *nl = '\0';
+        control_line(cl, cl->ctl_buf);
+        cl->ctl_len -= (size_t)(nl + 1 - cl->ctl_buf);
+        memmove(cl->ctl_buf, nl + 1, cl->ctl_len + 1);
+    }
+    if (cl->ctl_len == sizeof cl->ctl_buf - 1) {
+        cl->ctl_len = 0; /* a line too long: dropped */
+    }
+}
+
+static void control_open(struct cluster *cl)
+{
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/control", cl->dir);
+    unlink(path);
+    cl->ctl = cl->ctl_keep = -1;
+    if (mkfifo(path, 0600) != 0) {
+        cluster_warn("cannot make %s: %s (add, remove and restart will not work)", path,
+                     strerror(errno));
+        return;
+    }
+    cl->ctl = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    cl->ctl_keep = open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
 }
 
 /* What runs where (log lines: the time, each node's PID), and how to talk to it (plain
@@ -241,6 +341,10 @@ static void node_exited(struct cluster *cl, pid_t pid, int status)
         }
         if (!cl->stopping && cl->ls.leader == (uint64_t)c->id) {
             cl->ls.leader = 0;
+        }
+        if (!cl->stopping && cl->restart[i]) {
+            cl->restart[i] = false;
+            start_id(cl, c->id);
         }
     }
 }
@@ -333,12 +437,16 @@ static int watch(struct cluster *cl)
         if (cl->stopping && now >= cl->deadline) {
             kill_stragglers(cl, now);
         }
-        struct pollfd pfd[cluster_nodes_max + 1];
-        struct child *who[cluster_nodes_max + 1];
+        struct pollfd pfd[cluster_nodes_max + 2];
+        struct child *who[cluster_nodes_max + 2];
         pfd[0].fd = sig_pipe[0];
         pfd[0].events = POLLIN;
         who[0] = NULL;
-        int np = add_children(cl, pfd, who, 1);
+        pfd[1].fd = cl->ctl;
+        pfd[1].events = POLLIN;
+        pfd[1].revents = 0;
+        who[1] = NULL;
+        int np = add_children(cl, pfd, who, 2);
         int timeout = cl->stopping ? (int)(cl->deadline > now ? cl->deadline - now : 0) : -1;
         if (poll(pfd, (nfds_t)np, timeout) < 0) {
             if (errno == EINTR) {
@@ -350,6 +458,9 @@ static int watch(struct cluster *cl)
         forward_ready(cl, pfd, who, np);
         if (pfd[0].revents != 0) {
             handle_signals(cl);
+        }
+        if (pfd[1].revents != 0) {
+            control_read(cl);
         }
     }
 }
@@ -383,10 +494,17 @@ int cluster_run(const struct cluster_options *o, const char *dir)
     members_text(o, members, sizeof members);
     struct cluster cl;
     memset(&cl, 0, sizeof cl);
-    cl.nodes = o->nodes;
-    for (unsigned long i = 0; i < o->nodes; i++) {
-        start_node(&cl, i, o, dir, members);
+    cl.nodes = cluster_nodes_max; /* room for the nodes added later */
+    cl.o = o;
+    cl.dir = dir;
+    cl.members = members;
+    for (unsigned long i = 0; i < cluster_nodes_max; i++) {
+        cl.kids[i] = (struct child){.id = (int)i + 1, .out = -1, .log = -1};
     }
+    for (unsigned long i = 0; i < o->nodes; i++) {
+        start_node(&cl, i, NULL);
+    }
+    control_open(&cl);
     print_banner(&cl, o, dir);
 
     int exit_code = watch(&cl);
@@ -399,6 +517,9 @@ int cluster_run(const struct cluster_options *o, const char *dir)
             close(cl.kids[i].log);
         }
     }
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/control", dir);
+    unlink(path);
     if (exit_code == 0) {
         cluster_say("stopped; data kept in %s", dir);
     }

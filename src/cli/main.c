@@ -30,7 +30,7 @@
 
 static const char usage_text[] =
     "Usage: luaraft node --id N --data DIR --listen HOST:PORT --raft HOST:PORT\n"
-    "                    [--cluster ID=HOST:PORT,...] [options] SCRIPT.lua\n"
+    "                    [--cluster ID=HOST:PORT,... | --join HOST:PORT] [options] SCRIPT.lua\n"
     "\n"
     "Runs one node of a Raft cluster whose replicated state machine is SCRIPT.lua.\n"
     "Clients talk to --listen with the Redis protocol (redis-cli -p PORT).\n"
@@ -45,6 +45,10 @@ static const char usage_text[] =
     "                           the initial configuration: every member's id and peer\n"
     "                           address, this node included. Used on first start only\n"
     "                           (it is then stored in DIR); afterwards the stored one wins\n"
+    "  --join HOST:PORT         instead of --cluster, on first start: learn the cluster's\n"
+    "                           id and members from the member whose client port this is,\n"
+    "                           then wait to be added with RAFT.ADD (as a learner, made a\n"
+    "                           voter once caught up)\n"
     "\n"
     "Options (defaults in brackets):\n"
     "  --tick-ms MS             length of one tick of the protocol clock [10]\n"
@@ -172,6 +176,7 @@ static const struct node_flag node_flags[] = {
     {"listen", flag_text, FIELD(listen), 0, 0, NULL},
     {"raft", flag_text, FIELD(raft), 0, 0, NULL},
     {"cluster", flag_text, FIELD(c.cluster), 0, 0, NULL},
+    {"join", flag_text, FIELD(c.join), 0, 0, NULL},
     {"tick-ms", flag_integer, FIELD(c.tick_ms), 1, 60000, "is not in 1..60000"},
     {"heartbeat-ticks", flag_integer, FIELD(c.heartbeat_ticks), 1, 1u << 20,
      "is not a positive integer"},
@@ -362,6 +367,9 @@ static int check_node_args(struct node_args *a)
         return usage_error("--data: '%s' is too long", c->data_dir);
     }
     char msg[512];
+    if (c->cluster != NULL && c->join != NULL) {
+        return usage_error("%s", "--cluster and --join exclude each other");
+    }
     if (c->cluster != NULL && config_check_cluster(c->cluster, msg, sizeof msg) < 0) {
         return usage_error("--cluster: %s", msg);
     }

@@ -37,6 +37,7 @@ void fsm_job_free(struct fsm_job *job)
         fsm_reply_free(&job->queries[i].reply);
     }
     free(job->queries);
+    free(job->members);
     free(job);
 }
 

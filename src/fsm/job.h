@@ -75,6 +75,10 @@ struct fsm_job
     char path[fsm_job_path_bytes_max]; /* RESTORE: the file; SNAPSHOT: the directory */
     uint64_t index; /* RESTORE: the snapshot's; SNAPSHOT out: what the child writes */
     uint64_t term;
+    /* SNAPSHOT: the members record for the file's header (snapfile_begin_members), owned
+     * by the job (malloc'd), or NULL */
+    void *members;
+    size_t members_len;
 
     int status; /* out: 0 or an FSM_E* / SNAPFILE_E* / -errno code */
     pid_t pid;  /* SNAPSHOT out: the child writing the file */

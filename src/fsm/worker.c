@@ -187,7 +187,8 @@ static int child_write_snapshot(struct fsm_worker *w, const struct fsm_job *job)
 {
     struct snapfile_writer sw;
     char msg[256];
-    int rv = snapfile_begin(&sw, job->path, job->index, job->term, &w->script, msg, sizeof msg);
+    int rv = snapfile_begin_members(&sw, job->path, job->index, job->term, &w->script, job->members,
+                                    job->members_len, msg, sizeof msg);
     if (rv != 0) {
         lr_log("snapshot child: cannot create the snapshot file: %s", msg);
         return child_exit_file;

@@ -36,6 +36,7 @@ void apply_dispatch(struct node *n, raft_index commit)
         e->len = ce->len;
         e->want_reply = writes_pending_has(n, i);
         e->reply_headroom = node_reply_headroom;
+        members_dispatched(n, ce);
         if (ce->len > 0) {
             e->payload = malloc(ce->len);
             lr_assert(e->payload != NULL);

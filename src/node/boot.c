@@ -13,6 +13,7 @@
 void node_boot_append(struct node *n, raft_index index, const struct raft_entry *e)
 {
     cache_append(&n->cache, index, e);
+    members_appended(n, e);
 }
 
 /* The log joins the snapshot when it holds the snapshot's last entry, or starts right
@@ -161,6 +162,7 @@ int node_boot(struct node *n, const struct node_boot_state *state, char *errmsg,
     n->applied = si;
     n->dur.durable = n->cache.n > 0 ? cache_last(&n->cache) : si; /* all of it was loaded */
     n->snap.log_bytes_at = cache_bytes_upto(&n->cache, si);
+    members_start(n, b->servers, b->n_servers);
     node_log(n,
              "loaded state: vote %" PRIu64 ", snapshot at index %" PRIu64 " (term %" PRIu64
              "), log %" PRIu64 "..%" PRIu64 ", %d members",

@@ -218,9 +218,14 @@ int config_check_cluster(const char *text, char *errmsg, size_t errmsg_size)
  * written on first start (temporary name, fsync, rename, fsync of the directory). */
 int config_write_file(const char *dir, const char *text)
 {
-    char tmp[node_path_bytes_max + 16], path[node_path_bytes_max + 16];
-    snprintf(tmp, sizeof tmp, "%s/cluster.tmp", dir);
-    snprintf(path, sizeof path, "%s/cluster", dir);
+    return config_write_named(dir, "cluster", text);
+}
+
+int config_write_named(const char *dir, const char *name, const char *text)
+{
+    char tmp[node_path_bytes_max + 32], path[node_path_bytes_max + 32];
+    snprintf(tmp, sizeof tmp, "%s/%s.tmp", dir, name);
+    snprintf(path, sizeof path, "%s/%s", dir, name);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (fd < 0) {
         return -errno;
@@ -242,8 +247,13 @@ int config_write_file(const char *dir, const char *text)
 
 char *config_read_file(const char *dir)
 {
-    char path[node_path_bytes_max + 16];
-    snprintf(path, sizeof path, "%s/cluster", dir);
+    return config_read_named(dir, "cluster");
+}
+
+char *config_read_named(const char *dir, const char *name)
+{
+    char path[node_path_bytes_max + 32];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
     FILE *f = fopen(path, "r");
     if (f == NULL) {
         return NULL;

@@ -36,6 +36,10 @@ int config_write_file(const char *dir, const char *text);
 /* The first line of DIR/cluster (malloc'd, the caller frees it), or NULL if there is none. */
 char *config_read_file(const char *dir);
 
+/* The same for DIR/name, and its first line. */
+int config_write_named(const char *dir, const char *name, const char *text);
+char *config_read_named(const char *dir, const char *name);
+
 /* fsync of a directory, so a rename in it is durable. Returns 0 or a negative errno. */
 int config_fsync_dir(const char *dir);
 

@@ -174,6 +174,7 @@ void durability_persist(struct node *n, const struct raft_update *u)
         }
         for (uint32_t i = 0; i < u->append.n; i++) {
             cache_append(&n->cache, u->append.first + i, &u->append.entries[i]);
+            members_appended(n, &u->append.entries[i]);
         }
         w.entries = true;
         w.first = u->append.first;

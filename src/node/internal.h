@@ -12,6 +12,9 @@
  *   snapshots.c   take, install, prune, back off
  *   check.c       RAFT.CHECK: every replica's state hash at one index
  *   backup.c      RAFT.BACKUP: a snapshot copied where the operator says
+ *   members.c     the configuration in force with every member's addresses (CONFIG
+ *                 entries, snapshots) and the peers it makes; members_change.c:
+ *                 RAFT.ADD, RAFT.REMOVE, RAFT.MEMBERS, the promotion of learners
  *   transfer.c    leadership transfer (RAFT.TRANSFER, a graceful shutdown's): its target,
  *                 phases, deadlines and outcome, and the elections counted by cause
  *   commands.c    routing of client commands, the built-in commands
@@ -30,6 +33,7 @@
 #ifndef LUARAFT_NODE_INTERNAL_H
 #define LUARAFT_NODE_INTERNAL_H
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -64,6 +68,12 @@ enum {
     /* A command's argv blob above this is refused before it is proposed: it must fit a
      * peer frame (64 MiB) with room for the entry header and other entries. */
     node_command_bytes_max = 32 << 20,
+    /* A learner is promoted to voter once its log is within this many entries of the
+     * leader's last index (members.c). */
+    node_promote_lag_entries = 256,
+    node_addr_text_bytes = 96, /* "host:port" of a member as the address book keeps it */
+    node_cluster_id_bytes = 24,
+    node_gone_ms = 5000, /* a removed member stays a peer this long (members.c) */
 };
 
 /* What the client port's connections hold (client_memory.c), for INFO and /metrics. */
@@ -130,6 +140,9 @@ struct node_io
                    const char *dst,
                    void *ctx);
     const char *(*peer_client_addr)(void *arg, raft_id id);
+    /* The configuration in force changed: connect to these members (self among them is
+     * skipped), and to no other. NULL where peers are fixed (a simulated world). */
+    void (*set_peers)(void *arg, const struct node_member *m, int n);
     bool (*peer_connected)(void *arg, raft_id id);
     uint32_t (*clients)(void *arg);
     /* Optional (zeros without it). */
@@ -297,6 +310,43 @@ struct transfers
     uint64_t elections_timeout, elections_transfer;
 };
 
+/* A member's addresses, as the CONFIG entries and snapshots carry them (members.c). */
+struct member_addr
+{
+    raft_id id;
+    char raft[node_addr_text_bytes];
+    char client[node_addr_text_bytes]; /* "" when not known */
+};
+
+/* The membership room (members.c). */
+struct membership
+{
+    char cluster_id[node_cluster_id_bytes]; /* hex; "" in a simulated world */
+    struct member_addr book[2 * RAFT_SERVERS_MAX];
+    unsigned book_n;
+    bool shown_valid; /* n->members shows the configuration below */
+    raft_index shown_index;
+    struct raft_members shown;
+    bool was_member;     /* this node was in a configuration in force */
+    uint64_t removed_ms; /* when the configuration in force left this node out, or 0 */
+    struct node_member gone[RAFT_SERVERS_MAX]; /* members removed lately (members.c) */
+    uint64_t gone_until_ms[RAFT_SERVERS_MAX];
+    raft_index gone_index[RAFT_SERVERS_MAX]; /* of the configuration that left it out */
+    bool gone_told[RAFT_SERVERS_MAX];        /* the leader told it (TRANSPORT_FRAME_REMOVED) */
+    unsigned gone_n;
+    struct node_member peers[RAFT_SERVERS_MAX]; /* as last given to node_io.set_peers */
+    int peers_n;
+    /* The CONFIG payload of the configuration as of applied_sent (snapshots carry it). */
+    struct buf applied;
+    /* The client waiting for the leader's change under way: answered once it commits. */
+    bool waiting;
+    raft_index wait_index;
+    raft_term wait_term;
+    struct origin wait_o;
+    uint64_t wait_deadline_ms;
+    uint64_t changes, promotions; /* committed here as leader */
+};
+
 struct node
 {
     const struct node_config *c;
@@ -316,6 +366,7 @@ struct node
     struct checks chk;
     struct backups bk;
     struct transfers tr;
+    struct membership mb;
 
     raft_index applied_sent; /* dispatched to the fsm thread */
     raft_index applied;      /* reported back by it */
@@ -362,6 +413,8 @@ __attribute__((format(printf, 2, 3))) void node_fatal(struct node *n, const char
 void node_reply(struct node *n, struct server_request *req, const void *resp, size_t len);
 void node_reply_text(struct node *n, struct server_request *req, const char *resp);
 uint64_t node_now(struct node *n);
+/* A node id as a command gives it: 1 to 19 decimal digits, not 0. */
+bool node_parse_id(const char *s, size_t len, raft_id *out);
 extern const char node_unknown_reply[];
 extern const char node_timeout_reply[];
 extern const char node_down_reply[];
@@ -420,11 +473,25 @@ void writes_forward(struct node *n,
                     raft_id leader,
                     const void *blob,
                     size_t len);
+/* A node command that the leader carries out (RAFT.TRANSFER, ADD, REMOVE): false when this
+ * node leads and runs it; else req is answered (shutting down, no leader) or the command
+ * forwarded to the leader, whose answer goes to req. */
+bool writes_to_leader(struct node *n,
+                      struct server_request *req,
+                      int argc,
+                      const char *const *argv,
+                      const size_t *argvlen);
 void writes_frame(struct node *n, raft_id from, uint8_t type, const void *body, size_t len);
 void writes_expire(struct node *n);
 void writes_stop(struct node *n);
 void writes_free(struct node *n); /* without answering anyone: the node is gone */
 void origin_reply(struct node *n, const struct origin *o, const void *resp, size_t len);
+/* "-ERR prefix " and fmt's text, to o. */
+void origin_reply_verror(struct node *n,
+                         const struct origin *o,
+                         const char *prefix,
+                         const char *fmt,
+                         va_list ap);
 
 /* reads.c */
 /* A read of the script, or (watch set) a WATCH of that session, with its keys in blob. */
@@ -546,7 +613,13 @@ void node_tick(struct node *n);
 /* The end of a loop turn: propose this turn's writes and start its reads, in batches. */
 void node_turn(struct node *n);
 void node_receive(struct node *n, struct raft_message *m);
-void node_receive_snapshot(struct node *n, struct raft_message *m, const char *path);
+/* A received snapshot with its file; rec is the file's members record (NULL: none, and
+ * the configuration in force stands for the snapshot's). */
+void node_receive_snapshot(struct node *n,
+                           struct raft_message *m,
+                           const char *path,
+                           const void *rec,
+                           size_t rec_len);
 void node_frame(struct node *n, raft_id from, uint8_t type, const void *body, size_t len);
 /* A client connection opened (its session goes with each of its commands) or closed. */
 struct session *node_session_open(struct node *n);
@@ -577,5 +650,7 @@ bool node_shutdown_ready(const struct node *n);
 void node_stop(struct node *n);
 /* Frees everything; whoever still waits is never answered (a crash, in a simulator). */
 void node_free(struct node *n);
+
+#include "node/members.h" /* the membership room's functions */
 
 #endif

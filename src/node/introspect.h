@@ -59,5 +59,7 @@ conn_handler introspect_command, introspect_config, introspect_info, introspect_
 
 /* transfer.c: RAFT.TRANSFER [id]. */
 conn_handler transfer_command;
+/* members.c: RAFT.ADD id raft-address [client-address], RAFT.REMOVE id, RAFT.MEMBERS. */
+conn_handler members_add_command, members_remove_command, members_info_command;
 
 #endif

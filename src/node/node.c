@@ -24,6 +24,22 @@ const char node_timeout_reply[] =
     "-TIMEOUT the write's outcome is unknown: it was not applied within the deadline\r\n";
 const char node_down_reply[] = "-TRYAGAIN the node is shutting down\r\n";
 
+bool node_parse_id(const char *s, size_t len, raft_id *out)
+{
+    raft_id id = 0;
+    if (len == 0 || len > 19) {
+        return false;
+    }
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9') {
+            return false;
+        }
+        id = id * 10 + (raft_id)(s[i] - '0');
+    }
+    *out = id;
+    return id != 0;
+}
+
 uint64_t node_now(struct node *n)
 {
     return n->io->now_ms(n->io->arg);
@@ -128,6 +144,7 @@ static void carry_out(struct node *n, struct raft_update *u)
     }
     note_role(n, u);
     transfer_observe(n);
+    members_follow(n);
     reads_dispatch(n);
 }
 
@@ -174,6 +191,7 @@ void node_tick(struct node *n)
     check_tick(n);
     snapshots_maybe_start(n);
     transfer_poll(n);
+    members_tick(n);
 }
 
 void node_turn(struct node *n)
@@ -196,23 +214,34 @@ void node_receive(struct node *n, struct raft_message *m)
     node_step(n, &ev);
 }
 
-void node_receive_snapshot(struct node *n, struct raft_message *m, const char *path)
+void node_receive_snapshot(struct node *n,
+                           struct raft_message *m,
+                           const char *path,
+                           const void *rec,
+                           size_t rec_len)
 {
     if (n->stopping) {
         return;
     }
     n->snap.incoming = path;
     n->snap.incoming_used = false;
-    /* The membership is the one of --cluster, fixed at first start: it is the
-     * configuration of every snapshot. */
-    struct raft_members conf = {.n = 0};
-    for (int i = 0; i < n->n_members; i++) {
-        conf.servers[conf.n++] = (struct raft_server){n->members[i].id, true};
+    /* The configuration as of the snapshot is in its file (members.c); a file of a
+     * format without it stands for the configuration in force. */
+    struct raft_members conf = *raft_members_of(n->raft);
+    const void *payload = NULL;
+    size_t payload_len = 0;
+    if (rec != NULL && !members_record_take(n, rec, rec_len, &conf, &payload, &payload_len)) {
+        conf = *raft_members_of(n->raft);
+        payload = NULL;
     }
     struct raft_event ev = {.type = RAFT_EVENT_RECEIVE};
     ev.receive = *m;
     ev.receive.snapshot.members = &conf;
     node_step(n, &ev);
+    if (n->snap.incoming_used && payload != NULL) {
+        buf_reset(&n->mb.applied);
+        lr_assert(buf_append(&n->mb.applied, payload, payload_len) == 0);
+    }
     n->snap.incoming = NULL;
 }
 
@@ -223,6 +252,10 @@ void node_frame(struct node *n, raft_id from, uint8_t type, const void *body, si
     }
     if (type == TRANSPORT_FRAME_CHECK) {
         check_frame(n, from, body, len);
+        return;
+    }
+    if (type == TRANSPORT_FRAME_REMOVED) {
+        members_frame(n, from, body, len);
         return;
     }
     writes_frame(n, from, type, body, len);
@@ -275,6 +308,7 @@ void node_stop(struct node *n)
     check_stop(n);
     snapshots_stop(n);
     backups_stop(n);
+    members_stop(n);
 }
 
 void node_free(struct node *n)
@@ -290,5 +324,6 @@ void node_free(struct node *n)
     snapshots_free(n);
     backups_free(n);
     sessions_free(n);
+    buf_free(&n->mb.applied);
     free(n);
 }

@@ -8,6 +8,7 @@
 #ifndef LUARAFT_NODE_H
 #define LUARAFT_NODE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "raft/raft.h"
@@ -17,12 +18,14 @@ enum {
     node_path_bytes_max = 400, /* the data directory's path */
 };
 
-/* One member of the initial configuration given with --cluster. */
+/* One member of the configuration: of --cluster, and then of the configuration in force
+ * (src/node/members.c), with its peer address resolved. */
 struct node_member
 {
     raft_id id;
     char host[node_host_bytes_max];
     int port;
+    bool voter; /* false: a learner */
 };
 
 struct node_config
@@ -34,6 +37,7 @@ struct node_config
     char raft_host[node_host_bytes_max];
     int raft_port;
     const char *cluster; /* the --cluster text as given, or NULL */
+    const char *join;    /* --join: a member's client address, or NULL */
     const char *script;
     uint32_t tick_ms;
     uint32_t heartbeat_ticks;

@@ -96,7 +96,9 @@ static void transport_snapshot_cb(void *arg, struct raft_message *m, const char 
         unlink(path);
         return;
     }
-    node_receive_snapshot(rt->n, m, path);
+    struct snapfile_info info;
+    bool has = snapfile_inspect(path, &info) == 0 && info.has_members;
+    node_receive_snapshot(rt->n, m, path, has ? info.members : NULL, has ? info.members_len : 0);
     if (!rt->n->snap.incoming_used) {
         unlink(path);
     }
@@ -280,17 +282,16 @@ static void signal_cb(uv_signal_t *h, int signum)
 
 /* ------------------------------------------------------------------------------------ */
 
-static int start_transport(struct runtime *rt, uint64_t cluster_hash)
+static int start_transport(struct runtime *rt)
 {
     const struct node_config *c = rt->c;
     struct node *n = rt->n;
     char msg[node_errmsg_bytes];
-    char cluster_id[32];
-    snprintf(cluster_id, sizeof cluster_id, "%016" PRIx64, cluster_hash);
+    const char *cluster_id = n->mb.cluster_id;
     struct transport_peer peers[RAFT_SERVERS_MAX];
     unsigned n_peers = 0;
     for (int i = 0; i < n->n_members; i++) {
-        if (n->members[i].id == c->id) {
+        if (n->members[i].id == c->id || n->members[i].port == 0) {
             continue;
         }
         peers[n_peers].id = n->members[i].id;
@@ -428,8 +429,7 @@ static int start(struct runtime *rt)
      * point of the 64-bit space. */
     rt->n->wr.fwd_seq = config_random_u64();
     rt->n->rd.seq = config_random_u64();
-    uint64_t cluster_hash;
-    if (runtime_load_and_boot(rt, &cluster_hash) != 0) {
+    if (runtime_load_and_boot(rt) != 0) {
         return 1;
     }
     rv = fsm_worker_start(&rt->worker, &rt->loop, rt->fsm, &rt->script, rt->n->snap.index,
@@ -438,8 +438,7 @@ static int start(struct runtime *rt)
         FAIL("cannot start the fsm thread: %s", strerror(-rv));
     }
     rt->worker_started = true;
-    if (start_transport(rt, cluster_hash) != 0 || start_server(rt) != 0 ||
-        runtime_http_start(rt) != 0) {
+    if (start_transport(rt) != 0 || start_server(rt) != 0 || runtime_http_start(rt) != 0) {
         return 1;
     }
     start_handles(rt);

@@ -4,6 +4,7 @@
  *   runtime_io.c        struct node_io on libuv, LMDB, the transport and the fsm thread
  *   runtime_boot.c      loading the durable state and booting the node
  *   runtime_identity.c  the script's identity: recorded, checked, and in snapshots
+ *   runtime_join.c      the cluster's id (DIR/cluster-id), and --join
  */
 #ifndef LUARAFT_NODE_RUNTIME_H
 #define LUARAFT_NODE_RUNTIME_H
@@ -107,7 +108,12 @@ extern const struct node_io runtime_io;
 /* runtime_boot.c: the store, the script's identity, the configuration, the newest valid
  * snapshot and the log after it; then the node boots. Returns 0, or 1 with the reason on
  * stderr. */
-int runtime_load_and_boot(struct runtime *rt, uint64_t *cluster_hash);
+int runtime_load_and_boot(struct runtime *rt);
+
+/* runtime_join.c: --join on a fresh data directory (0, or 1 with the reason on stderr);
+ * the cluster id into n->mb.cluster_id, from DIR/cluster-id or made from text. */
+int runtime_join(struct runtime *rt);
+int runtime_cluster_id(struct runtime *rt, const char *text);
 
 /* runtime_http.c: the --http port, if configured (0, or 1 with the reason on stderr);
  * its close calls closed(rt) back and returns 1, or returns 0 when there is none. */

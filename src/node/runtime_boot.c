@@ -2,48 +2,20 @@
 #include "node/runtime.h"
 #include "util/log.h"
 
-/* The configuration: --cluster on first start, the stored one afterwards. On first start
- * it is written to DIR/cluster and to the store. */
-static int load_config(struct runtime *rt,
-                       const struct store_state *st,
-                       struct raft_server *servers,
-                       unsigned *n_servers,
-                       uint64_t *cluster_hash)
+/* The first start records the configuration: DIR/cluster (a joiner's is written already)
+ * and the store's (empty for a joiner, which learns it from the leader). */
+static int record_config(struct runtime *rt,
+                         const char *text,
+                         bool joining,
+                         struct raft_server *servers,
+                         unsigned *n_servers)
 {
     const struct node_config *c = rt->c;
     struct node *n = rt->n;
-    char msg[node_errmsg_bytes];
-    char *stored = config_read_file(c->data_dir);
-    const char *text = st->has_config && stored != NULL && stored[0] != '\0' ? stored : c->cluster;
-    int rv = 0;
-    if (text == NULL) {
-        lr_log("%s holds no configuration: give --cluster on first start", c->data_dir);
-        rv = 1;
-    } else if ((n->n_members = node_parse_cluster(text, n->members, msg, sizeof msg)) < 0) {
-        /* The hosts are resolved here, once per start (config.c). */
-        lr_log("cannot start: the cluster configuration '%s': %s", text, msg);
-        rv = 1;
-    }
-    if (rv != 0) {
-        free(stored);
-        return rv;
-    }
-    if (st->has_config && c->cluster != NULL && strcmp(text, c->cluster) != 0) {
-        node_log(n, "the stored configuration wins over --cluster: %s", text);
-    }
-    *cluster_hash = config_hash_text(text);
-    *n_servers = 0;
-    if (st->has_config) {
-        memcpy(servers, st->servers, st->n_servers * sizeof *servers);
-        *n_servers = st->n_servers;
-        free(stored);
-        return 0;
-    }
-    for (int i = 0; i < n->n_members; i++) {
+    for (int i = 0; i < n->n_members && !joining; i++) {
         servers[(*n_servers)++] = (struct raft_server){n->members[i].id, true};
     }
-    rv = config_write_file(c->data_dir, text);
-    free(stored);
+    int rv = joining ? 0 : config_write_file(c->data_dir, text);
     if (rv != 0) {
         FAIL("cannot write %s/cluster: %s", c->data_dir, strerror(-rv));
     }
@@ -58,6 +30,67 @@ static int load_config(struct runtime *rt,
         FAIL("cannot store the configuration: %s", store_strerror(rv));
     }
     return 0;
+}
+
+/* The configuration: --cluster on first start (or what --join learns), the stored one
+ * afterwards; the cluster id (runtime_join.c). */
+static int load_config(struct runtime *rt,
+                       const struct store_state *st,
+                       struct raft_server *servers,
+                       unsigned *n_servers)
+{
+    const struct node_config *c = rt->c;
+    struct node *n = rt->n;
+    char msg[node_errmsg_bytes];
+    bool joining = !st->has_config && c->join != NULL;
+    if (joining && runtime_join(rt) != 0) {
+        return 1;
+    }
+    char *stored = config_read_file(c->data_dir);
+    bool use_stored = (st->has_config || joining) && stored != NULL && stored[0] != '\0';
+    const char *text = use_stored ? stored : c->cluster;
+    int rv = 0;
+    if (text == NULL) {
+        lr_log("%s holds no configuration: give --cluster (or --join) on first start", c->data_dir);
+        rv = 1;
+    } else if ((n->n_members = node_parse_cluster(text, n->members, msg, sizeof msg)) < 0) {
+        /* The hosts are resolved here, once per start (config.c). */
+        lr_log("cannot start: the cluster configuration '%s': %s", text, msg);
+        rv = 1;
+    }
+    if (rv == 0 && st->has_config && c->cluster != NULL && strcmp(text, c->cluster) != 0) {
+        node_log(n, "the stored configuration wins over --cluster: %s", text);
+    }
+    rv = rv != 0 ? rv : runtime_cluster_id(rt, text);
+    *n_servers = 0;
+    if (rv == 0 && st->has_config) {
+        memcpy(servers, st->servers, st->n_servers * sizeof *servers);
+        *n_servers = st->n_servers;
+    } else if (rv == 0) {
+        rv = record_config(rt, text, joining, servers, n_servers);
+    }
+    free(stored);
+    return rv;
+}
+
+/* The configuration as of the snapshot, from its file (a version 3 snapshot of this
+ * cluster), instead of the store's; its addresses go to the address book. */
+static void snapshot_config(struct runtime *rt,
+                            const char *snap_path,
+                            struct raft_server *servers,
+                            unsigned *n_servers)
+{
+    struct snapfile_info info;
+    struct raft_members m;
+    const void *payload;
+    size_t len;
+    if (snapfile_inspect(snap_path, &info) != 0 || !info.has_members ||
+        !members_record_take(rt->n, info.members, info.members_len, &m, &payload, &len)) {
+        return;
+    }
+    memcpy(servers, m.servers, m.n * sizeof *servers);
+    *n_servers = m.n;
+    lr_assert(buf_append(&rt->n->mb.applied, payload, len) == 0);
 }
 
 /* Start-up. */
@@ -103,7 +136,7 @@ static int open_store(struct runtime *rt, struct store_state *st)
 
 /* The store, the script's identity, the configuration, the newest valid snapshot and the
  * log after it. */
-int runtime_load_and_boot(struct runtime *rt, uint64_t *cluster_hash)
+int runtime_load_and_boot(struct runtime *rt)
 {
     const struct node_config *c = rt->c;
     char msg[node_errmsg_bytes];
@@ -123,16 +156,18 @@ int runtime_load_and_boot(struct runtime *rt, uint64_t *cluster_hash)
     b.vote = st.vote;
     struct raft_server servers[RAFT_SERVERS_MAX];
     unsigned n_servers;
-    if (runtime_record_identity(rt, &st) != 0 ||
-        load_config(rt, &st, servers, &n_servers, cluster_hash) != 0) {
+    if (runtime_record_identity(rt, &st) != 0 || load_config(rt, &st, servers, &n_servers) != 0) {
         return 1;
     }
-    bool member = false;
+    bool member = c->join != NULL || st.has_config;
     for (int i = 0; i < rt->n->n_members; i++) {
         member = member || rt->n->members[i].id == c->id;
     }
     if (!member) {
         FAIL("node %" PRIu64 " is not in the cluster configuration", c->id);
+    }
+    if (has_snap && st.has_config) {
+        snapshot_config(rt, snap_path, servers, &n_servers);
     }
     b.stored_snapshot_index = st.snapshot_index;
     b.servers = servers;

@@ -175,7 +175,26 @@ static void io_backup(void *arg,
 static const char *io_peer_client_addr(void *arg, raft_id id)
 {
     struct runtime *rt = arg;
-    return transport_client_addr(rt->tr, id);
+    const char *a = members_client_addr(rt->n, id); /* the address book's (members.c) */
+    return a != NULL ? a : transport_client_addr(rt->tr, id);
+}
+
+static void io_set_peers(void *arg, const struct node_member *m, int n)
+{
+    struct runtime *rt = arg;
+    struct transport_peer peers[RAFT_SERVERS_MAX];
+    if (rt->tr == NULL) {
+        return; /* at boot: the transport starts with n->members */
+    }
+    for (int i = 0; i < n; i++) {
+        peers[i].id = m[i].id;
+        snprintf(peers[i].host, sizeof peers[i].host, "%s", m[i].host);
+        peers[i].port = m[i].port;
+    }
+    int rv = transport_set_peers(rt->tr, peers, (unsigned)n);
+    if (rv != 0) {
+        node_log(rt->n, "not every peer could be added: %s", transport_strerror(rv));
+    }
 }
 
 static bool io_peer_connected(void *arg, raft_id id)
@@ -258,6 +277,7 @@ const struct node_io runtime_io = {
     .backup = io_backup,
     .peer_client_addr = io_peer_client_addr,
     .peer_connected = io_peer_connected,
+    .set_peers = io_set_peers,
     .clients = io_clients,
     .client_memory = io_client_memory,
     .fatal = io_fatal,

@@ -26,6 +26,7 @@ static void start(struct node *n)
     struct fsm_job *job = fsm_job_new(FSM_JOB_SNAPSHOT);
     lr_assert(job != NULL);
     snprintf(job->path, sizeof job->path, "%s", n->c->data_dir);
+    job->members = members_snapshot_record(n, &job->members_len);
     n->snap.running = true;
     n->metrics.snapshot_started = metrics_now_s();
     n->io->fsm_submit(n->io->arg, job);

@@ -62,14 +62,10 @@ __attribute__((format(printf, 3, 4))) static void reply_error(struct node *n,
                                                               const char *fmt,
                                                               ...)
 {
-    char text[node_errmsg_bytes];
-    int k = snprintf(text, sizeof text, "-ERR %s ", command_name);
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(text + k, sizeof text - (size_t)k - 2, fmt, ap);
+    origin_reply_verror(n, o, command_name, fmt, ap);
     va_end(ap);
-    strcat(text, "\r\n");
-    origin_reply(n, o, text, strlen(text));
 }
 
 raft_id transfer_choose(struct node *n)
@@ -270,21 +266,7 @@ static void request(struct node *n, const struct origin *o, raft_id target)
 static bool parse_target(int argc, const char *const *argv, const size_t *argvlen, raft_id *out)
 {
     *out = 0;
-    if (argc < 2) {
-        return true;
-    }
-    if (argvlen[1] == 0 || argvlen[1] > 19) {
-        return false;
-    }
-    raft_id id = 0;
-    for (size_t i = 0; i < argvlen[1]; i++) {
-        if (argv[1][i] < '0' || argv[1][i] > '9') {
-            return false;
-        }
-        id = id * 10 + (raft_id)(argv[1][i] - '0');
-    }
-    *out = id;
-    return id != 0;
+    return argc < 2 || node_parse_id(argv[1], argvlen[1], out);
 }
 
 /* A member of the configuration the core acts on (the latest, committed or not). */
@@ -310,19 +292,8 @@ void transfer_command(const struct conn_call *c)
         reply_error(n, &o, "failed: node %" PRIu64 " is not a member of the cluster", target);
         return;
     }
-    raft_id leader = raft_leader_of(n->raft);
-    if (n->shutting_down) {
-        node_reply_text(n, c->req, node_down_reply);
-    } else if (leader == n->c->id) {
+    if (!writes_to_leader(n, c->req, c->argc, c->argv, c->argvlen)) {
         request(n, &o, target);
-    } else if (leader == 0) {
-        node_reply_text(n, c->req, "-TRYAGAIN no leader; retry\r\n");
-    } else {
-        struct buf blob;
-        buf_init(&blob);
-        lr_assert(command_put_argv(&blob, c->argc, c->argv, c->argvlen) == 0);
-        writes_forward(n, c->req, leader, blob.data, blob.len);
-        buf_free(&blob);
     }
 }
 

@@ -9,6 +9,8 @@
  * unknown outcome because the deadline passed; or a refusal (never proposed).
  */
 #include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -91,6 +93,19 @@ static void origin_reply_script(struct node *n, const struct origin *o, struct f
     struct buf b = {.data = (uint8_t *)r->data, .len = r->len, .cap = r->cap};
     *r = (struct fsm_reply){0};
     n->io->send_frame(n->io->arg, o->peer, TRANSPORT_FRAME_FORWARD_REPLY, &b);
+}
+
+void origin_reply_verror(struct node *n,
+                         const struct origin *o,
+                         const char *prefix,
+                         const char *fmt,
+                         va_list ap)
+{
+    char text[node_errmsg_bytes];
+    int k = snprintf(text, sizeof text, "-ERR %s ", prefix);
+    vsnprintf(text + k, sizeof text - (size_t)k - 2, fmt, ap);
+    strcat(text, "\r\n");
+    origin_reply(n, o, text, strlen(text));
 }
 
 static void origin_reply_text(struct node *n, const struct origin *o, const char *resp)
@@ -294,6 +309,10 @@ void writes_propose(struct node *n)
         refuse_props(n, transfer_busy_reply); /* so that the target can catch up */
         return;
     }
+    if (members_blocks_writes(n)) {
+        refuse_props(n, members_busy_reply); /* so that a voter has its whole log */
+        return;
+    }
     size_t k = w->props_n;
     struct raft_entry *entries = calloc(k, sizeof *entries);
     lr_assert(entries != NULL);
@@ -359,11 +378,34 @@ void writes_forward(struct node *n,
         id, leader, req, node_now(n) + n->c->write_timeout_ms + node_forward_grace_ms};
 }
 
+bool writes_to_leader(struct node *n,
+                      struct server_request *req,
+                      int argc,
+                      const char *const *argv,
+                      const size_t *argvlen)
+{
+    raft_id leader = raft_leader_of(n->raft);
+    if (n->shutting_down) {
+        node_reply_text(n, req, node_down_reply);
+    } else if (leader == n->c->id) {
+        return false;
+    } else if (leader == 0) {
+        node_reply_text(n, req, "-TRYAGAIN no leader; retry\r\n");
+    } else {
+        struct buf blob;
+        buf_init(&blob);
+        lr_assert(command_put_argv(&blob, argc, argv, argvlen) == 0);
+        writes_forward(n, req, leader, blob.data, blob.len);
+        buf_free(&blob);
+    }
+    return true;
+}
+
 /* A write a follower forwarded to this node. */
 static void forwarded_write(struct node *n, const struct origin *o, const void *blob, size_t len)
 {
-    if (transfer_forwarded(n, o, blob, len)) {
-        return; /* a RAFT.TRANSFER, which the leader carries out */
+    if (transfer_forwarded(n, o, blob, len) || members_forwarded(n, o, blob, len)) {
+        return; /* a RAFT.TRANSFER, ADD or REMOVE, which the leader carries out */
     }
     if (n->stopping || raft_role_of(n->raft) != RAFT_LEADER) {
         origin_reply_text(n, o, "-TRYAGAIN not the leader; retry\r\n");

@@ -305,6 +305,16 @@ void conns_expire_handshakes(struct transport *t)
     }
 }
 
+void conns_drop_peer(struct transport *t, struct peer *p)
+{
+    for (struct conn *c = t->conns; c != NULL; c = c->next) {
+        if (c->p == p) {
+            conn_close(c, NULL);
+            c->p = NULL; /* the peer may go before the connection's close callback */
+        }
+    }
+}
+
 /* Not conn_close(): peer_close() has dropped the files being written already, and at
  * shutdown there is no log line or callback to give. */
 void conns_close_all(struct transport *t)

@@ -20,7 +20,7 @@ static const char *const lane_names[LANES] = {"connection", "bulk connection"};
 static void link_timer_close_cb(uv_handle_t *h)
 {
     struct link *l = h->data;
-    transport_handle_gone(l->p->t);
+    peer_handle_gone(l->p);
 }
 
 static void link_connect_start(struct link *l);
@@ -46,10 +46,10 @@ static void link_tcp_close_cb(uv_handle_t *h)
     struct link *l = h->data;
     struct transport *t = l->p->t;
     l->state = LINK_DOWN;
-    if (!t->closing) {
+    if (!t->closing && !l->p->removed) {
         link_schedule_reconnect(l);
     }
-    transport_handle_gone(t);
+    peer_handle_gone(l->p);
 }
 
 /*
@@ -150,7 +150,7 @@ static void link_connect_start(struct link *l)
     struct transport *t = l->p->t;
     int rv = uv_tcp_init(t->loop, &l->tcp);
     lr_assert(rv == 0);
-    t->handles_open++;
+    peer_handle_open(l->p);
     l->tcp.data = l;
     l->connect.data = l;
     l->state = LINK_CONNECTING;
@@ -167,7 +167,7 @@ void link_start(struct link *l)
     struct transport *t = l->p->t;
     int rv = uv_timer_init(t->loop, &l->timer);
     lr_assert(rv == 0);
-    t->handles_open++;
+    peer_handle_open(l->p);
     l->timer.data = l;
     link_connect_start(l);
 }

@@ -111,7 +111,7 @@ static void snap_check_done(uv_work_t *req, int status)
     struct transport *t = p->t;
     struct snap_recv *s = &p->recv;
     (void)status;
-    if (t->closing || s->state != RECV_CHECKING || s->seq != ck->seq) {
+    if (t->closing || p->removed || s->state != RECV_CHECKING || s->seq != ck->seq) {
         unlink(ck->path); /* given up meanwhile */
     } else if (ck->why != NULL) {
         char why[128];
@@ -125,7 +125,7 @@ static void snap_check_done(uv_work_t *req, int status)
         }
     }
     free(ck);
-    transport_handle_gone(t); /* last: it may free the transport */
+    peer_handle_gone(p); /* last: it may free the peer and the transport */
 }
 
 /* The last chunk is in: fsync and verify on the threadpool. */
@@ -148,7 +148,7 @@ static void snap_check_start(struct peer *p)
         snap_recv_fail(p, "cannot start the check");
         return;
     }
-    t->handles_open++;
+    peer_handle_open(p);
     s->fd = -1; /* the work closes it */
     s->state = RECV_CHECKING;
 }

@@ -45,11 +45,36 @@ const char *transport_strerror(int rv)
 struct peer *peer_find(const struct transport *t, raft_id id)
 {
     for (unsigned i = 0; i < t->n_peers; i++) {
-        if (t->peers[i].id == id) {
-            return &t->peers[i];
+        if (t->peers[i]->id == id) {
+            return t->peers[i];
         }
     }
     return NULL;
+}
+
+void peer_handle_open(struct peer *p)
+{
+    p->handles++;
+    p->t->handles_open++;
+}
+
+void peer_handle_gone(struct peer *p)
+{
+    struct transport *t = p->t;
+    lr_assert(p->handles > 0);
+    p->handles--;
+    if (p->removed && p->handles == 0) {
+        free(p);
+    }
+    transport_handle_gone(t);
+}
+
+static void peers_free(struct transport *t)
+{
+    for (unsigned i = 0; i < t->n_peers; i++) {
+        free(t->peers[i]);
+    }
+    free(t->peers);
 }
 
 /* Every handle's close callback ends here, and every finished check of a received
@@ -66,7 +91,7 @@ void transport_handle_gone(struct transport *t)
     void *arg = t->closed_arg;
     spares_free(t, 0);
     free(t->chunk_scratch);
-    free(t->peers);
+    peers_free(t);
     free(t);
     if (closed != NULL) {
         closed(arg);
@@ -105,7 +130,7 @@ static int parse_addr(const char *host, int port, struct sockaddr_storage *ss)
 static void start_failed_close_cb(uv_handle_t *h)
 {
     struct transport *t = h->data;
-    free(t->peers);
+    peers_free(t);
     free(t);
 }
 
@@ -156,26 +181,47 @@ static void peer_init(struct transport *t, struct peer *p, const struct transpor
     }
 }
 
+/* A new peer in the table (not started). Errors: TRANSPORT_EINVAL, _ENOMEM. */
+static int peer_add(struct transport *t, const struct transport_peer *from, struct peer **out)
+{
+    struct sockaddr_storage addr;
+    if (from->id == 0 || from->id == t->self || peer_find(t, from->id) != NULL ||
+        parse_addr(from->host, from->port, &addr) != 0) {
+        return TRANSPORT_EINVAL;
+    }
+    if (t->n_peers == t->cap_peers) {
+        unsigned cap = t->cap_peers > 0 ? 2 * t->cap_peers : 8;
+        struct peer **np = realloc(t->peers, cap * sizeof *np);
+        if (np == NULL) {
+            return TRANSPORT_ENOMEM;
+        }
+        t->peers = np;
+        t->cap_peers = cap;
+    }
+    struct peer *p = calloc(1, sizeof *p);
+    if (p == NULL) {
+        return TRANSPORT_ENOMEM;
+    }
+    peer_init(t, p, from);
+    p->addr = addr;
+    t->peers[t->n_peers++] = p;
+    *out = p;
+    return 0;
+}
+
 static int copy_peers(struct transport *t,
                       const struct transport_peer *peers,
                       unsigned n_peers,
                       char *errmsg,
                       size_t errmsg_size)
 {
-    t->peers = calloc(n_peers > 0 ? n_peers : 1, sizeof(*t->peers));
-    if (t->peers == NULL) {
-        snprintf(errmsg, errmsg_size, "transport: out of memory");
-        return TRANSPORT_ENOMEM;
-    }
-    t->n_peers = n_peers;
     for (unsigned i = 0; i < n_peers; i++) {
-        struct peer *p = &t->peers[i];
-        peer_init(t, p, &peers[i]);
-        bool dup = peer_find(t, p->id) != p;
-        if (p->id == 0 || p->id == t->self || dup || parse_addr(p->host, p->port, &p->addr)) {
-            snprintf(errmsg, errmsg_size, "transport: bad peer %" PRIu64 " at %s:%d", p->id,
-                     p->host, p->port);
-            return TRANSPORT_EINVAL;
+        struct peer *p;
+        int rv = peer_add(t, &peers[i], &p);
+        if (rv != 0) {
+            snprintf(errmsg, errmsg_size, "transport: bad peer %" PRIu64 " at %s:%d", peers[i].id,
+                     peers[i].host, peers[i].port);
+            return rv;
         }
     }
     return 0;
@@ -215,7 +261,7 @@ static void transport_start_handles(struct transport *t)
     uv_unref((uv_handle_t *)&t->housekeeping);
     for (unsigned i = 0; i < t->n_peers; i++) {
         for (int lane = 0; lane < LANES; lane++) {
-            link_start(&t->peers[i].links[lane]);
+            link_start(&t->peers[i]->links[lane]);
         }
     }
 }
@@ -241,7 +287,7 @@ int transport_start(struct transport **out,
         rv = copy_peers(t, peers, n_peers, errmsg, errmsg_size);
     }
     if (rv != 0) {
-        free(t->peers);
+        peers_free(t);
         free(t);
         return rv;
     }
@@ -295,7 +341,65 @@ void transport_close(struct transport *t, void (*closed)(void *arg), void *arg)
     uv_close((uv_handle_t *)&t->listen, transport_handle_close_cb);
     uv_close((uv_handle_t *)&t->housekeeping, transport_handle_close_cb);
     for (unsigned i = 0; i < t->n_peers; i++) {
-        peer_close(&t->peers[i]);
+        peer_close(t->peers[i]);
     }
     conns_close_all(t);
+}
+
+/* Takes p out of the table and closes it; it is freed once its handles have closed. */
+static void peer_remove(struct transport *t, struct peer *p)
+{
+    for (unsigned i = 0; i < t->n_peers; i++) {
+        if (t->peers[i] == p) {
+            t->peers[i] = t->peers[--t->n_peers];
+            break;
+        }
+    }
+    p->removed = true;
+    peer_close(p);
+    conns_drop_peer(t, p);
+    lr_log_as(t->self, "peer %" PRIu64 " at %s:%d removed", p->id, p->host, p->port);
+}
+
+static bool peer_listed(const struct transport_peer *peers, unsigned n, raft_id id)
+{
+    for (unsigned i = 0; i < n; i++) {
+        if (peers[i].id == id) {
+            return true;
+        }
+    }
+    return false;
+}
+
+int transport_set_peers(struct transport *t, const struct transport_peer *peers, unsigned n_peers)
+{
+    lr_assert(!t->closing);
+    for (unsigned i = t->n_peers; i-- > 0;) {
+        struct peer *p = t->peers[i];
+        const struct transport_peer *want = NULL;
+        for (unsigned j = 0; j < n_peers; j++) {
+            want = peers[j].id == p->id ? &peers[j] : want;
+        }
+        if (want == NULL || strcmp(want->host, p->host) != 0 || want->port != p->port) {
+            peer_remove(t, p); /* a new address is a new peer */
+        }
+    }
+    int rv = 0;
+    for (unsigned j = 0; j < n_peers; j++) {
+        struct peer *p;
+        if (peers[j].id == t->self || peer_find(t, peers[j].id) != NULL ||
+            peer_listed(peers, j, peers[j].id)) {
+            continue;
+        }
+        int r = peer_add(t, &peers[j], &p);
+        if (r != 0) {
+            rv = r;
+            continue;
+        }
+        lr_log_as(t->self, "peer %" PRIu64 " at %s:%d added", p->id, p->host, p->port);
+        for (int lane = 0; lane < LANES; lane++) {
+            link_start(&p->links[lane]);
+        }
+    }
+    return rv;
 }

@@ -92,7 +92,8 @@ struct transport_callbacks
 enum {
     TRANSPORT_FRAME_FORWARD = 100,       /* a client command for the leader */
     TRANSPORT_FRAME_FORWARD_REPLY = 101, /* its reply */
-    TRANSPORT_FRAME_CHECK = 102          /* RAFT.CHECK's questions and answers */
+    TRANSPORT_FRAME_CHECK = 102,         /* RAFT.CHECK's questions and answers */
+    TRANSPORT_FRAME_REMOVED = 103        /* the leader to a member it removed */
 };
 
 struct transport;
@@ -154,6 +155,15 @@ struct buf;
  * transport_send_frame(), and _EINVAL when frame->len < TRANSPORT_FRAME_HEADROOM.
  */
 int transport_send_frame_buf(struct transport *t, raft_id to, uint8_t type, struct buf *frame);
+
+/*
+ * Makes the peer table peers (self, if listed, is skipped): a peer no longer listed, or
+ * listed at another address, is disconnected (its queues and snapshot streams dropped,
+ * its incoming connections closed, its handshakes refused from then on); a new one is
+ * connected to. Returns 0, or TRANSPORT_EINVAL/_ENOMEM when some peer could not be added
+ * (the others are).
+ */
+int transport_set_peers(struct transport *t, const struct transport_peer *peers, unsigned n_peers);
 
 /* True while the outgoing control connection to peer id is up. */
 bool transport_connected(const struct transport *t, raft_id id);

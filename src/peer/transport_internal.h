@@ -134,6 +134,10 @@ struct peer
     struct snap_send *snap; /* on the bulk lane */
     struct snap_recv recv;
     char client_addr[WIRE_CLIENT_ADDR_BYTES_MAX + 1]; /* from its handshake */
+    /* Its handles open (link timers and connections, snapshot checks): a peer removed by
+     * transport_set_peers is freed when the last one closes. */
+    unsigned handles;
+    bool removed;
 };
 
 struct conn
@@ -169,8 +173,8 @@ struct transport
     struct transport_callbacks cb;
     uv_tcp_t listen;
     uv_timer_t housekeeping;
-    struct peer *peers;
-    unsigned n_peers;
+    struct peer **peers; /* each allocated on its own: handles point into it */
+    unsigned n_peers, cap_peers;
     struct conn *conns;
     uint64_t snap_seq;      /* names incoming snapshot files uniquely */
     uint8_t *chunk_scratch; /* SNAPSHOT_CHUNK_BYTES, allocated with the first stream */
@@ -190,6 +194,10 @@ struct peer *peer_find(const struct transport *t, raft_id id);
 /* Every handle's close callback, and every finished threadpool job, ends here; the last
  * one, once the transport is closing, frees it. */
 void transport_handle_gone(struct transport *t);
+/* A handle of peer p opened, or closed (its close callback, or a finished job): counted
+ * for the transport too; a removed peer goes with its last one. */
+void peer_handle_open(struct peer *p);
+void peer_handle_gone(struct peer *p);
 
 /* bufpool.c */
 
@@ -235,6 +243,8 @@ void link_close(struct link *l);
 void conn_accept_cb(uv_stream_t *server, int status);
 /* Closes incoming connections that have not said who they are in time. */
 void conns_expire_handshakes(struct transport *t);
+/* transport_set_peers removed p: closes its incoming connections. */
+void conns_drop_peer(struct transport *t, struct peer *p);
 /* At transport_close(): closes every incoming connection, without a word. */
 void conns_close_all(struct transport *t);
 

@@ -9,6 +9,11 @@
  *   body:    the script's bytes as M.snapshot wrote them
  *   trailer: magic "LRSNAP02" (8 bytes), the length of header and body (u64), CRC-32C of
  *            header and body (u32)
+ * Version 3 is version 2 with a second record in the header, after the identity: the
+ * length m of the members record (u32) and its m bytes, which the node writes and reads
+ * (the cluster's id and the configuration as of the snapshot's index, with every
+ * member's addresses: src/node/members.c); the magics are "LRSNAP03". A file is written
+ * as version 3 when it has a members record, as version 2 otherwise.
  * Version 1, written before scripts were recorded, had no header and "LRSNAP01" in its
  * trailer (length and CRC-32C of the body, i.e. of all before the trailer, as now); it is
  * still read, as a snapshot of no known script. A trailer magic "LRSNAPnn" with nn above
@@ -39,14 +44,17 @@
 
 #define SNAPFILE_MAGIC_PREFIX "LRSNAP" /* then the version in two decimal digits */
 #define SNAPFILE_MAGIC "LRSNAP02"
+#define SNAPFILE_MAGIC_V3 "LRSNAP03"
 
 enum {
-    SNAPFILE_VERSION = 2,
+    SNAPFILE_VERSION = 3,
+    SNAPFILE_VERSION_SCRIPT = 2,
     SNAPFILE_VERSION_NO_SCRIPT = 1,
     SNAPFILE_MAGIC_BYTES = 8,
     SNAPFILE_TRAILER_BYTES = SNAPFILE_MAGIC_BYTES + 8 + 4,
     SNAPFILE_HEADER_FIXED_BYTES = SNAPFILE_MAGIC_BYTES + 4,
-    SNAPFILE_HEADER_BYTES_MAX = SNAPFILE_HEADER_FIXED_BYTES + SCRIPT_IDENTITY_BYTES_MAX,
+    SNAPFILE_HEADER_BYTES_MAX =
+        SNAPFILE_HEADER_FIXED_BYTES + SCRIPT_IDENTITY_BYTES_MAX + 4 + SNAPFILE_MEMBERS_BYTES_MAX,
     SNAPFILE_READ_CHUNK_BYTES = 64 * 1024,
 };
 
@@ -113,17 +121,32 @@ int snapfile_fsync_dir(const char *dir)
     return rv == 0 ? 0 : SNAPFILE_EIO;
 }
 
+static void put_be32(unsigned char *p, uint64_t v)
+{
+    for (int i = 0; i < 4; i++) {
+        p[i] = (unsigned char)(v >> (24 - 8 * i));
+    }
+}
+
 /* The header (see the top of this file), through snapfile_write so that the CRC and the
- * length in the trailer cover it. */
-static int snapfile_write_header(struct snapfile_writer *w, const struct script_identity *script)
+ * length in the trailer cover it: version 3 when there is a members record. */
+static int snapfile_write_header(struct snapfile_writer *w,
+                                 const struct script_identity *script,
+                                 const void *members,
+                                 size_t members_len)
 {
     unsigned char h[SNAPFILE_HEADER_BYTES_MAX];
-    memcpy(h, SNAPFILE_MAGIC, SNAPFILE_MAGIC_BYTES);
+    memcpy(h, members_len > 0 ? SNAPFILE_MAGIC_V3 : SNAPFILE_MAGIC, SNAPFILE_MAGIC_BYTES);
     size_t n = script_identity_encode(script, h + SNAPFILE_HEADER_FIXED_BYTES);
-    for (int i = 0; i < 4; i++) {
-        h[SNAPFILE_MAGIC_BYTES + i] = (unsigned char)(n >> (24 - 8 * i));
+    put_be32(h + SNAPFILE_MAGIC_BYTES, n);
+    n += SNAPFILE_HEADER_FIXED_BYTES;
+    if (members_len > 0) {
+        put_be32(h + n, members_len);
+        memcpy(h + n + 4, members, members_len);
+        n += 4 + members_len;
     }
-    return snapfile_write(w, h, SNAPFILE_HEADER_FIXED_BYTES + n);
+    w->members = members_len > 0;
+    return snapfile_write(w, h, n);
 }
 
 int snapfile_begin(struct snapfile_writer *w,
@@ -134,7 +157,21 @@ int snapfile_begin(struct snapfile_writer *w,
                    char *errmsg,
                    size_t errmsg_size)
 {
+    return snapfile_begin_members(w, dir, index, term, script, NULL, 0, errmsg, errmsg_size);
+}
+
+int snapfile_begin_members(struct snapfile_writer *w,
+                           const char *dir,
+                           raft_index index,
+                           raft_term term,
+                           const struct script_identity *script,
+                           const void *members,
+                           size_t members_len,
+                           char *errmsg,
+                           size_t errmsg_size)
+{
     lr_assert(w != NULL && dir != NULL && script != NULL);
+    lr_assert(members_len <= SNAPFILE_MEMBERS_BYTES_MAX);
     memset(w, 0, sizeof *w);
     w->fd = -1;
     w->index = index;
@@ -163,7 +200,7 @@ int snapfile_begin(struct snapfile_writer *w,
         snapfile_errmsg(errmsg, errmsg_size, "cannot create", w->tmp_path);
         return SNAPFILE_EIO;
     }
-    if (snapfile_write_header(w, script) != 0) {
+    if (snapfile_write_header(w, script, members, members_len) != 0) {
         snapfile_errmsg(errmsg, errmsg_size, "cannot write the header of", w->tmp_path);
         snapfile_abort(w);
         return SNAPFILE_EIO;
@@ -188,7 +225,7 @@ int snapfile_commit(struct snapfile_writer *w, char *errmsg, size_t errmsg_size)
 {
     lr_assert(w != NULL && w->fd >= 0);
     unsigned char trailer[SNAPFILE_TRAILER_BYTES];
-    memcpy(trailer, SNAPFILE_MAGIC, SNAPFILE_MAGIC_BYTES);
+    memcpy(trailer, w->members ? SNAPFILE_MAGIC_V3 : SNAPFILE_MAGIC, SNAPFILE_MAGIC_BYTES);
     for (int i = 0; i < 8; i++) {
         trailer[SNAPFILE_MAGIC_BYTES + i] = (unsigned char)(w->bytes >> (56 - 8 * i));
     }
@@ -286,7 +323,26 @@ static int snapfile_version_of(const unsigned char *magic)
     return version >= SNAPFILE_VERSION_NO_SCRIPT ? version : SNAPFILE_ECORRUPT;
 }
 
-/* The header of a version 2 file whose header and body take covered bytes. */
+/* The members record of a version 3 header, at h[at, want). Returns its end, or 0. */
+static size_t snapfile_read_members(const unsigned char *h,
+                                    size_t at,
+                                    size_t want,
+                                    struct snapfile_info *out)
+{
+    if (at + 4 > want) {
+        return 0;
+    }
+    uint64_t m = snapfile_get_be(h + at, 4);
+    if (m == 0 || m > SNAPFILE_MEMBERS_BYTES_MAX || at + 4 + m > want) {
+        return 0;
+    }
+    memcpy(out->members, h + at + 4, (size_t)m);
+    out->members_len = (size_t)m;
+    out->has_members = true;
+    return at + 4 + (size_t)m;
+}
+
+/* The header of a version 2 or 3 file whose header and body take covered bytes. */
 static int snapfile_read_header(int fd, uint64_t covered, struct snapfile_info *out)
 {
     unsigned char h[SNAPFILE_HEADER_BYTES_MAX];
@@ -299,13 +355,20 @@ static int snapfile_read_header(int fd, uint64_t covered, struct snapfile_info *
         return rv;
     }
     uint64_t n = snapfile_get_be(h + SNAPFILE_MAGIC_BYTES, 4);
-    if (memcmp(h, SNAPFILE_MAGIC, SNAPFILE_MAGIC_BYTES) != 0 ||
+    bool v3 = out->version == SNAPFILE_VERSION;
+    if (memcmp(h, v3 ? SNAPFILE_MAGIC_V3 : SNAPFILE_MAGIC, SNAPFILE_MAGIC_BYTES) != 0 ||
         SNAPFILE_HEADER_FIXED_BYTES + n > want ||
         script_identity_decode(h + SNAPFILE_HEADER_FIXED_BYTES, (size_t)n, &out->script) != 0) {
         return SNAPFILE_ECORRUPT;
     }
     out->has_script = true;
     out->body_offset = SNAPFILE_HEADER_FIXED_BYTES + n;
+    if (v3) {
+        out->body_offset = snapfile_read_members(h, (size_t)out->body_offset, want, out);
+        if (out->body_offset == 0) {
+            return SNAPFILE_ECORRUPT;
+        }
+    }
     out->body_bytes = covered - out->body_offset;
     return 0;
 }

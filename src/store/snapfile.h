@@ -81,9 +81,13 @@ size_t script_identity_encode(const struct script_identity *id, unsigned char *o
 /* Decodes exactly len bytes of that encoding. Returns 0, or -1 when they are not one. */
 int script_identity_decode(const unsigned char *p, size_t len, struct script_identity *out);
 
+/* The most bytes of a version 3 file's members record (see snapfile_begin_members). */
+enum { SNAPFILE_MEMBERS_BYTES_MAX = 4096 };
+
 struct snapfile_writer
 {
     int fd;
+    bool members; /* version 3: the header has a members record */
     uint32_t crc;
     uint64_t bytes; /* written so far, the header included */
     raft_index index;
@@ -104,6 +108,20 @@ int snapfile_begin(struct snapfile_writer *w,
                    const struct script_identity *script,
                    char *errmsg,
                    size_t errmsg_size);
+/*
+ * snapfile_begin, with a members record in the header (format version 3): at most
+ * SNAPFILE_MEMBERS_BYTES_MAX bytes that the node reads back with snapfile_inspect (the
+ * cluster's configuration as of index, with addresses). members_len 0: version 2.
+ */
+int snapfile_begin_members(struct snapfile_writer *w,
+                           const char *dir,
+                           raft_index index,
+                           raft_term term,
+                           const struct script_identity *script,
+                           const void *members,
+                           size_t members_len,
+                           char *errmsg,
+                           size_t errmsg_size);
 int snapfile_write(struct snapfile_writer *w, const void *data, size_t len);
 /*
  * Trailer, fsync, rename, fsync of the directory. Errors: SNAPFILE_EIO; when the directory
@@ -162,9 +180,12 @@ int snapfile_verify(const char *path, uint64_t *body_bytes);
 /* What a snapshot file's header and trailer say. */
 struct snapfile_info
 {
-    int version;     /* 1: written before scripts were recorded (no identity); 2 */
-    bool has_script; /* version 2 */
+    int version;     /* 1: written before scripts were recorded (no identity); 2; 3 */
+    bool has_script; /* version 2 and 3 */
     struct script_identity script;
+    bool has_members; /* version 3: the members record */
+    size_t members_len;
+    unsigned char members[SNAPFILE_MEMBERS_BYTES_MAX];
     uint64_t body_offset; /* where the script's bytes start */
     uint64_t body_bytes;
 };

@@ -162,7 +162,7 @@ void ns_snapshot_delivered(struct sim_node *s, struct event *ev)
     f->incoming = true;
     struct raft_message m = sm->m;
     free(sm);
-    node_receive_snapshot(s->n, &m, name);
+    node_receive_snapshot(s->n, &m, name, NULL, 0);
     f = ns_file_find(s, name);
     if (f != NULL) {
         ns_file_remove(s, f); /* not installed: the runtime unlinks it too */
