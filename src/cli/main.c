@@ -68,6 +68,11 @@ static const char usage_text[] =
     "                           or a trusted network: it has no authentication [none]\n"
     "  --health-lag N           /health answers 503 while more than N committed entries\n"
     "                           are not yet applied here [1000]\n"
+    "  --lua-command-memory BYTES  bytes of new objects one command may ask for (tables,\n"
+    "                           long strings, closures); over it the command gets\n"
+    "                           -ERR ... memory budget; the same on every node [256M]\n"
+    "  --lua-memory BYTES       bytes the Lua state may hold; give every node the same\n"
+    "                           values [4G]\n"
     "  -h, --help               this text\n"
     "\n"
     "Built-in commands: PING, RAFT.INFO, RAFT.SNAPSHOT; every other command goes to\n"
@@ -176,6 +181,9 @@ static const struct node_flag node_flags[] = {
      "is not in 10..3600000"},
     {"log-cache-bytes", flag_size, FIELD(c.log_cache_bytes), 0, 0, "is not a size"},
     {"http", flag_text, FIELD(http), 0, 0, NULL},
+    {"lua-command-memory", flag_size, FIELD(c.lua_command_memory), 1u << 20, 0,
+     "is not a size of 1M or more"},
+    {"lua-memory", flag_size, FIELD(c.lua_memory), 1u << 20, 0, "is not a size of 1M or more"},
     {"health-lag", flag_integer, FIELD(c.health_lag_max), 0, UINT32_MAX, "is not an integer"},
 };
 
@@ -348,6 +356,8 @@ static int node_main(int argc, char **argv)
                 .write_timeout_ms = 20000,
                 .log_cache_bytes = 64ull << 20,
                 .health_lag_max = 1000,
+                .lua_command_memory = 256ull << 20,
+                .lua_memory = 4ull << 30,
             },
     };
     int rv = parse_node_args(argc, argv, &a);
