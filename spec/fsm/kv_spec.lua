@@ -164,7 +164,7 @@ describe("examples/kv.lua", function()
         while true do
             local reply = fsm.decode(full:apply({ "SET", "k" .. n, ("v"):rep(1000) }, ctx))
             if reply.err then
-                assert.are.equal("ERR script exceeded its memory budget", reply.err)
+                assert.are.equal("ERR script exceeded the state's memory limit", reply.err)
                 break
             end
             n = n + 1

@@ -7,13 +7,7 @@ local fsm = S.fsm
 
 -- A machine whose apply runs cmd[2] as a Lua chunk that sees M, cmd and ctx: each
 -- test sends its own code through the log, as an attacker with a script would.
-local EVAL = [[
-local M = { state = {} }
-local eval_load = load
-function M.apply(cmd, ctx)
-    local chunk = assert(eval_load("local M, cmd, ctx = ...\n" .. cmd[2], "=eval"))
-    return chunk(M, cmd, ctx)
-end
+local EVAL = S.EVAL_HEAD .. [[
 function M.query(cmd)
     return M.apply(cmd, { index = 0, term = 0, time_ms = 0, seed = 0 })
 end
@@ -203,7 +197,7 @@ describe("fsm sandbox", function()
     end)
 
     describe("memory cap", function()
-        local memory = { err = "ERR script exceeded its memory budget" }
+        local memory = { err = "ERR script exceeded the state's memory limit" }
         before_each(function()
             m:close()
             m = S.open(EVAL, { instructions_max = 100000000, memory_bytes_max = 32 * 1024 * 1024 })
@@ -224,7 +218,7 @@ describe("fsm sandbox", function()
         it("also bounds the script while it loads", function()
             local m2, err = fsm.open(S.root .. "/examples/kv.lua", { memory_bytes_max = 10000 })
             assert.is_nil(m2)
-            assert.matches("memory budget", err)
+            assert.matches("memory limit", err)
             m2, err = fsm.open(S.root .. "/examples/kv.lua", { memory_bytes_max = 100 })
             assert.is_nil(m2)
             assert.matches("out of memory", err)

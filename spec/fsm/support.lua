@@ -36,4 +36,15 @@ function S.apply(m, cmd, ctx)
     return S.fsm.decode(m:apply(cmd, ctx or { index = 1, term = 1, time_ms = 0, seed = 1 }))
 end
 
+-- The head of a module whose apply runs cmd[2] as a Lua chunk that sees M, cmd and ctx:
+-- each test sends its own code through the log, as an attacker with a script would.
+S.EVAL_HEAD = [[
+local M = { state = {} }
+local eval_load = load
+function M.apply(cmd, ctx)
+    local chunk = assert(eval_load("local M, cmd, ctx = ...\n" .. cmd[2], "=eval"))
+    return chunk(M, cmd, ctx)
+end
+]]
+
 return S

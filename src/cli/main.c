@@ -81,6 +81,11 @@ static const char usage_text[] =
     "                           PATH before any other command [none]\n"
     "  --requirepass PASS       the same with the password on the command line (which\n"
     "                           other users of the machine can see) [none]\n"
+    "  --lua-command-memory BYTES  bytes of new objects one command may ask for (tables,\n"
+    "                           long strings, closures); over it the command gets\n"
+    "                           -ERR ... memory budget; the same on every node [256M]\n"
+    "  --lua-memory BYTES       bytes the Lua state may hold; give every node the same\n"
+    "                           values [4G]\n"
     "  -h, --help               this text\n"
     "\n"
     "Built-in commands: PING, RAFT.INFO, RAFT.SNAPSHOT; every other command goes to\n"
@@ -191,6 +196,9 @@ static const struct node_flag node_flags[] = {
      "is not in 10..3600000"},
     {"log-cache-bytes", flag_size, FIELD(c.log_cache_bytes), 0, 0, "is not a size"},
     {"http", flag_text, FIELD(http), 0, 0, NULL},
+    {"lua-command-memory", flag_size, FIELD(c.lua_command_memory), 1u << 20, 0,
+     "is not a size of 1M or more"},
+    {"lua-memory", flag_size, FIELD(c.lua_memory), 1u << 20, 0, "is not a size of 1M or more"},
     {"health-lag", flag_integer, FIELD(c.health_lag_max), 0, UINT32_MAX, "is not an integer"},
     {"max-clients", flag_integer, FIELD(c.clients_max), 1, 1000000, "is not in 1..1000000"},
     {"client-memory", flag_size, FIELD(c.client_memory_bytes), 0, 0, "is not a size"},
@@ -402,6 +410,8 @@ static int node_main(int argc, char **argv)
                 .health_lag_max = 1000,
                 .clients_max = 10000,
                 .client_memory_bytes = 1ull << 30,
+                .lua_command_memory = 256ull << 20,
+                .lua_memory = 4ull << 30,
             },
     };
     int rv = parse_node_args(argc, argv, &a);

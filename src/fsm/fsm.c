@@ -13,7 +13,8 @@
 #include "fsm/fsm_internal.h"
 
 const char fsm_budget_text[] = "ERR script exceeded its instruction budget";
-const char fsm_memory_text[] = "ERR script exceeded its memory budget";
+const char fsm_memory_text[] = "ERR script exceeded the state's memory limit";
+const char fsm_command_memory_text[] = "ERR script exceeded its memory budget";
 
 const char *fsm_strerror(int rv)
 {
@@ -125,7 +126,8 @@ void fsm_take_error(struct fsm *f, const char *text)
         lua_rawgeti(L, LUA_REGISTRYINDEX, f->traceback_ref) == LUA_TSTRING) { /* tb */
         tb = lua_tostring(L, -1);
     }
-    if (tb != NULL && text != fsm_budget_text && text != fsm_memory_text) {
+    if (tb != NULL && text != fsm_budget_text && text != fsm_memory_text &&
+        text != fsm_command_memory_text) {
         snprintf(f->last_error, sizeof f->last_error, "%s", tb);
     } else if (tb != NULL) {
         snprintf(f->last_error, sizeof f->last_error, "%s (%s)", text, tb);
@@ -253,7 +255,8 @@ static int fsm_call(struct fsm_call_args *a)
     lua_pushlightuserdata(L, a);              /* h fn a */
     int status = lua_pcall(L, 1, 0, 1);       /* h [text] */
     bool budget = f->budget.exceeded;
-    bool memory = f->memory.exceeded || status == LUA_ERRMEM;
+    bool command_memory = f->memory.command_exceeded;
+    bool memory = f->memory.exceeded || status == LUA_ERRMEM || command_memory;
     sandbox_end(f);
     f->time_ms = a->entry ? a->ctx->time_ms : clock; /* a query leaves the clock alone */
     if (status == LUA_OK && !budget && !memory) {
@@ -267,7 +270,10 @@ static int fsm_call(struct fsm_call_args *a)
         lua_settop(L, 0);
         return a->host_error;
     }
-    const char *text = budget ? fsm_budget_text : memory ? fsm_memory_text : NULL;
+    const char *text = command_memory ? fsm_command_memory_text
+                       : budget       ? fsm_budget_text
+                       : memory       ? fsm_memory_text
+                                      : NULL;
     if (text == NULL) {
         text = status == LUA_ERRRUN && lua_type(L, -1) == LUA_TSTRING
                    ? lua_tostring(L, -1)

@@ -163,8 +163,9 @@ const char *fsm_strerror(int rv);
 /* Zero means "no limit" for both. */
 struct fsm_limits
 {
-    uint64_t instructions_max; /* Lua VM instructions per apply/query/load */
-    size_t memory_bytes_max;   /* bytes the Lua heap may hold */
+    uint64_t instructions_max;       /* Lua VM instructions per apply/query/load */
+    size_t memory_bytes_max;         /* bytes the Lua heap may hold */
+    size_t command_memory_bytes_max; /* bytes of new objects one call may ask for */
 };
 
 /* What the leader assigned to the entry: the same on every replica. */

@@ -22,11 +22,15 @@ struct fsm_budget
 
 struct fsm_memory
 {
-    size_t max;       /* 0: no cap */
-    bool enforced;    /* the cap applies now (not during snapshot and restore) */
-    size_t used;      /* bytes the Lua heap holds now */
-    bool failed_once; /* the last growing allocation failed (Lua retries after a GC) */
-    bool exceeded;    /* a retry failed too: sticky until the call returns */
+    size_t max;            /* 0: no cap */
+    bool enforced;         /* the cap applies now (not during snapshot and restore) */
+    size_t used;           /* bytes the Lua heap holds now */
+    bool failed_once;      /* the last growing allocation failed (Lua retries after a GC) */
+    bool exceeded;         /* a retry failed too: sticky until the call returns */
+    size_t command_max;    /* 0: no per-command budget */
+    size_t command_used;   /* bytes of new objects the current call asked for */
+    bool command_exceeded; /* sticky until the call returns */
+    bool counting;         /* a call with limits runs: command_used counts */
 };
 
 /* The state behind w:write()/r:read() during fsm_snapshot/fsm_restore. */
@@ -76,6 +80,7 @@ struct fsm
  * by address: their traceback is only a hint in parentheses. */
 extern const char fsm_budget_text[];
 extern const char fsm_memory_text[];
+extern const char fsm_command_memory_text[];
 
 /*
  * The message handler of every lua_pcall: keeps the traceback in the registry for
@@ -170,6 +175,9 @@ void sandbox_push_sorted_keys(lua_State *L, int t);
 
 /* Charges n instructions to the running budget; raises once it is spent. [-0, +0, v] */
 void sandbox_charge(lua_State *L, uint64_t n);
+
+/* Raises the memory budget's error when bytes more would not fit it. [-0, +0, v] */
+void sandbox_charge_memory(lua_State *L, uint64_t bytes);
 
 /* Charges the size of the string at idx, one instruction per 64 bytes; nothing for
  * another type. [-0, +0, v] */

@@ -130,6 +130,7 @@ int fsm_open(struct fsm **out,
     }
     f->budget.max = limits != NULL ? limits->instructions_max : 0;
     f->memory.max = limits != NULL ? limits->memory_bytes_max : 0;
+    f->memory.command_max = limits != NULL ? limits->command_memory_bytes_max : 0;
     f->memory.enforced = true;
     f->module_ref = LUA_NOREF;
     f->randomseed_ref = LUA_NOREF;

@@ -203,6 +203,7 @@ static int sandbox_rep(lua_State *L)
         if (len + sep != 0 && bytes / (len + sep) != (uint64_t)n) {
             bytes = UINT64_MAX;
         }
+        sandbox_charge_memory(L, bytes);
         sandbox_charge(L, bytes / 64);
     }
     int top = lua_gettop(L);

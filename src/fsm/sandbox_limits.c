@@ -26,6 +26,68 @@ struct fsm *fsm_from_state(lua_State *L)
  * returns (sandbox_end), so a pcall inside the script cannot carry on past it. Shrinking
  * and freeing never fail: Lua relies on that.
  */
+/*
+ * The per-command memory budget counts the bytes of the new objects a call asks for:
+ * tables (the object, not its parts), closures, upvalues, userdata, prototypes and long
+ * strings, whose sizes follow from what the script does alone. It leaves out what depends
+ * on the heap's history, which differs between replicas (a replayed one, a restored one,
+ * another string-hash seed): short strings (interned: created or found), the arrays and
+ * hash parts of tables (resized when their layout says so), stacks and the string table.
+ * So the same command crosses the budget at the same allocation on every replica. That
+ * allocation fails and the count hook then raises at every instruction, as for the
+ * instruction budget, so pcall cannot carry on. The bytes counted are also charged to the
+ * instruction budget, one per 64 (a 128 MiB concatenation costs work, not one instruction).
+ */
+enum {
+    tag_last = LUA_NUMTYPES + 1, /* LUA_TPROTO (lobject.h): the last object tag */
+    short_string_alloc_max = 65, /* offsetof(TString, contents) + LUAI_MAXSHORTLEN + 1 */
+};
+
+static bool counted_object(const void *ptr, size_t osize, size_t nsize)
+{
+    if (ptr != NULL || osize < LUA_TSTRING || osize > tag_last) {
+        return false; /* growth of a block, or a vector (tag 0) */
+    }
+    return osize != LUA_TSTRING || nsize > short_string_alloc_max;
+}
+
+static void sandbox_raise_hook(lua_State *L, lua_Debug *ar);
+
+/* Marks the call as aborted: the count hook raises at the next instruction. */
+static void sandbox_arm_abort(struct fsm *f)
+{
+    lua_sethook(f->L, sandbox_raise_hook, LUA_MASKCOUNT, 1);
+}
+
+static bool sandbox_count_object(struct fsm *f, size_t nsize)
+{
+    if (f->memory.command_exceeded) {
+        return false;
+    }
+    if (f->memory.command_max > 0 && nsize > f->memory.command_max - f->memory.command_used) {
+        f->memory.command_exceeded = true;
+        sandbox_arm_abort(f);
+        return false;
+    }
+    f->memory.command_used += nsize;
+    if (f->budget.active) {
+        f->budget.used += nsize / 64;
+        if (f->budget.used > f->budget.max) {
+            f->budget.exceeded = true;
+            sandbox_arm_abort(f);
+        }
+    }
+    return true;
+}
+
+/*
+ * The per-state limit: a growing allocation that would take the heap past it fails. Lua
+ * then runs an emergency full collection and retries the same allocation once (lmem.c);
+ * if the retry fails too, the limit is truly exceeded, and every growing allocation fails
+ * until the call returns (sandbox_end). The live size is not the same on every replica to
+ * the byte (table layouts differ with history): keep the limit well above the state, as a
+ * guard; the per-command budget is the exact one. Shrinking and freeing never fail.
+ */
 void *sandbox_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 {
     struct fsm *f = ud;
@@ -35,12 +97,17 @@ void *sandbox_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
         f->memory.used -= old;
         return NULL;
     }
+    if (f->memory.counting && counted_object(ptr, osize, nsize) &&
+        !sandbox_count_object(f, nsize)) {
+        return NULL;
+    }
     if (nsize > old && f->memory.max > 0 && f->memory.enforced) {
         size_t grow = nsize - old;
         if (f->memory.exceeded || grow > f->memory.max - f->memory.used ||
             f->memory.used > f->memory.max) {
             if (f->memory.failed_once) {
                 f->memory.exceeded = true;
+                sandbox_arm_abort(f);
             }
             f->memory.failed_once = true;
             return NULL;
@@ -67,6 +134,21 @@ static void sandbox_hook(lua_State *L, lua_Debug *ar)
     sandbox_charge(L, (uint64_t)lua_gethookcount(L));
 }
 
+/* Armed once a limit is exceeded: raises at every instruction until the call returns. */
+static void sandbox_raise_hook(lua_State *L, lua_Debug *ar)
+{
+    (void)ar;
+    struct fsm *f = fsm_from_state(L);
+    if (f->budget.exceeded) {
+        sandbox_charge(L, 0);
+    }
+    if (f->memory.command_exceeded || f->memory.exceeded) {
+        luaL_error(L, "%s",
+                   f->memory.command_exceeded ? "script exceeded its memory budget"
+                                              : "script exceeded the state's memory limit");
+    }
+}
+
 /*
  * Once the budget is spent, the hook is re-armed to fire on every instruction and raises
  * each time: a pcall in the script catches one error, but its very next instruction
@@ -83,6 +165,19 @@ void sandbox_charge(lua_State *L, uint64_t n)
         f->budget.exceeded = true;
         lua_sethook(L, sandbox_hook, LUA_MASKCOUNT, 1);
         luaL_error(L, "script exceeded its instruction budget");
+    }
+}
+
+/* Refuses up front a result of bytes that would not fit the per-command memory budget,
+ * before a C function builds it (its buffer is not an object the allocator counts). */
+void sandbox_charge_memory(lua_State *L, uint64_t bytes)
+{
+    struct fsm *f = fsm_from_state(L);
+    if (f->memory.counting && f->memory.command_max > 0 &&
+        bytes > f->memory.command_max - f->memory.command_used) {
+        f->memory.command_exceeded = true;
+        sandbox_arm_abort(f);
+        luaL_error(L, "script exceeded its memory budget");
     }
 }
 
@@ -104,6 +199,9 @@ void sandbox_begin(struct fsm *f, bool with_limits)
     f->memory.enforced = with_limits;
     f->memory.failed_once = false;
     f->memory.exceeded = false;
+    f->memory.command_used = 0;
+    f->memory.command_exceeded = false;
+    f->memory.counting = with_limits;
     if (f->budget.active) {
         uint64_t step = f->budget.max < sandbox_hook_step ? f->budget.max : sandbox_hook_step;
         lua_sethook(f->L, sandbox_hook, LUA_MASKCOUNT, (int)step);
@@ -117,4 +215,6 @@ void sandbox_end(struct fsm *f)
     f->memory.enforced = true;
     f->memory.failed_once = false;
     f->memory.exceeded = false;
+    f->memory.command_exceeded = false;
+    f->memory.counting = false;
 }

@@ -50,6 +50,8 @@ struct node_config
     uint64_t log_cache_bytes;            /* log payload bytes kept in memory; older ones are read */
     char http_host[node_host_bytes_max]; /* --http: /metrics, /health, /status, the page */
     int http_port;                       /* 0: no HTTP port */
+    uint64_t lua_command_memory;         /* --lua-command-memory: bytes one command may ask for */
+    uint64_t lua_memory;                 /* --lua-memory: bytes the Lua state may hold */
     uint64_t health_lag_max;             /* /health: committed entries not yet applied, at most */
     uint32_t clients_max;                /* client connections at once */
     uint64_t client_memory_bytes;        /* all clients' buffers together; 0: no limit */

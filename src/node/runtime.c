@@ -399,7 +399,8 @@ static int start(struct runtime *rt)
     const struct node_config *c = rt->c;
     char msg[node_errmsg_bytes];
     struct fsm_limits limits = {.instructions_max = runtime_instructions_max,
-                                .memory_bytes_max = 0};
+                                .memory_bytes_max = (size_t)c->lua_memory,
+                                .command_memory_bytes_max = (size_t)c->lua_command_memory};
     if (fsm_open(&rt->fsm, c->script, &limits, msg, sizeof msg) != 0) {
         FAIL("cannot load %s: %s", c->script, msg);
     }

@@ -8,8 +8,8 @@
  *   assert(reply == "+OK\r\n")
  *   assert(fsm.decode(reply).ok == "OK")
  *
- * Module:   fsm.open(path [, {instructions_max=, memory_bytes_max=}]) -> machine | nil, msg
- *           fsm.decode(resp_bytes) -> value: {ok = s}, {err = s}, string, integer, array
+ * Module:   fsm.open(path [, {instructions_max=, memory_bytes_max=, command_memory_bytes_max=}]) ->
+ * machine | nil, msg fsm.decode(resp_bytes) -> value: {ok = s}, {err = s}, string, integer, array
  *             table, or fsm.null for a null bulk string or array (and RESP3's _); the
  *             RESP3 forms as the script writes them: {map = {k1, v1, ...}}, {set = {...}},
  *             {double = x}, and after the fsm's hints {pairs = {a1, b1, ...}},
@@ -84,11 +84,12 @@ static size_t opt_size_field(lua_State *L, int t, const char *key)
 static int fsm_lua_open(lua_State *L)
 {
     const char *path = luaL_checkstring(L, 1);
-    struct fsm_limits limits = {0, 0};
+    struct fsm_limits limits = {0, 0, 0};
     if (!lua_isnoneornil(L, 2)) {
         luaL_checktype(L, 2, LUA_TTABLE);
         limits.instructions_max = opt_size_field(L, 2, "instructions_max");
         limits.memory_bytes_max = opt_size_field(L, 2, "memory_bytes_max");
+        limits.command_memory_bytes_max = opt_size_field(L, 2, "command_memory_bytes_max");
     }
     struct machine *m = lua_newuserdatauv(L, sizeof *m, 0); /* m */
     m->f = NULL;
