@@ -16,6 +16,7 @@ flags="-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -g -O
 sources_of() {
     case "$1" in
     resp) echo src/client/resp.c src/util/buf.c src/util/assert.c ;;
+    wire) echo src/peer/wire.c src/util/buf.c src/util/assert.c src/util/crc32c.c -lisal ;;
     *) echo "fuzz.sh: no sources for $1" >&2; exit 2 ;;
     esac
 }
@@ -24,7 +25,9 @@ failed=0
 for f in "$root"/fuzz/fuzz_*.c; do
     t=$(basename "$f" .c); t=${t#fuzz_}
     srcs=""
-    for s in $(sources_of "$t"); do srcs="$srcs $root/$s"; done
+    for s in $(sources_of "$t"); do
+        case "$s" in -*) srcs="$srcs $s" ;; *) srcs="$srcs $root/$s" ;; esac
+    done
     $cc $flags "$f" $srcs -o "$out/fuzz_$t"
     work="$out/corpus_$t"; mkdir -p "$work" "$root/fuzz/regressions/$t"
     cp "$root"/fuzz/corpus/"$t"/* "$work"/ 2>/dev/null || true
