@@ -155,7 +155,9 @@ describe("a node stopping", function()
 
     it("answers a read the fsm thread is running when SIGTERM arrives with its result", function()
         script = script_file(SCRIPT)
-        c = S.cluster({ n = 1, script = script })
+        -- SLOW asks for ROUNDS x 128 KiB of strings in all (garbage at once, but the
+        -- per-command memory budget counts bytes asked for): room for them.
+        c = S.cluster({ n = 1, script = script, flags = { "--lua-command-memory", "2G" } })
         c:start(1)
         c:wait_leader(10)
         assert.equal("OK", c:rc(1, "SET", "v1"))

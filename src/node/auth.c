@@ -12,6 +12,7 @@
 #include <sodium.h>
 #include <string.h>
 
+#include "node/auth.h"
 #include "node/internal.h"
 #include "node/introspect.h"
 #include "node/session.h"

@@ -16,6 +16,7 @@
 #include "command.h"
 #include "fsm/fsm.h"
 #include "node/cluster_view.h"
+#include "node/auth.h"
 #include "node/internal.h"
 #include "node/introspect.h"
 #include "node/session.h"

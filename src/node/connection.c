@@ -13,6 +13,7 @@
 #include <strings.h>
 
 #include "client/resp.h"
+#include "node/auth.h"
 #include "node/internal.h"
 #include "node/introspect.h"
 #include "node/session.h"

@@ -76,12 +76,11 @@ enum {
     node_gone_ms = 5000, /* a removed member stays a peer this long (members.c) */
 };
 
-/* What the client port's connections hold (client_memory.c), for INFO and /metrics. */
+/* What the client port's connections hold (client_memory.c), for INFO and /metrics: all
+ * their buffers, the largest client's, and the clients evicted for --client-memory. */
 struct node_client_memory
 {
-    uint64_t held_bytes;    /* every client's buffers together */
-    uint64_t largest_bytes; /* the one client holding the most */
-    uint64_t evicted;       /* clients disconnected for --client-memory */
+    uint64_t held_bytes, largest_bytes, evicted;
 };
 
 /* What the node needs from the world. Calls are made on the loop thread; completions
@@ -115,8 +114,7 @@ struct node_io
     void *(*tag_of)(void *arg, struct server_request *req);
     /* From req on, its connection speaks RESP version proto (2 or 3). */
     void (*set_protocol)(void *arg, struct server_request *req, int proto);
-    /* Optional: the client port's limits for req's connection, small until it has
-     * authenticated (auth.c). */
+    /* Optional: req's connection's limits, small until it authenticates (auth.c). */
     void (*set_authenticated)(void *arg, struct server_request *req, bool on);
     /* Closes req's connection once req is answered and written (QUIT). */
     void (*close_after)(void *arg, struct server_request *req);
@@ -145,8 +143,7 @@ struct node_io
     void (*set_peers)(void *arg, const struct node_member *m, int n);
     bool (*peer_connected)(void *arg, raft_id id);
     uint32_t (*clients)(void *arg);
-    /* Optional (zeros without it). */
-    void (*client_memory)(void *arg, struct node_client_memory *m);
+    void (*client_memory)(void *arg, struct node_client_memory *m); /* optional */
     /* The node cannot go on (its store lost what it acknowledged): never returns in the
      * real world; a simulator marks the node crashed. */
     void (*fatal)(void *arg, const char *msg);
@@ -554,10 +551,6 @@ raft_id transfer_choose(struct node *n);
 void transfer_stop(struct node *n);
 const char *transfer_phase_name(const struct node *n);
 
-/* auth.c */
-bool auth_required(const struct node *n);
-/* Whether pass is the password (constant time); true when none is set. */
-bool auth_password_ok(const struct node *n, const char *pass, size_t len);
 /* s authenticated (on) or not any more (RESET). */
 void auth_set(struct node *n, struct session *s, struct server_request *req, bool on);
 /* Answers -NOAUTH and returns true when s may not run the command name yet. */

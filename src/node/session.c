@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "node/auth.h"
 #include "node/internal.h"
 #include "node/session.h"
 #include "util/assert.h"
