@@ -21,9 +21,10 @@ function S.http_cluster(opts)
                 return self.base + 200 + i
             end
             local start = c.start
+            local flags = c.flags
             function c.start(self, i)
                 self.flags = { "--http", "127.0.0.1:" .. self:http_port(i) }
-                for _, f in ipairs(opts.flags or {}) do
+                for _, f in ipairs(flags) do
                     self.flags[#self.flags + 1] = f
                 end
                 start(self, i)

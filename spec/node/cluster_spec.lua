@@ -180,7 +180,7 @@ return M
 ]==])
         f:close()
         -- Election timeouts of 50-100 ms: the apply below takes several of them.
-        c = S.cluster({ n = 3, script = script, flags = { "--election-ticks", "5" } })
+        c = S.cluster({ n = 3, script = script, flags = { "--heartbeat-ticks", "1", "--election-ticks", "5" } })
         c:start_all()
         local leader = c:wait_leader(ELECTION_S)
         local term = c:info(leader).term

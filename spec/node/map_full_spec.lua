@@ -114,7 +114,7 @@ describe("a 3-node cluster whose LMDB map fills up", function()
         for i = 1, 3 do
             c:kill(i)
         end
-        c.flags = { "--map-size", "4M" }
+        c.flags[#c.flags] = "4M" -- the value of --map-size, the last flag
         c:start_all()
         leader = c:wait_leader(ELECTION_S)
         -- A leader needs two nodes; the third may still be starting.

@@ -98,7 +98,7 @@ local Cluster = {}
 Cluster.__index = Cluster
 
 -- S.cluster{n = 3, script = path, flags = {...}, env = {[i] = "VAR=value ..."}, spare = k,
--- password = "..."} -> a cluster object, nodes not started (env: the environment node i
+-- password = "...", default_timeouts = true} -> a cluster object, nodes not started (env: the environment node i
 -- starts with; spare: the ports of k more nodes are free too, for nodes that join with
 -- Cluster:start_join; password: what c:rc and c:info authenticate with, given to the
 -- nodes by the spec's own flags).
@@ -106,7 +106,20 @@ function S.cluster(opts)
     local c = setmetatable({}, Cluster)
     c.n = opts.n or 3
     c.script = opts.script or S.kv
-    c.flags = opts.flags or {}
+    c.flags = {}
+    -- Specs run on short timeouts (10 ms heartbeats, 100-200 ms elections) so that their
+    -- failovers take a fraction of the node's defaults (50 ms, 500-1000 ms); a spec that
+    -- names --election-ticks, or asks for default_timeouts, gets what it asks for.
+    local own_timing = opts.default_timeouts
+    for _, f in ipairs(opts.flags or {}) do
+        own_timing = own_timing or f == "--election-ticks"
+    end
+    if not own_timing then
+        c.flags = { "--heartbeat-ticks", "1", "--election-ticks", "10" }
+    end
+    for _, f in ipairs(opts.flags or {}) do
+        c.flags[#c.flags + 1] = f
+    end
     c.env = opts.env
     c.password = opts.password
     c.joins = {}

@@ -52,9 +52,9 @@ static const char usage_text[] =
     "\n"
     "Options (defaults in brackets):\n"
     "  --tick-ms MS             length of one tick of the protocol clock [10]\n"
-    "  --heartbeat-ticks N      ticks between leader heartbeats [1]\n"
+    "  --heartbeat-ticks N      ticks between leader heartbeats [5]\n"
     "  --election-ticks N       election timeout in ticks; each timeout is drawn from\n"
-    "                           [N, 2N) [10]\n"
+    "                           [N, 2N) [50: 500 to 1000 ms]\n"
     "  --snapshot-entries N     take a snapshot after N applied entries; 0: only on\n"
     "                           RAFT.SNAPSHOT [100000]\n"
     "  --snapshot-bytes BYTES   take one once the log held in memory passes BYTES;\n"
@@ -399,8 +399,11 @@ static int node_main(int argc, char **argv)
         .c =
             {
                 .tick_ms = 10,
-                .heartbeat_ticks = 1,
-                .election_ticks = 10,
+                /* 50 ms heartbeats, 500-1000 ms elections: a leader's loop thread
+                 * may stall for tens of ms moving a 16 MiB value on a busy machine
+                 * (luaraft_loop_stall_seconds), which must not cost an election. */
+                .heartbeat_ticks = 5,
+                .election_ticks = 50,
                 .snapshot_entries = 100000,
                 .snapshot_trailing = 1000,
                 .snapshot_bytes = 256ull << 20,

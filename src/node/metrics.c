@@ -230,6 +230,12 @@ void metrics_render(struct node *n, const struct metrics_world *w, struct buf *o
                       "Seconds each store transaction took to commit: its write and fsync.",
                       w->fsync_seconds);
     }
+    if (w->loop_stall_seconds != NULL) {
+        one_histogram(out, "luaraft_loop_stall_seconds",
+                      "Seconds each tick of the loop thread ran late: time it spent elsewhere, "
+                      "during which no heartbeat left.",
+                      w->loop_stall_seconds);
+    }
     one_histogram(out, "luaraft_commit_latency_seconds",
                   "On the leader: seconds from proposing a batch of entries to knowing it "
                   "committed.",

@@ -56,7 +56,8 @@ struct node_metrics
 /* What only the world knows, for metrics_render: NULL members are left out. */
 struct metrics_world
 {
-    const struct histogram *fsync_seconds; /* the store's commits (store_stats) */
+    const struct histogram *fsync_seconds;      /* the store's commits (store_stats) */
+    const struct histogram *loop_stall_seconds; /* how late the loop thread's ticks ran */
     uint32_t http_connections;
 };
 

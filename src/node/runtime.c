@@ -76,9 +76,33 @@ static void prepare_cb(uv_prepare_t *h)
     maybe_stop(rt);
 }
 
+/* How late this tick runs against its period: the time the loop thread spent on something
+ * else (a long callback, the machine taking the CPU away). A stall of half an election
+ * timeout is logged, since followers start elections when a leader's heartbeats stop for
+ * a whole one; luaraft_loop_stall_seconds counts every stall for /metrics. */
+static void note_tick_lateness(struct runtime *rt)
+{
+    uv_update_time(&rt->loop);
+    uint64_t now = uv_now(&rt->loop);
+    uint64_t period = rt->c->tick_ms;
+    if (rt->tick_last_ms != 0 && now - rt->tick_last_ms > period) {
+        uint64_t late = now - rt->tick_last_ms - period;
+        histogram_observe(&rt->tick_late_seconds, (double)late / 1000.0);
+        if (late >= (uint64_t)rt->c->election_ticks * period / 2) {
+            node_log(rt->n,
+                     "the loop thread stalled for %" PRIu64 " ms (the election timeout is %" PRIu64
+                     " to %" PRIu64 " ms)",
+                     late, (uint64_t)rt->c->election_ticks * period,
+                     2 * (uint64_t)rt->c->election_ticks * period);
+        }
+    }
+    rt->tick_last_ms = now;
+}
+
 static void tick_cb(uv_timer_t *h)
 {
     struct runtime *rt = h->data;
+    note_tick_lateness(rt);
     node_tick(rt->n);
     maybe_stop(rt);
 }
@@ -360,6 +384,7 @@ static int start_server(struct runtime *rt)
 
 static void start_handles(struct runtime *rt)
 {
+    histogram_init(&rt->tick_late_seconds, histogram_latency_bounds, histogram_latency_bounds_n);
     uv_timer_init(&rt->loop, &rt->tick);
     rt->tick.data = rt;
     uv_timer_start(&rt->tick, tick_cb, rt->c->tick_ms, rt->c->tick_ms);

@@ -82,6 +82,8 @@ struct runtime
     uint64_t refused_unlogged;     /* refusals since then */
 
     uv_timer_t tick;
+    uint64_t tick_last_ms;              /* when tick_cb last ran (uv_now), 0 before the first */
+    struct histogram tick_late_seconds; /* how late each tick ran: the loop thread's stalls */
     uv_prepare_t prepare;
     uv_signal_t sigchld, sigint, sigterm;
     uv_timer_t shutdown_timer; /* the bound of the leadership transfer on the way out */

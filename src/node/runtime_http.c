@@ -40,6 +40,7 @@ static void route(void *arg, const struct http_request *req, struct http_answer 
         struct store_stats st;
         store_stats(rt->store, &st);
         struct metrics_world w = {.fsync_seconds = &st.commit_seconds,
+                                  .loop_stall_seconds = &rt->tick_late_seconds,
                                   .http_connections = http_server_connections(rt->http)};
         a->content_type = "text/plain; version=0.0.4; charset=utf-8";
         metrics_render(n, &w, &a->body);
