@@ -10,18 +10,7 @@ local S = dofile(here .. "/support.lua")
 local store = S.store
 local codec = require("luaraft.codec")
 
-local function read_all(path)
-    local f = assert(io.open(path, "rb"))
-    local data = f:read("a")
-    f:close()
-    return data
-end
-
-local function write_all(path, data)
-    local f = assert(io.open(path, "wb"))
-    f:write(data)
-    f:close()
-end
+local read_all, write_all = S.read_all, S.write_all
 
 local function ls(dir)
     local p = assert(io.popen("ls -1 '" .. dir .. "'"))

@@ -5,6 +5,19 @@ S.store = require("luaraft.store")
 
 -- A fresh empty directory under /tmp; S.cleanup() removes every one made so far.
 local dirs = {}
+function S.read_all(path)
+    local f = assert(io.open(path, "rb"))
+    local data = f:read("a")
+    f:close()
+    return data
+end
+
+function S.write_all(path, data)
+    local f = assert(io.open(path, "wb"))
+    f:write(data)
+    f:close()
+end
+
 function S.tmpdir()
     local path = os.tmpname() -- creates an empty file: replace it with a directory
     assert(os.remove(path))

@@ -37,6 +37,8 @@ struct persist_ctx
 static const char store_failed_pending_reply[] =
     "-ERR this node's store failed (see its log); the write's outcome is unknown\r\n";
 
+static void fail_stop(struct node *n, int status);
+
 /* Fills in the payloads of an APPEND from the log cache and hands the message over. */
 void node_send_message(struct node *n, struct raft_message *m)
 {
@@ -59,8 +61,12 @@ void node_send_message(struct node *n, struct raft_message *m)
         int rv = cache_entries(n, m->append.prev_index + 1, k, entries, &scratch);
         if (rv != 0) {
             /* The follower asks again; a store that cannot be read is the operator's to
-             * see in the store's own log line. */
+             * see in the store's own log line. A damaged one (an entry failed its
+             * checksum) must not serve, vote or lead on: the node stops. */
             node_log(n, "cannot read entries for node %" PRIu64 ": %s", m->to, store_strerror(rv));
+            if (rv == STORE_ECORRUPT && !n->dur.store_failed) {
+                fail_stop(n, rv);
+            }
             if (entries != stack) {
                 free(entries);
             }
@@ -215,7 +221,10 @@ static void fail_stop(struct node *n, int status)
              store_strerror(status),
              status == STORE_EFULL ? "raise --map-size (or take RAFT.SNAPSHOT earlier) and "
                                      "restart it"
-                                   : "check the disk and restart it");
+             : status == STORE_ECORRUPT
+                 ? "its data directory is damaged: remove the node (RAFT.REMOVE), move the "
+                   "directory away and add it back empty (--join)"
+                 : "check the disk and restart it");
     /* The writes waiting for their entries would wait forever: this node cannot make them
      * durable, so unless a majority of others commits them they never apply. */
     writes_fail_all(n, store_failed_pending_reply);

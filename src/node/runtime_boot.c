@@ -183,7 +183,12 @@ int runtime_load_and_boot(struct runtime *rt)
     if (st.first_index <= st.last_index) {
         int rv = store_read(rt->store, st.first_index, st.last_index, load_entry_cb, rt->n);
         if (rv != 0) {
-            FAIL("cannot read the log: %s", store_strerror(rv));
+            FAIL("cannot read the log: %s%s", store_strerror(rv),
+                 rv == STORE_ECORRUPT
+                     ? " (the data directory is damaged: remove this node from the cluster "
+                       "with RAFT.REMOVE, move the directory away, and add it back empty "
+                       "with --join)"
+                     : "");
         }
     }
     if (node_boot(rt->n, &b, msg, sizeof msg) != 0) {

@@ -65,12 +65,11 @@ static void store_async_cb(uv_async_t *handle)
     store_run_done(handle->data);
 }
 
-static int store_open_dbi(MDB_env *env,
-                          MDB_dbi *log_dbi,
-                          MDB_dbi *meta_dbi,
-                          char *errmsg,
-                          size_t errmsg_size)
+static int store_open_dbi(struct store *s, char *errmsg, size_t errmsg_size)
 {
+    MDB_env *env = s->env;
+    MDB_dbi *log_dbi = &s->log_dbi;
+    MDB_dbi *meta_dbi = &s->meta_dbi;
     MDB_txn *txn;
     int rv = mdb_txn_begin(env, NULL, 0, &txn);
     if (rv != 0) {
@@ -86,6 +85,11 @@ static int store_open_dbi(MDB_env *env,
     if (rv != 0) {
         store_errmsg(errmsg, errmsg_size, "mdb_dbi_open(\"meta\")", rv);
         goto err_txn;
+    }
+    rv = store_open_format(s, txn, errmsg, errmsg_size);
+    if (rv != 0) {
+        mdb_txn_abort(txn);
+        return rv;
     }
     rv = mdb_txn_commit(txn);
     if (rv != 0) {
@@ -135,7 +139,7 @@ static int store_open_env(struct store *s,
         }
         goto err_env;
     }
-    result = store_open_dbi(s->env, &s->log_dbi, &s->meta_dbi, errmsg, errmsg_size);
+    result = store_open_dbi(s, errmsg, errmsg_size);
     if (result != 0) {
         goto err_env;
     }

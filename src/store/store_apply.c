@@ -8,17 +8,7 @@
 #include <string.h>
 
 #include "store/store_internal.h"
-
-static int store_put_meta(MDB_txn *txn, MDB_dbi dbi, const char *name, const void *data, size_t len)
-{
-    MDB_val k = {strlen(name), (void *)name};
-    MDB_val v = {len, (void *)data};
-    int rv = mdb_put(txn, dbi, &k, &v, 0);
-    if (rv != 0) {
-        return store_write_fail("mdb_put of a meta record", rv);
-    }
-    return 0;
-}
+#include "util/assert.h"
 
 /* Deletes every log entry at index >= first (from the end, the cheap direction). */
 static int store_truncate_from(MDB_txn *txn, MDB_dbi dbi, raft_index first)
@@ -148,11 +138,13 @@ static int store_write_entries(MDB_txn *txn, MDB_dbi dbi, const struct store_req
             return store_write_fail("mdb_put(MDB_APPEND) of a log entry", rv);
         }
         unsigned char *p = v.mv_data;
+        lr_assert((e->type & STORE_LOG_CHECKED) == 0);
         store_put_u64(p, e->term);
-        store_put_u32(p + 8, e->type);
+        store_put_u32(p + 8, e->type | STORE_LOG_CHECKED);
         if (e->len > 0) {
             memcpy(p + STORE_LOG_HEADER_BYTES, e->buf, e->len);
         }
+        store_put_u32(p + 12, store_log_crc(key, p, v.mv_size));
     }
     return 0;
 }

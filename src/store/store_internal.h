@@ -7,14 +7,26 @@
  *
  * Layout. One LMDB environment in the data directory with two named databases:
  *   log:  key = the entry's index as 8 bytes big-endian, so LMDB's key order is log order
- *         and appends use MDB_APPEND; value = term (u64 BE), type (u32 BE), payload.
- *   meta: key = a name; value = a version byte, then big-endian fields:
+ *         and appends use MDB_APPEND; value = term (u64 BE), type (u32 BE) with its top
+ *         bit (STORE_LOG_CHECKED) set, CRC-32C (u32 BE) of the key and of the value with
+ *         these four bytes taken as zero, payload. A record whose type lacks the bit was
+ *         written before records were checked: term, type, payload, read unchecked.
+ *   meta: key = a name; value = a version byte (2; 1: written before records were checked,
+ *         read unchecked), then big-endian fields, then for version 2 the CRC-32C (u32 BE)
+ *         of the name and of all bytes before it:
  *         "hard_state" = term u64, vote u64;
  *         "config"     = count u8, then per server id u64, voter u8;
  *         "snapshot"   = index u64, term u64;
- *         "script"     = the script's identity (script_identity_encode, script_identity.c).
+ *         "script"     = the script's identity (script_identity_encode, script_identity.c);
+ *         "format"     = u8 2: written when the store is created, it says that every record
+ *         carries its CRC, so that one without (or a version-1 meta record) is corruption,
+ *         not an old record. A data directory made before checksums has no "format" and
+ *         none is added: its records are read unchecked, and those written since checked.
  *         A record a build does not know is left alone; a data directory made before the
  *         "script" record existed simply has none (store_state.has_script false).
+ * A record that fails its checksum (bits flipped on the disk or in memory on the way) is
+ * STORE_ECORRUPT: never applied, served or voted from (issue: a stopped follower whose
+ * data.mdb had two bytes flipped served the altered value).
  */
 #ifndef LUARAFT_STORE_STORE_INTERNAL_H
 #define LUARAFT_STORE_STORE_INTERNAL_H
@@ -30,13 +42,19 @@
 #include "util/log.h"
 
 enum {
-    STORE_META_VERSION = 1,
-    STORE_LOG_HEADER_BYTES = 12, /* term u64 + type u32 */
+    STORE_META_VERSION = 2,
+    STORE_META_VERSION_UNCHECKED = 1,
+    STORE_META_CRC_BYTES = 4,
+    STORE_LOG_HEADER_BYTES = 16,           /* term u64 + type u32 + crc u32 */
+    STORE_LOG_HEADER_BYTES_UNCHECKED = 12, /* term u64 + type u32 */
+    /* Without the CRC: the sizes store_get_meta hands back. */
     STORE_HARD_STATE_BYTES = 1 + 8 + 8,
     STORE_SNAPSHOT_BYTES = 1 + 8 + 8,
     STORE_CONFIG_BYTES_MAX = 1 + 1 + RAFT_SERVERS_MAX * 9,
     STORE_SCRIPT_BYTES_MAX = 1 + SCRIPT_IDENTITY_BYTES_MAX,
 };
+
+#define STORE_LOG_CHECKED 0x80000000u /* in a log record's type: it has a CRC */
 
 _Static_assert(RAFT_SERVERS_MAX <= 255, "the config record counts servers in one byte");
 
@@ -60,6 +78,10 @@ struct store
     MDB_dbi log_dbi;
     MDB_dbi meta_dbi;
     uint64_t map_bytes;
+    /* Every record must carry its checksum: the store was created with them (its
+     * "format" record). False for a data directory made before they existed, whose old
+     * records are read unchecked (new ones are written checked all the same). */
+    bool checked;
     /* Writer thread only. Once a request fails, every later one fails with the same
      * status without being applied, until the store is reopened: what is durable stays a
      * prefix of the requests in submit order. Were a later request written after a failed
@@ -115,6 +137,28 @@ static inline uint32_t store_get_u32(const unsigned char *p)
 }
 
 /* Writes "store: what: <LMDB's reason>" into errmsg (store.c). */
+/* store_check.c. The CRC of log record value (len bytes, its crc field taken as zero)
+ * under key. */
+uint32_t store_log_crc(const unsigned char key[8], const unsigned char *value, size_t len);
+/* The entry a log record holds (out->buf points into v), checked: 0 or STORE_ECORRUPT. */
+int store_log_record(const struct store *s,
+                     const MDB_val *k,
+                     const MDB_val *v,
+                     struct raft_entry *out);
+/* Meta record name: data is its version byte and fields (len bytes), the CRC appended. */
+int store_put_meta(MDB_txn *txn, MDB_dbi dbi, const char *name, const void *data, size_t len);
+/* Meta record name, checked, its CRC cut off (v->mv_size 0: absent). 0, STORE_EIO or
+ * STORE_ECORRUPT (with errmsg). */
+int store_get_meta(const struct store *s,
+                   MDB_txn *txn,
+                   const char *name,
+                   MDB_val *v,
+                   char *errmsg,
+                   size_t errmsg_size);
+/* At open, in the transaction that creates the databases: sets s->checked (see the top of
+ * this file, "format"), writing the format record into a fresh store. */
+int store_open_format(struct store *s, MDB_txn *txn, char *errmsg, size_t errmsg_size);
+
 void store_errmsg(char *errmsg, size_t errmsg_size, const char *what, int rv);
 
 /* Maps an LMDB error from the writer thread to a STORE_E* code, logging what failed.

@@ -11,32 +11,6 @@
 #include "store/store_internal.h"
 #include "util/assert.h"
 
-/* Reads meta record name into buf; *len 0 if absent. */
-static int store_get_meta(MDB_txn *txn,
-                          MDB_dbi dbi,
-                          const char *name,
-                          MDB_val *v,
-                          char *errmsg,
-                          size_t errmsg_size)
-{
-    MDB_val k = {strlen(name), (void *)name};
-    int rv = mdb_get(txn, dbi, &k, v);
-    if (rv == MDB_NOTFOUND) {
-        v->mv_size = 0;
-        v->mv_data = NULL;
-        return 0;
-    }
-    if (rv != 0) {
-        store_errmsg(errmsg, errmsg_size, "mdb_get of a meta record", rv);
-        return STORE_EIO;
-    }
-    if (v->mv_size < 1 || ((const unsigned char *)v->mv_data)[0] != STORE_META_VERSION) {
-        snprintf(errmsg, errmsg_size, "store: meta record %s has an unknown version", name);
-        return STORE_ECORRUPT;
-    }
-    return 0;
-}
-
 static int store_load_script(struct store *s,
                              MDB_txn *txn,
                              struct store_state *out,
@@ -44,7 +18,7 @@ static int store_load_script(struct store *s,
                              size_t errmsg_size)
 {
     MDB_val v;
-    int rv = store_get_meta(txn, s->meta_dbi, "script", &v, errmsg, errmsg_size);
+    int rv = store_get_meta(s, txn, "script", &v, errmsg, errmsg_size);
     if (rv != 0 || v.mv_size == 0) {
         return rv; /* an error, or none recorded */
     }
@@ -64,7 +38,7 @@ static int store_load_meta(struct store *s,
                            size_t errmsg_size)
 {
     MDB_val v;
-    int rv = store_get_meta(txn, s->meta_dbi, "hard_state", &v, errmsg, errmsg_size);
+    int rv = store_get_meta(s, txn, "hard_state", &v, errmsg, errmsg_size);
     if (rv != 0) {
         return rv;
     }
@@ -77,7 +51,7 @@ static int store_load_meta(struct store *s,
         out->vote = store_get_u64((const unsigned char *)v.mv_data + 9);
     }
 
-    rv = store_get_meta(txn, s->meta_dbi, "config", &v, errmsg, errmsg_size);
+    rv = store_get_meta(s, txn, "config", &v, errmsg, errmsg_size);
     if (rv != 0) {
         return rv;
     }
@@ -100,7 +74,7 @@ static int store_load_meta(struct store *s,
         return rv;
     }
 
-    rv = store_get_meta(txn, s->meta_dbi, "snapshot", &v, errmsg, errmsg_size);
+    rv = store_get_meta(s, txn, "snapshot", &v, errmsg, errmsg_size);
     if (rv != 0) {
         return rv;
     }
@@ -234,19 +208,20 @@ int store_read(struct store *s,
             result = STORE_EIO;
             break;
         }
-        if (k.mv_size != 8 || store_get_u64(k.mv_data) != i || v.mv_size < STORE_LOG_HEADER_BYTES ||
-            v.mv_size - STORE_LOG_HEADER_BYTES > UINT32_MAX) {
-            lr_log("store: store_read: entry %llu is missing or malformed", (unsigned long long)i);
+        if (k.mv_size != 8 || store_get_u64(k.mv_data) != i) {
+            lr_log("store: store_read: entry %llu is missing", (unsigned long long)i);
             result = STORE_ECORRUPT;
             break;
         }
-        const unsigned char *p = v.mv_data;
-        struct raft_entry e = {
-            .term = store_get_u64(p),
-            .type = store_get_u32(p + 8),
-            .len = (uint32_t)(v.mv_size - STORE_LOG_HEADER_BYTES),
-            .buf = p + STORE_LOG_HEADER_BYTES,
-        };
+        struct raft_entry e;
+        if (store_log_record(s, &k, &v, &e) != 0) {
+            lr_log(
+                "store: log entry %llu fails its checksum or is malformed: the data "
+                "directory is damaged",
+                (unsigned long long)i);
+            result = STORE_ECORRUPT;
+            break;
+        }
         result = fn(arg, i, &e);
         if (result != 0 || i == last) {
             break;
