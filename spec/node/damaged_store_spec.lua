@@ -67,4 +67,41 @@ describe("a damaged data directory", function()
             end
         end
     end)
+
+    -- A snapshot file damaged while the node was stopped, the log compacted up to it: the
+    -- node cannot start, and says which file is damaged rather than only that the log
+    -- does not reach back far enough.
+    it("with a damaged snapshot file makes the node refuse to start, naming the file", function()
+        c = S.cluster({ n = 3, flags = { "--snapshot-trailing", "0" } })
+        c:start_all()
+        local leader = c:wait_leader(ELECTION_S)
+        for k = 1, 20 do
+            assert.are.equal("OK", c:rc(leader, "SET", "k" .. k, "v" .. k))
+        end
+        local f = leader % 3 + 1
+        S.wait(ELECTION_S, "node " .. f .. " applied the SETs", function()
+            return c:rc(f, "GET", "k20") == "v20"
+        end)
+        assert.truthy(c:rc(f, "RAFT.SNAPSHOT"):find("^OK snapshot at index %d+"))
+        c:kill(f)
+        local dir = c.dir .. "/n" .. f
+        local name = S.sh("ls " .. S.quote(dir) .. " | grep '^snap-.*\\.lrs$'"):gsub("%s+$", "")
+        assert.truthy(name:find("^snap%-"), "no snapshot file in " .. dir)
+        local path = dir .. "/" .. name
+        local fh = assert(io.open(path, "r+b"))
+        fh:seek("set", 40)
+        local b = fh:read(1):byte()
+        fh:seek("set", 40)
+        fh:write(string.char(b ~ 0x01))
+        fh:close()
+        c:start(f)
+        S.wait(ELECTION_S, "node " .. f .. " exits", function()
+            return not c:alive(f)
+        end)
+        c.pids[f] = nil
+        local log = S.read_file(c:log(f))
+        assert.truthy(log:find("snapshot file " .. path .. " is damaged", 1, true), log)
+        assert.matches("cannot be started from", log)
+        assert.are.equal("v20", c:rc(leader, "GET", "k20"))
+    end)
 end)

@@ -192,7 +192,11 @@ int runtime_load_and_boot(struct runtime *rt)
         }
     }
     if (node_boot(rt->n, &b, msg, sizeof msg) != 0) {
-        FAIL("%s", msg);
+        FAIL(
+            "%s: this data directory cannot be started from; if a damaged file is named "
+            "above, replace the node (RAFT.REMOVE on the others, move the directory away, "
+            "start it empty with --join, RAFT.ADD it)",
+            msg);
     }
     return 0;
 }

@@ -117,6 +117,12 @@ static bool adopt(struct node *n, raft_index index, raft_term term, const char *
     if (compact_to > 0 && !n->dur.store_failed) {
         struct store_write w;
         memset(&w, 0, sizeof w);
+        /* The store records the snapshot the compacted log now relies on: were the file
+         * lost or damaged, boot must refuse (boot.c, check_log) rather than start from an
+         * empty log as if it had never held the entries compacted away. */
+        w.snapshot_taken = true;
+        w.snapshot_index = index;
+        w.snapshot_term = term;
         w.compact_to = compact_to;
         int crv = durability_submit_plain(n, &w);
         if (crv != 0) {

@@ -14,6 +14,7 @@
 #include "store/snapfile.h"
 #include "store/snapfile_internal.h"
 #include "util/assert.h"
+#include "util/log.h"
 
 /*
  * Parses a decimal number at *p as %llu prints it (no sign, no leading zero, no overflow)
@@ -156,9 +157,13 @@ int snapfile_latest(const char *dir,
             result = SNAPFILE_EIO;
             break;
         }
-        if (snapfile_verify(path, NULL) != 0) {
+        int rv = snapfile_verify(path, NULL);
+        if (rv != 0) {
+            /* Torn or corrupt: fall back to the one before. Said, since a node whose log
+             * no longer reaches back to that one cannot start, and why must be clear. */
+            lr_log("snapshot file %s is damaged (%s): it is not used", path, snapfile_strerror(rv));
             path[0] = '\0';
-            continue; /* torn or corrupt: fall back to the one before */
+            continue;
         }
         *index = c[i].index;
         *term = c[i].term;
