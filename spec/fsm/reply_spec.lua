@@ -104,7 +104,7 @@ describe("fsm replies", function()
         { "err", "-WRONGTYPE bad\r\n" },
         { "err_crlf", "-ERR a  b\r\n" },
         { "deep", "-ERR reply nested more than 32 levels deep\r\n" },
-        { "cyclic", "-ERR reply nested more than 32 levels deep\r\n" },
+        { "cyclic", "-ERR reply contains itself (a cycle)\r\n" },
         -- RESP3 forms, for the node to pass on (or turn into RESP2 at a RESP2 connection)
         { "map", "%2\r\n$1\r\na\r\n:1\r\n$1\r\nb\r\n*2\r\n$1\r\nx\r\n$1\r\ny\r\n" },
         { "empty_map", "%0\r\n" },

@@ -427,6 +427,7 @@ static void enc_table(struct enc *e, int idx)
 {
     lua_State *L = e->L;
     int t = lua_absindex(L, idx);
+    sandbox_readonly_unwrap(L, t); /* a query's view of a state table: the table */
     const void *self = lua_topointer(L, t);
     for (int d = 0; d < e->depth; d++) {
         if (e->path[d] == self) {
@@ -522,6 +523,7 @@ static int keys_lua(lua_State *L)
 {
     luaL_checktype(L, 1, LUA_TTABLE);
     lua_settop(L, 1);               /* t */
+    sandbox_readonly_unwrap(L, 1);  /* a query's view of a state table: the table */
     sandbox_push_sorted_keys(L, 1); /* t keys */
     return 1;
 }

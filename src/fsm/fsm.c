@@ -159,6 +159,7 @@ struct fsm_call_args
     bool seeded;               /* math.randomseed(ctx->seed) first: every entry's call, and a
                                   read inside a transaction (a query has seed 0) */
     bool keyspace;             /* M.keyspace: its reply becomes [keys, expires] or null */
+    bool readonly;             /* M.query, M.keyspace: the state is read-only */
     int argc;                  /* 0 for tick and keyspace, which get no cmd */
     const char *const *argv;
     const size_t *argvlen;
@@ -191,6 +192,7 @@ static int keyspace_reply(lua_State *L, struct fsm_reply *out)
 {
     static const char *const fields[] = {"keys", "expires"};
     lua_Integer v[2] = {-1, -1};
+    sandbox_readonly_unwrap(L, -1);
     for (int i = 0; i < 2 && lua_istable(L, -1); i++) {
         lua_pushstring(L, fields[i]); /* r key */
         lua_rawget(L, -2);            /* r r[key] */
@@ -227,6 +229,9 @@ static int fsm_call_protected(lua_State *L)
     }
     push_ctx(L, a->ctx, a->entry); /* a M fn [cmd] ctx */
     sandbox_begin(f, true);
+    if (a->readonly) {
+        sandbox_readonly_begin(L);
+    }
     lua_call(L, nargs, 1);      /* a M reply */
     int rv = a->out == NULL ? 0 /* a tick's, dropped */
              : a->keyspace  ? keyspace_reply(L, a->out)
@@ -254,6 +259,7 @@ static int fsm_call(struct fsm_call_args *a)
     lua_pushcfunction(L, fsm_call_protected); /* h fn */
     lua_pushlightuserdata(L, a);              /* h fn a */
     int status = lua_pcall(L, 1, 0, 1);       /* h [text] */
+    sandbox_readonly_end(L);                  /* the query's variables get their values back */
     bool budget = f->budget.exceeded;
     bool command_memory = f->memory.command_exceeded;
     bool memory = f->memory.exceeded || status == LUA_ERRMEM || command_memory;
@@ -306,6 +312,7 @@ static int call_command(struct fsm *f,
         .fn = fn,
         .ctx = ctx,
         .entry = entry,
+        .readonly = strcmp(fn, "query") == 0,
         .seeded = ctx->seed != 0 || entry,
         .argc = argc,
         .argv = argv,
@@ -387,7 +394,7 @@ int fsm_keyspace(struct fsm *f, struct fsm_reply *out)
     if (f->has_keyspace) {
         struct fsm_ctx ctx = fsm_applied(f);
         struct fsm_call_args a = {
-            .f = f, .fn = "keyspace", .ctx = &ctx, .keyspace = true, .out = &r};
+            .f = f, .fn = "keyspace", .ctx = &ctx, .keyspace = true, .readonly = true, .out = &r};
         rv = fsm_call(&a);
     }
     if (rv == 0) { /* an error reply (or no M.keyspace) says nothing: null */

@@ -91,11 +91,19 @@
  *  - table.sort is a stable merge sort written in Lua (the C one picks random pivots).
  *  - tostring of tables, functions and userdata gives the type name (or __name), never
  *    an address; string.format refuses %p and formats such values the same way.
- *  - collectgarbage accepts only "collect"; setmetatable refuses __gc and __mode.
+ *  - collectgarbage accepts only "collect", and does nothing (sandbox.c says why);
+ *    setmetatable refuses __gc and __mode, and the metatable refuses them afterwards
+ *    (sandbox_meta.c), so a metatable cannot have a metatable of its own.
+ *  - M.query (and M.keyspace) read the state through read-only proxies: a write into a
+ *    table of the state is an error "M.query must not change state", and the variables
+ *    the query assigns get their values back when it ends (sandbox_query.c).
  *  - after the script has loaded, globals are locked: creating one is an error.
  *  - C functions that do work in proportion to string sizes in one instruction charge
  *    one instruction per 64 bytes: string.rep and string.format (output), string.find,
- *    match, gsub, upper, lower, reverse (input and output), table.concat (output).
+ *    match, gsub, upper, lower, reverse (input and output). The others are charged by
+ *    their work as sandbox_charge.c says (elements moved, values pushed, bytes decoded or
+ *    compiled), before the work where its size follows from the arguments. Encoding the
+ *    reply is charged too (reply.c), and a reply that contains itself is an error.
  *  - instruction budget (limits.instructions_max, VM instructions per call, counted by a
  *    count hook; also while the script loads): once spent, every further instruction
  *    raises again, so pcall inside the script cannot swallow it; the reply is

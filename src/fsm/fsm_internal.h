@@ -49,6 +49,14 @@ struct fsm_stream_box
     struct fsm_stream *s;
 };
 
+/* A set of addresses (sandbox_query.c). */
+struct fsm_ptrset
+{
+    uintptr_t *slots;
+    size_t cap; /* a power of two, or 0 */
+    size_t count;
+};
+
 struct fsm
 {
     lua_State *L;
@@ -66,6 +74,13 @@ struct fsm
     bool has_keyspace;                 /* M.keyspace is a function */
     int64_t tick_ms;                   /* M.tick_ms, 0 when not given */
     bool globals_locked;               /* sandbox_lock_globals has run */
+    bool readonly;                     /* a query runs: the state behind proxies */
+    struct fsm_ptrset fresh;           /* tables, closures, upvalues the query made */
+    struct fsm_ptrset scanned;         /* functions the query has looked at */
+    struct fsm_ptrset seen;            /* upvalues the query has recorded */
+    size_t records_count;              /* slots used in sandbox_query.c's records */
+    bool host_alloc;                   /* a query's proxy or record: not counted, not noted,
+                                          not capped (it is the host's bookkeeping) */
     struct fsm_stream_box *stream_box; /* the w/r userdata, anchored by stream_ref */
     char **reads;                      /* M.reads, upper-cased, sorted */
     size_t reads_count;                /* entries in reads */
@@ -182,6 +197,49 @@ void sandbox_charge_memory(lua_State *L, uint64_t bytes);
 /* Charges the size of the string at idx, one instruction per 64 bytes; nothing for
  * another type. [-0, +0, v] */
 void sandbox_charge_string(lua_State *L, int idx);
+
+/* Installs the C functions charged by their work (sandbox_charge.c) over the libraries
+ * sandbox_open has opened. [-0, +0, m] */
+void sandbox_charge_open(lua_State *L);
+
+/* Charges string.format's conversions (sandbox_charge.c): fmt is argument 1, the values
+ * follow. [-0, +0, v] */
+void sandbox_charge_format(lua_State *L, const char *fmt, size_t len);
+
+/*
+ * Metatables that cannot gain __gc or __mode later (sandbox_meta.c): setmetatable gives
+ * the metatable a guard as its own metatable; rawset and the guard refuse those keys.
+ * sandbox_meta_open installs setmetatable, getmetatable and rawset's checks. [-0, +0, m]
+ */
+void sandbox_meta_open(lua_State *L);
+
+/* Raises unless the table at idx may take key (a string) by rawset. [-0, +0, v] */
+void sandbox_meta_check_rawset(lua_State *L, int idx, int key);
+
+/*
+ * M.query read-only (sandbox_query.c, which says how). begin: a query is about to run;
+ * the call hook then shows it the state through read-only proxies. end: puts back what
+ * the query changed of the variables it reached; never raises. unwrap: replaces a proxy
+ * at idx by the table it shows (for the raw readers: the reply encoder, luaraft.encode,
+ * next), returning whether it was one. wrap: replaces a table read from the state at idx
+ * by its proxy while a query runs. check_write: raises "M.query must not change state"
+ * if the table at idx is a proxy. called: the call hook's part. note: the allocator's
+ * part, false when out of memory. free: at fsm_close.
+ */
+void sandbox_readonly_open(lua_State *L);
+void sandbox_readonly_begin(lua_State *L);
+void sandbox_readonly_end(lua_State *L);
+bool sandbox_readonly_unwrap(lua_State *L, int idx);
+void sandbox_readonly_wrap(lua_State *L, int idx);
+void sandbox_readonly_check_write(lua_State *L, int idx);
+void sandbox_readonly_called(lua_State *L, lua_Debug *ar);
+bool sandbox_readonly_note(struct fsm *f, const void *block, size_t tag);
+void sandbox_readonly_free(struct fsm *f);
+
+/* The count hook of the limits (sandbox_limits.c), which also passes call events to
+ * sandbox_readonly_called. */
+void sandbox_limits_hook(lua_State *L, lua_Debug *ar);
+extern const char sandbox_readonly_text[];
 
 /* pairs(t) and next(t, k) in sort_key order (sandbox_order.c), for sandbox_open. */
 int sandbox_pairs(lua_State *L);

@@ -191,6 +191,7 @@ void fsm_close(struct fsm *f)
     if (f->L != NULL) {
         lua_close(f->L);
     }
+    sandbox_readonly_free(f);
     for (size_t i = 0; i < f->reads_count; i++) {
         free(f->reads[i]);
     }

@@ -3,6 +3,12 @@
  * for them, and the hints the edge follows for a RESP2 connection (the mapping is in
  * fsm.h). The encoder reads tables with raw accesses only, so no metamethod runs and the
  * bytes depend on the value alone.
+ *
+ * Its work is charged like the script's (issue 10): a table reached twice is encoded
+ * twice, so 50 references to one table, five levels deep, are 312 million elements from a
+ * few hundred instructions. Each table costs reply_table_cost instructions (the field
+ * lookups), each element one and every 64 bytes of output one; the output counts against
+ * the per-command memory budget as it grows. A table inside itself is refused at once.
  */
 #include <lauxlib.h>
 #include <math.h>
@@ -141,7 +147,31 @@ static int reply_append_double(struct fsm_reply *r, double d)
     return reply_append(r, text, (size_t)len);
 }
 
-static int reply_encode_depth(lua_State *L, int idx, struct fsm_reply *out, int depth);
+/* The tables open on the way down (for cycles), and how much of out is charged. */
+struct reply_walk
+{
+    const void *path[fsm_reply_depth_max];
+    size_t charged; /* bytes of out charged so far */
+};
+
+enum { reply_table_cost = 8 };
+
+static int reply_encode_depth(lua_State *L,
+                              int idx,
+                              struct fsm_reply *out,
+                              int depth,
+                              struct reply_walk *w);
+
+/* Charges the reply's growth since the last call: one instruction per 64 bytes, and the
+ * whole reply against the memory budget. [-0, +0, v] */
+static void reply_charge(lua_State *L, struct fsm_reply *out, struct reply_walk *w)
+{
+    if (out->len > w->charged) {
+        sandbox_charge(L, (uint64_t)(out->len - w->charged) / 64);
+        w->charged = out->len - (out->len - w->charged) % 64;
+    }
+    sandbox_charge_memory(L, (uint64_t)out->len);
+}
 
 /* The elements t[1], t[2], ... up to the first nil (never #t, whose border depends on the
  * table's layout), after a header "<prefix><n / per>"; a count that per does not divide
@@ -151,7 +181,8 @@ static int reply_encode_list(lua_State *L,
                              char prefix,
                              lua_Integer per,
                              struct fsm_reply *out,
-                             int depth)
+                             int depth,
+                             struct reply_walk *w)
 {
     lua_Integer n = 0;
     while (lua_rawgeti(L, t, n + 1) != LUA_TNIL) { /* t[n + 1] */
@@ -162,11 +193,12 @@ static int reply_encode_list(lua_State *L,
     if (n % per != 0) {
         return luaL_error(L, "a map reply needs a value after each key: {map = {k1, v1, ...}}");
     }
+    sandbox_charge(L, (uint64_t)n);
     int rv = reply_append_number_line(out, prefix, (long long)(n / per));
     luaL_checkstack(L, 2, "reply encoding");
     for (lua_Integer i = 1; rv == 0 && i <= n; i++) {
         lua_rawgeti(L, t, i); /* t[i] */
-        rv = reply_encode_depth(L, -1, out, depth + 1);
+        rv = reply_encode_depth(L, -1, out, depth + 1, w);
         lua_pop(L, 1); /* */
     }
     return rv;
@@ -184,7 +216,11 @@ static int reply_append_hint(struct fsm_reply *out, const char *hint)
 }
 
 /* {pairs = {k1, v1, ...}}: the hint, then *n of *2 pairs. [-0, +0, v] */
-static int reply_encode_pairs(lua_State *L, int t, struct fsm_reply *out, int depth)
+static int reply_encode_pairs(lua_State *L,
+                              int t,
+                              struct fsm_reply *out,
+                              int depth,
+                              struct reply_walk *w)
 {
     lua_Integer n = 0;
     while (lua_rawgeti(L, t, n + 1) != LUA_TNIL) { /* t[n + 1] */
@@ -197,6 +233,8 @@ static int reply_encode_pairs(lua_State *L, int t, struct fsm_reply *out, int de
                           "a pairs reply needs a second value in each pair: "
                           "{pairs = {a1, b1, ...}}");
     }
+    sandbox_charge(L, (uint64_t)n);
+    w->path[depth + 1] = lua_topointer(L, t); /* its elements are two levels down */
     int rv = reply_append_hint(out, RESP3_HINT_PAIRS);
     if (rv == 0) {
         rv = reply_append_number_line(out, '*', (long long)(n / 2));
@@ -208,7 +246,7 @@ static int reply_encode_pairs(lua_State *L, int t, struct fsm_reply *out, int de
         }
         lua_rawgeti(L, t, i); /* t[i] */
         if (rv == 0) {
-            rv = reply_encode_depth(L, -1, out, depth + 2);
+            rv = reply_encode_depth(L, -1, out, depth + 2, w);
         }
         lua_pop(L, 1); /* */
     }
@@ -220,7 +258,12 @@ static int reply_encode_pairs(lua_State *L, int t, struct fsm_reply *out, int de
  * {pairs = {a1, b1, ...}} -> *n of *2 (flat on RESP2), {null_array = true} -> _ (*-1 on
  * RESP2). Sets *done when t is one of them. [-0, +0, v]
  */
-static int reply_encode_resp3(lua_State *L, int t, struct fsm_reply *out, int depth, bool *done)
+static int reply_encode_resp3(lua_State *L,
+                              int t,
+                              struct fsm_reply *out,
+                              int depth,
+                              struct reply_walk *w,
+                              bool *done)
 {
     static const char *const fields[] = {"map", "set", "double", "pairs", "null_array"};
     static const char *const wants[] = {"a table", "a table", "a number", "a table", "true"};
@@ -237,9 +280,9 @@ static int reply_encode_resp3(lua_State *L, int t, struct fsm_reply *out, int de
             rv = reply_append_double(out, (double)lua_tonumber(L, -1));
         } else if (i < 2 && type == LUA_TTABLE) {
             rv = reply_encode_list(L, lua_absindex(L, -1), i == 0 ? '%' : '~', i == 0 ? 2 : 1, out,
-                                   depth);
+                                   depth, w);
         } else if (i == 3 && type == LUA_TTABLE) {
-            rv = reply_encode_pairs(L, lua_absindex(L, -1), out, depth);
+            rv = reply_encode_pairs(L, lua_absindex(L, -1), out, depth, w);
         } else if (i == 4 && type == LUA_TBOOLEAN && lua_toboolean(L, -1)) {
             rv = reply_append_hint(out, RESP3_HINT_NULL_ARRAY);
             if (rv == 0) {
@@ -276,7 +319,11 @@ static int reply_encode_field_line(lua_State *L,
     return rv;
 }
 
-static int reply_encode_depth(lua_State *L, int idx, struct fsm_reply *out, int depth)
+static int reply_encode_depth(lua_State *L,
+                              int idx,
+                              struct fsm_reply *out,
+                              int depth,
+                              struct reply_walk *w)
 {
     switch (lua_type(L, idx)) {
         case LUA_TNIL:
@@ -289,7 +336,11 @@ static int reply_encode_depth(lua_State *L, int idx, struct fsm_reply *out, int 
         case LUA_TSTRING: {
             size_t len;
             const char *s = lua_tolstring(L, idx, &len);
-            return reply_append_bulk(out, s, len);
+            int rv = reply_append_bulk(out, s, len);
+            if (rv == 0 && len >= 64) {
+                reply_charge(L, out, w);
+            }
+            return rv;
         }
         case LUA_TTABLE:
             break;
@@ -298,10 +349,20 @@ static int reply_encode_depth(lua_State *L, int idx, struct fsm_reply *out, int 
                               luaL_typename(L, idx));
     }
 
+    idx = lua_absindex(L, idx);
+    sandbox_readonly_unwrap(L, idx);
+    const void *self = lua_topointer(L, idx);
+    for (int d = 0; d < depth && d < fsm_reply_depth_max; d++) {
+        if (w->path[d] == self) {
+            return luaL_error(L, "reply contains itself (a cycle)");
+        }
+    }
     if (depth >= fsm_reply_depth_max) {
         return luaL_error(L, "reply nested more than %d levels deep", fsm_reply_depth_max);
     }
-    idx = lua_absindex(L, idx);
+    w->path[depth] = self;
+    sandbox_charge(L, reply_table_cost);
+    reply_charge(L, out, w);
     bool done = false;
     int rv = reply_encode_field_line(L, idx, "err", '-', out, &done);
     if (rv != 0 || done) {
@@ -312,14 +373,19 @@ static int reply_encode_depth(lua_State *L, int idx, struct fsm_reply *out, int 
         return rv;
     }
 
-    rv = reply_encode_resp3(L, idx, out, depth, &done);
+    rv = reply_encode_resp3(L, idx, out, depth, w, &done);
     if (rv != 0 || done) {
         return rv;
     }
-    return reply_encode_list(L, idx, '*', 1, out, depth);
+    return reply_encode_list(L, idx, '*', 1, out, depth, w);
 }
 
 int reply_encode(lua_State *L, int idx, struct fsm_reply *out)
 {
-    return reply_encode_depth(L, idx, out, 0);
+    struct reply_walk w = {.charged = out->len};
+    int rv = reply_encode_depth(L, idx, out, 0, &w);
+    if (rv == 0) {
+        reply_charge(L, out, &w);
+    }
+    return rv;
 }

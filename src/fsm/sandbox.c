@@ -96,9 +96,9 @@ static int sandbox_format(lua_State *L)
             lua_replace(L, i);             /* fmt ... */
         }
     }
-    lua_pushvalue(L, lua_upvalueindex(1)); /* fmt ... format */
-    lua_insert(L, 1);                      /* format fmt ... */
-    lua_call(L, n, 1);                     /* s */
+    sandbox_charge_format(L, fmt, len);
+    /* called in this frame, so that its errors name the function as the script did */
+    lua_tocfunction(L, lua_upvalueindex(1))(L); /* fmt ... s */
     sandbox_charge_string(L, -1);
     return 1;
 }
@@ -107,6 +107,10 @@ static int sandbox_format(lua_State *L)
  * Other replacements
  * ------------------------------------------------------------------------------------ */
 
+/* collectgarbage("collect") does nothing: a full collection's work grows with the heap,
+ * which differs between replicas, so it could not be charged the same everywhere, and in
+ * the sandbox nothing shows when the collector runs (no __gc, no __mode, no "count"). A
+ * heap near its limit is collected by Lua's emergency collection anyway. */
 static int sandbox_collectgarbage(lua_State *L)
 {
     const char *opt = luaL_optstring(L, 1, "collect");
@@ -116,7 +120,6 @@ static int sandbox_collectgarbage(lua_State *L)
                           "the heap's history)",
                           opt);
     }
-    lua_gc(L, LUA_GCCOLLECT);
     lua_pushinteger(L, 0);
     return 1;
 }
@@ -419,6 +422,10 @@ void sandbox_open(lua_State *L)
     lua_pushboolean(L, 0);              /* "" mt false */
     lua_setfield(L, -2, "__metatable"); /* "" mt */
     lua_pop(L, 2);                      /* */
+
+    sandbox_charge_open(L);   /* sandbox_charge.c: C functions charged by their work */
+    sandbox_meta_open(L);     /* sandbox_meta.c: metatables never gain __gc or __mode */
+    sandbox_readonly_open(L); /* sandbox_query.c: M.query's read-only proxies */
 }
 
 void sandbox_lock_globals(lua_State *L)

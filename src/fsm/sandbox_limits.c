@@ -97,11 +97,11 @@ void *sandbox_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
         f->memory.used -= old;
         return NULL;
     }
-    if (f->memory.counting && counted_object(ptr, osize, nsize) &&
+    if (f->memory.counting && !f->host_alloc && counted_object(ptr, osize, nsize) &&
         !sandbox_count_object(f, nsize)) {
         return NULL;
     }
-    if (nsize > old && f->memory.max > 0 && f->memory.enforced) {
+    if (nsize > old && f->memory.max > 0 && f->memory.enforced && !f->host_alloc) {
         size_t grow = nsize - old;
         if (f->memory.exceeded || grow > f->memory.max - f->memory.used ||
             f->memory.used > f->memory.max) {
@@ -117,6 +117,10 @@ void *sandbox_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
     if (p == NULL) {
         return NULL;
     }
+    if (ptr == NULL && f->readonly && !f->host_alloc && !sandbox_readonly_note(f, p, osize)) {
+        free(p); /* a query's new object, which it could not note: out of memory */
+        return NULL;
+    }
     if (nsize > old) {
         f->memory.failed_once = false;
     }
@@ -128,9 +132,12 @@ void *sandbox_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
  * Instruction budget
  * ------------------------------------------------------------------------------------ */
 
-static void sandbox_hook(lua_State *L, lua_Debug *ar)
+void sandbox_limits_hook(lua_State *L, lua_Debug *ar)
 {
-    (void)ar;
+    if (ar->event == LUA_HOOKCALL || ar->event == LUA_HOOKTAILCALL) {
+        sandbox_readonly_called(L, ar); /* a query's call: M.query reads only */
+        return;
+    }
     sandbox_charge(L, (uint64_t)lua_gethookcount(L));
 }
 
@@ -163,7 +170,7 @@ void sandbox_charge(lua_State *L, uint64_t n)
     f->budget.used = n > UINT64_MAX - f->budget.used ? UINT64_MAX : f->budget.used + n;
     if (f->budget.exceeded || f->budget.used > f->budget.max) {
         f->budget.exceeded = true;
-        lua_sethook(L, sandbox_hook, LUA_MASKCOUNT, 1);
+        lua_sethook(L, sandbox_limits_hook, LUA_MASKCOUNT, 1);
         luaL_error(L, "script exceeded its instruction budget");
     }
 }
@@ -204,7 +211,7 @@ void sandbox_begin(struct fsm *f, bool with_limits)
     f->memory.counting = with_limits;
     if (f->budget.active) {
         uint64_t step = f->budget.max < sandbox_hook_step ? f->budget.max : sandbox_hook_step;
-        lua_sethook(f->L, sandbox_hook, LUA_MASKCOUNT, (int)step);
+        lua_sethook(f->L, sandbox_limits_hook, LUA_MASKCOUNT, (int)step);
     }
 }
 

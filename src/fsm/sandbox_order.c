@@ -110,6 +110,7 @@ static int sandbox_pairs_iter(lua_State *L)
         if (lua_rawget(L, lua_upvalueindex(3)) != LUA_TNIL) { /* key value */
             lua_pushinteger(L, pos);                          /* key value pos */
             lua_replace(L, lua_upvalueindex(2));              /* key value */
+            sandbox_readonly_wrap(L, -1); /* an iterator kept in the state, in a query */
             return 2;
         }
         lua_pop(L, 2); /* */
@@ -139,7 +140,8 @@ int sandbox_pairs(lua_State *L)
 int sandbox_next(lua_State *L)
 {
     luaL_checktype(L, 1, LUA_TTABLE);
-    lua_settop(L, 2); /* t k */
+    lua_settop(L, 2);                           /* t k */
+    bool proxy = sandbox_readonly_unwrap(L, 1); /* a query reads a state table */
     struct sort_key after;
     bool have_after = !lua_isnil(L, 2);
     if (have_after) {
@@ -168,5 +170,8 @@ int sandbox_next(lua_State *L)
     }
     lua_pushvalue(L, 3); /* t k best best */
     lua_rawget(L, 1);    /* t k best value */
+    if (proxy) {
+        sandbox_readonly_wrap(L, -1);
+    }
     return 2;
 }
