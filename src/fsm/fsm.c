@@ -258,8 +258,10 @@ static int fsm_call(struct fsm_call_args *a)
     lua_pushcfunction(L, fsm_msghandler);     /* h */
     lua_pushcfunction(L, fsm_call_protected); /* h fn */
     lua_pushlightuserdata(L, a);              /* h fn a */
-    int status = lua_pcall(L, 1, 0, 1);       /* h [text] */
-    sandbox_readonly_end(L);                  /* the query's variables get their values back */
+    f->memory.slack = a->readonly ? sandbox_readonly_slack : 0;
+    int status = lua_pcall(L, 1, 0, 1); /* h [text] */
+    sandbox_readonly_end(L);            /* the query's variables get their values back */
+    f->memory.slack = 0;
     bool budget = f->budget.exceeded;
     bool command_memory = f->memory.command_exceeded;
     bool memory = f->memory.exceeded || status == LUA_ERRMEM || command_memory;

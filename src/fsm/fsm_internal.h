@@ -9,6 +9,13 @@
 
 #include "fsm/fsm.h"
 
+/*
+ * A query may pass the per-state memory limit by this much, so that a state that fills
+ * the limit can still be read: its command table, and the C calls of its read-only
+ * proxies (sandbox_query.c), need memory that a collection may have freed since.
+ */
+enum { sandbox_readonly_slack = 1024 * 1024 };
+
 /* Instructions between two calls of the count hook while a budget runs. */
 enum { sandbox_hook_step = 1000 };
 
@@ -31,6 +38,7 @@ struct fsm_memory
     size_t command_used;   /* bytes of new objects the current call asked for */
     bool command_exceeded; /* sticky until the call returns */
     bool counting;         /* a call with limits runs: command_used counts */
+    size_t slack;          /* bytes a query may go past max (sandbox_readonly_slack) */
 };
 
 /* The state behind w:write()/r:read() during fsm_snapshot/fsm_restore. */

@@ -13,12 +13,16 @@
  * lua_call), so that it runs in the wrapper's frame and its argument errors name the
  * function as the script called it ("bad argument #1 to 'byte'").
  *
- * The rates, measured against the VM's own speed (about 2.5 ns an instruction on the
- * development machine; spec/fsm/charge_spec.lua lists every function): one instruction
- * an element moved or value pushed, one per 4 bytes decoded by utf8, one per 64 bytes
- * scanned or copied (memcpy-like), 4 per byte compiled by load. string.format charges a
- * float conversion by the square of its digits, which is how the C library's exact
- * conversion grows (%99.99f of 1e300 takes about 6 us).
+ * The rates follow what each costs against the VM's own speed, about 2.5 ns an
+ * instruction on the development machine (a loop of 10^8 instructions: 0.25 s), so that
+ * a spent budget means about the same time whatever the script spent it on
+ * (spec/fsm/charge_spec.lua lists every function): an element moved or a value pushed or
+ * compared 2 (about 5 ns each), a piece of table.concat 8 (20 ns), a character of
+ * utf8.char 8 (30 ns), a conversion of string.format 16 (40-60 ns), one per 2 bytes
+ * decoded by utf8 (1.6 ns a byte), one per 16 bytes scanned by tonumber and one per 64
+ * copied (memcpy-like), 4 per byte compiled by load (15 ns a byte). string.format also
+ * charges a float conversion by the square of its digits over 64, which is how the C
+ * library's exact conversion grows (%99.99f of 1e300 takes about 6 us).
  */
 #include <lauxlib.h>
 #include <limits.h>
@@ -29,9 +33,14 @@
 #include "fsm/fsm_internal.h"
 
 enum {
-    copy_bytes = 64,  /* bytes scanned or copied per instruction */
-    decode_bytes = 4, /* bytes decoded one by one (utf8) per instruction */
-    load_per_byte = 4 /* instructions per byte of source load compiles */
+    per_element = 2,     /* an element moved, a value pushed or compared */
+    per_piece = 8,       /* a piece of table.concat */
+    per_utf8_char = 8,   /* a character utf8.char encodes */
+    per_conversion = 16, /* a conversion of string.format */
+    copy_bytes = 64,     /* bytes copied per instruction */
+    scan_bytes = 16,     /* bytes tonumber scans per instruction */
+    decode_bytes = 2,    /* bytes decoded one by one (utf8) per instruction */
+    load_per_byte = 4    /* instructions per byte of source load compiles */
 };
 
 enum { tab_r = 1, tab_w = 2, tab_l = 4 };
@@ -78,7 +87,7 @@ static int charged_insert(lua_State *L)
     if (lua_gettop(L) == 3) {
         pos = luaL_checkinteger(L, 2);
         luaL_argcheck(L, (lua_Unsigned)pos - 1u < (lua_Unsigned)e, 2, "position out of bounds");
-        sandbox_charge(L, span_count(pos + 1, e));
+        sandbox_charge(L, span_count(pos + 1, e) * per_element);
         for (lua_Integer i = e; i > pos; i--) {
             lua_geti(L, 1, i - 1); /* t pos v t[i-1] */
             lua_seti(L, 1, i);     /* t pos v */
@@ -99,7 +108,7 @@ static int charged_remove(lua_State *L)
     if (pos != size) { /* Lua 5.4.4 names argument 1 here (later versions 2) */
         luaL_argcheck(L, (lua_Unsigned)pos - 1u <= (lua_Unsigned)size, 1, "position out of bounds");
     }
-    sandbox_charge(L, span_count(pos + 1, size));
+    sandbox_charge(L, span_count(pos + 1, size) * per_element);
     lua_geti(L, 1, pos); /* ... t[pos] */
     for (; pos < size; pos++) {
         lua_geti(L, 1, pos + 1); /* ... t[pos] t[pos+1] */
@@ -123,7 +132,7 @@ static int charged_unpack(lua_State *L)
         return luaL_error(L, "too many results to unpack");
     }
     n++;
-    sandbox_charge(L, (uint64_t)n);
+    sandbox_charge(L, (uint64_t)n * per_element);
     for (; i < e; i++) { /* up to e - 1 first: e may be maxinteger */
         lua_geti(L, 1, i);
     }
@@ -158,7 +167,7 @@ static int charged_concat(lua_State *L)
     lua_Integer i = luaL_optinteger(L, 3, 1);
     last = luaL_optinteger(L, 4, last);
     uint64_t pieces = span_count(i, last);
-    sandbox_charge(L, pieces + pieces / copy_bytes * lsep);
+    sandbox_charge(L, pieces > UINT32_MAX ? pieces : pieces * (per_piece + lsep / copy_bytes));
     uint64_t bytes = pieces * lsep;
     luaL_Buffer b;
     luaL_buffinit(L, &b);
@@ -214,11 +223,11 @@ static int call_real(lua_State *L)
     return lua_tocfunction(L, lua_upvalueindex(1))(L);
 }
 
-/* math.max, math.min, table.pack, string.char, utf8.char, string.format's extra values:
- * one instruction an argument. */
+/* math.max, math.min, table.pack, string.char, utf8.char: upvalue 2 instructions an
+ * argument. */
 static int charged_per_argument(lua_State *L)
 {
-    sandbox_charge(L, (uint64_t)lua_gettop(L));
+    sandbox_charge(L, (uint64_t)lua_gettop(L) * (uint64_t)lua_tointeger(L, lua_upvalueindex(2)));
     return call_real(L);
 }
 
@@ -231,7 +240,8 @@ static int charged_move(lua_State *L)
     lua_Integer f = lua_tointegerx(L, 2, &okf);
     lua_Integer e = lua_tointegerx(L, 3, &oke);
     if (okf && oke && (f > 0 || e < LUA_MAXINTEGER + f)) { /* else the library refuses */
-        sandbox_charge(L, span_count(f, e));
+        uint64_t n = span_count(f, e);
+        sandbox_charge(L, n > UINT32_MAX ? n : n * per_element);
     }
     return call_real(L);
 }
@@ -313,7 +323,7 @@ static int charged_utf8_codes(lua_State *L)
 static int charged_tonumber(lua_State *L)
 {
     if (lua_type(L, 1) == LUA_TSTRING) {
-        sandbox_charge(L, lua_rawlen(L, 1) / copy_bytes);
+        sandbox_charge(L, lua_rawlen(L, 1) / scan_bytes);
     }
     return call_real(L);
 }
@@ -364,7 +374,7 @@ void sandbox_charge_format(lua_State *L, const char *fmt, size_t len)
             }
         }
         arg++;
-        work += 1 + width / copy_bytes;
+        work += per_conversion + width / copy_bytes;
         if (i < len && strchr("aAeEfFgG", fmt[i]) != NULL && lua_type(L, arg) == LUA_TNUMBER) {
             double x = fabs((double)lua_tonumber(L, arg));
             uint64_t digits = precision + (x >= 10 && isfinite(x) ? (uint64_t)log10(x) : 0);
@@ -415,12 +425,19 @@ static void set_function(lua_State *L, int t, const char *name, lua_CFunction fn
     lua_setfield(L, t, name); /* ... */
 }
 
-static void wrap_function(lua_State *L, int t, const char *name, lua_CFunction fn)
+/* t[name] = fn with upvalues the old t[name] and rate (charged_per_argument's). */
+static void wrap_rate(lua_State *L, int t, const char *name, lua_CFunction fn, int rate)
 {
     t = lua_absindex(L, t);
     lua_getfield(L, t, name);   /* ... real */
-    lua_pushcclosure(L, fn, 1); /* ... wrapper */
+    lua_pushinteger(L, rate);   /* ... real rate */
+    lua_pushcclosure(L, fn, 2); /* ... wrapper */
     lua_setfield(L, t, name);   /* ... */
+}
+
+static void wrap_function(lua_State *L, int t, const char *name, lua_CFunction fn)
+{
+    wrap_rate(L, t, name, fn, 0);
 }
 
 void sandbox_charge_open(lua_State *L)
@@ -439,23 +456,23 @@ void sandbox_charge_open(lua_State *L)
     set_function(L, t, "unpack", charged_unpack);
     set_function(L, t, "concat", charged_concat);
     wrap_function(L, t, "move", charged_move);
-    wrap_function(L, t, "pack", charged_per_argument);
+    wrap_rate(L, t, "pack", charged_per_argument, per_element);
 
     lua_getfield(L, g, LUA_STRLIBNAME); /* G table string */
     int s = lua_gettop(L);
     wrap_function(L, s, "byte", charged_byte_range);
-    wrap_function(L, s, "char", charged_per_argument);
+    wrap_rate(L, s, "char", charged_per_argument, per_element);
     static const char *const packs[] = {"pack", "unpack", "packsize"};
     for (size_t i = 0; i < sizeof packs / sizeof packs[0]; i++) {
         wrap_function(L, s, packs[i], charged_pack);
     }
 
     lua_getfield(L, g, LUA_MATHLIBNAME); /* G table string math */
-    wrap_function(L, -1, "max", charged_per_argument);
-    wrap_function(L, -1, "min", charged_per_argument);
+    wrap_rate(L, -1, "max", charged_per_argument, per_element);
+    wrap_rate(L, -1, "min", charged_per_argument, per_element);
 
     lua_getfield(L, g, LUA_UTF8LIBNAME); /* G table string math utf8 */
-    wrap_function(L, -1, "char", charged_per_argument);
+    wrap_rate(L, -1, "char", charged_per_argument, per_utf8_char);
     wrap_function(L, -1, "codepoint", charged_byte_range);
     wrap_function(L, -1, "len", charged_utf8_len);
     wrap_function(L, -1, "offset", charged_utf8_offset);

@@ -103,8 +103,8 @@ void *sandbox_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
     }
     if (nsize > old && f->memory.max > 0 && f->memory.enforced && !f->host_alloc) {
         size_t grow = nsize - old;
-        if (f->memory.exceeded || grow > f->memory.max - f->memory.used ||
-            f->memory.used > f->memory.max) {
+        size_t max = f->memory.max + f->memory.slack;
+        if (f->memory.exceeded || grow > max - f->memory.used || f->memory.used > max) {
             if (f->memory.failed_once) {
                 f->memory.exceeded = true;
                 sandbox_arm_abort(f);
