@@ -93,10 +93,10 @@ local CHARGED = {
         local s = ('x'):rep(100000) for _ = 1, 1000 do s:reverse() end]] },
     { "string.sub", "its output, as a new string (sandbox_limits.c)", [[
         local s = ('x'):rep(1000000) for _ = 1, 100 do s:sub(2) end]] },
-    { "string.pack", "its format and its output", [[
-        local s = ('x'):rep(100000) for _ = 1, 1000 do string.pack('z', s) end]] },
-    { "string.unpack", "its format and the bytes it reads", [[
-        local s = ('x'):rep(100000) .. '\0' for _ = 1, 1000 do string.unpack('z', s) end]] },
+    { "string.pack", "its format, before, and its output (a new string)", [[
+        local f = ('<'):rep(100000) for _ = 1, 1000 do string.pack(f) end]] },
+    { "string.unpack", "its format and with 'z' the bytes it may scan, before", [[
+        local f = ('<'):rep(100000) for _ = 1, 1000 do string.unpack(f, '') end]] },
     { "string.packsize", "its format", [[
         local f = ('i'):rep(10000) for _ = 1, 1000 do string.packsize(f) end]] },
     { "tonumber", "its string's bytes", [[
