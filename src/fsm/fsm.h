@@ -215,8 +215,64 @@ int fsm_open(struct fsm **out,
              char *errmsg,
              size_t errmsg_size);
 
+/* fsm_open for a script given as text: name is its file name (as in its errors and its
+ * identity), source[0, len) its text, which the fsm keeps a copy of (fsm_source). Errors
+ * as fsm_open's, "<name>: ..." in errmsg. */
+int fsm_open_source(struct fsm **out,
+                    const char *name,
+                    const char *source,
+                    size_t len,
+                    const struct fsm_limits *limits,
+                    char *errmsg,
+                    size_t errmsg_size);
+
 /* Closes the Lua state and frees the fsm. f may be NULL. */
 void fsm_close(struct fsm *f);
+
+/* Closes only the Lua state, on the thread that runs it, and keeps the command table
+ * (fsm_is_read, fsm_command_find, fsm_tick_ms), which the loop thread may still be reading
+ * until it adopts a successor; fsm_close then frees the rest. */
+void fsm_close_state(struct fsm *f);
+
+/* fsm_open_source with the limits old was opened with (and its test switches): a new
+ * version of old's script, or the script of a snapshot of one. Its state is empty. */
+int fsm_open_successor(const struct fsm *old,
+                       const char *name,
+                       const char *source,
+                       size_t len,
+                       struct fsm **out,
+                       char *errmsg,
+                       size_t errmsg_size);
+
+/*
+ * Script upgrades (fsm_upgrade.c): opens the script name with text source[0, len) as the
+ * successor of old, with old's limits; moves old's state into it through old's M.snapshot
+ * and its M.restore; then runs its M.upgrade(old_version, ctx) if it has one, old_version
+ * being old's M.version as a string (nil without one), under the budget. On success *out
+ * is the successor and old is untouched (the caller retires it). On failure, FSM_ELOAD
+ * with "-ERR RAFT.LOAD: ..." in reply (the same on every replica), and old goes on.
+ */
+int fsm_upgrade(struct fsm *old,
+                const char *name,
+                const char *source,
+                size_t len,
+                const struct fsm_ctx *ctx,
+                struct fsm **out,
+                struct fsm_reply *reply);
+
+/* Runs M.upgrade(old_version, ctx) (fsm.c); 0 when the module has none. Errors as
+ * fsm_apply's, the error reply in out. */
+int fsm_call_upgrade(struct fsm *f,
+                     const struct fsm_ctx *ctx,
+                     const char *old_version,
+                     struct fsm_reply *out);
+
+/* The script's text, file name (its identity's name) and the BLAKE2b-256 hash of its text
+ * (its identity's hash: the same as hashing the file). */
+enum { FSM_SOURCE_HASH_BYTES = 32 };
+const char *fsm_source(const struct fsm *f, size_t *len);
+const char *fsm_name(const struct fsm *f);
+void fsm_source_hash(const struct fsm *f, unsigned char out[FSM_SOURCE_HASH_BYTES]);
 
 /*
  * Whether the command is a read: marked read = true in M.commands when the script has a

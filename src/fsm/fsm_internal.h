@@ -52,6 +52,9 @@ struct fsm_stream_box
 struct fsm
 {
     lua_State *L;
+    char *source; /* the script's text (fsm_source), owned */
+    size_t source_len;
+    struct fsm_limits limits; /* as opened with: a successor (fsm_upgrade.c) gets the same */
     struct fsm_budget budget;
     struct fsm_memory memory;
     int64_t time_ms;                   /* os.time() source: the entry being (or last) applied */
@@ -60,10 +63,13 @@ struct fsm
     int randomseed_ref;                /* registry: the real math.randomseed */
     int traceback_ref;                 /* registry: traceback of the last error, or false */
     int stream_ref;                    /* registry: the w/r stream userdata */
-    char chunk_name[64];               /* the script's basename, as it appears in its errors */
+    char chunk_name[256];              /* the script's file name (its identity), as in its errors */
     bool has_query;                    /* M.query is a function (checked at load) */
     bool has_tick;                     /* M.tick is a function */
     bool has_keyspace;                 /* M.keyspace is a function */
+    bool has_upgrade;                  /* M.upgrade is a function */
+    bool has_version;                  /* M.version was a string or an integer */
+    char version[64];                  /* M.version's text, "" without one */
     int64_t tick_ms;                   /* M.tick_ms, 0 when not given */
     bool globals_locked;               /* sandbox_lock_globals has run */
     struct fsm_stream_box *stream_box; /* the w/r userdata, anchored by stream_ref */

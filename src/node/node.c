@@ -306,6 +306,7 @@ void node_stop(struct node *n)
     writes_stop(n);
     reads_stop(n);
     check_stop(n);
+    load_stop(n);
     snapshots_stop(n);
     backups_stop(n);
     members_stop(n);
