@@ -17,6 +17,9 @@ sources_of() {
     case "$1" in
     resp) echo src/client/resp.c src/util/buf.c src/util/assert.c ;;
     wire) echo src/peer/wire.c src/util/buf.c src/util/assert.c src/util/crc32c.c -lisal ;;
+    core) echo src/raft/*.c src/util/*.c -lisal ;;
+    snapfile) echo src/store/snapfile.c src/store/snapfile_dir.c src/store/script_identity.c \
+        src/util/crc32c.c src/util/assert.c src/util/log.c -lisal ;;
     *) echo "fuzz.sh: no sources for $1" >&2; exit 2 ;;
     esac
 }
