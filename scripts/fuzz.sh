@@ -18,6 +18,8 @@ sources_of() {
     resp) echo src/client/resp.c src/util/buf.c src/util/assert.c ;;
     wire) echo src/peer/wire.c src/util/buf.c src/util/assert.c src/util/crc32c.c -lisal ;;
     core) echo src/raft/*.c src/util/*.c -lisal ;;
+    decode) echo $(cd "$root" && ls src/fsm/*.c | grep -v worker.c) src/command.c src/util/*.c \
+        $(pkg-config --cflags --libs lua5.4) -lsodium -lm -lisal ;;
     snapfile) echo src/store/snapfile.c src/store/snapfile_dir.c src/store/script_identity.c \
         src/util/crc32c.c src/util/assert.c src/util/log.c -lisal ;;
     *) echo "fuzz.sh: no sources for $1" >&2; exit 2 ;;
