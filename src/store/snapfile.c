@@ -152,7 +152,9 @@ static int snapfile_write_header(struct snapfile_writer *w, const struct snapfil
     n += SNAPFILE_HEADER_FIXED_BYTES;
     if (w->version >= SNAPFILE_VERSION_MEMBERS) {
         put_be32(h + n, hd->members_len);
-        memcpy(h + n + 4, hd->members, hd->members_len);
+        if (hd->members_len > 0) { /* version 4 may have none (members NULL) */
+            memcpy(h + n + 4, hd->members, hd->members_len);
+        }
         n += 4 + hd->members_len;
     }
     if (w->version == SNAPFILE_VERSION) {
