@@ -94,8 +94,15 @@
  *  - collectgarbage accepts only "collect"; setmetatable refuses __gc and __mode.
  *  - after the script has loaded, globals are locked: creating one is an error.
  *  - C functions that do work in proportion to string sizes in one instruction charge
- *    one instruction per 64 bytes: string.rep and string.format (output), string.find,
- *    match, gsub, upper, lower, reverse (input and output), table.concat (output).
+ *    one instruction per 64 bytes: string.rep and string.format (output), string.upper,
+ *    lower, reverse (input and output), table.concat (output).
+ *  - string.find, match, gmatch and gsub run on the sandbox's own matcher (pattern.c,
+ *    with stock Lua 5.4's results and error messages), which charges one instruction per
+ *    2 steps (a character tested, a backtracking move, a byte scanned by a set, %b or a
+ *    back-reference) as it goes: a pattern that backtracks for ever stops with the
+ *    instruction budget's error, at the same step on every replica. gsub's result is
+ *    checked against the per-command memory budget before it is built, and charged one
+ *    instruction per 64 bytes added or of replacement string scanned.
  *  - instruction budget (limits.instructions_max, VM instructions per call, counted by a
  *    count hook; also while the script loads): once spent, every further instruction
  *    raises again, so pcall inside the script cannot swallow it; the reply is

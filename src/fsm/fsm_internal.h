@@ -182,6 +182,11 @@ void sandbox_push_sorted_keys(lua_State *L, int t);
 /* Charges n instructions to the running budget; raises once it is spent. [-0, +0, v] */
 void sandbox_charge(lua_State *L, uint64_t n);
 
+/* Charges n like sandbox_charge, but returns false instead of raising once the budget is
+ * spent: for C code that must unwind its own frames first (pattern.c's matcher), then
+ * calls sandbox_charge(L, 0), which raises. [-0, +0, -] */
+bool sandbox_charge_quiet(lua_State *L, uint64_t n);
+
 /* Raises the memory budget's error when bytes more would not fit it. [-0, +0, v] */
 void sandbox_charge_memory(lua_State *L, uint64_t bytes);
 
@@ -192,6 +197,10 @@ void sandbox_charge_string(lua_State *L, int idx);
 /* pairs(t) and next(t, k) in sort_key order (sandbox_order.c), for sandbox_open. */
 int sandbox_pairs(lua_State *L);
 int sandbox_next(lua_State *L);
+
+/* string.find, match, gmatch and gsub on pattern.c's matcher, charged by its steps
+ * (sandbox_pattern.c): installs them in the string table at idx. [-0, +0, m] */
+void sandbox_pattern_open(lua_State *L, int idx);
 
 /*
  * Encodes the value at idx as one RESP reply (fsm.h's mapping) appended to out. Raises a Lua error
