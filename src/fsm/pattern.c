@@ -25,14 +25,20 @@ void pattern_init(struct pattern_state *ms,
                   pattern_charge_fn charge,
                   void *arg)
 {
-    memset(ms, 0, sizeof *ms);
+    /* capture[] is left as it is: only the first level entries are ever read, and each
+     * is written when its capture opens (clearing it would cost more than a short find) */
     ms->src = src;
     ms->src_len = src_len;
     ms->pat = pat;
     ms->pat_len = pat_len;
+    ms->level = 0;
     ms->depth = pattern_depth_max;
+    ms->pending = 0;
+    ms->total = 0;
     ms->charge = charge;
     ms->arg = arg;
+    ms->status = 0;
+    ms->error[0] = '\0';
 }
 
 int pattern_flush(struct pattern_state *ms)
@@ -46,9 +52,11 @@ int pattern_flush(struct pattern_state *ms)
     return ms->status;
 }
 
-void pattern_step(struct pattern_state *ms, uint64_t n)
+/* The matcher's own step count, inline: it runs for every character tested. n stays far
+ * below 2^63 (at most a subject's or pattern's size), so pending cannot overflow. */
+static inline void pm_step(struct pattern_state *ms, uint64_t n)
 {
-    ms->pending = n > UINT64_MAX - ms->pending ? UINT64_MAX : ms->pending + n;
+    ms->pending += n;
     if (ms->pending >= pattern_charge_every) {
         pattern_flush(ms);
     }
@@ -165,7 +173,7 @@ static size_t pm_class_end(struct pattern_state *ms, size_t p)
         if (p >= n) {
             return pm_error(ms, "malformed pattern (missing ']')");
         }
-        pattern_step(ms, 1);
+        pm_step(ms, 1);
         if (pat[p++] == '%' && p < n) {
             p++;
         }
@@ -185,7 +193,7 @@ static bool pm_set(struct pattern_state *ms, int c, size_t p, size_t close)
         i++;
     }
     for (; i < close; i++) {
-        pattern_step(ms, 1);
+        pm_step(ms, 1);
         if (pat[i] == '%') {
             i++;
             if (pm_class(c, uc(pat[i]))) {
@@ -206,7 +214,7 @@ static bool pm_set(struct pattern_state *ms, int c, size_t p, size_t close)
 /* Whether the subject's byte at s matches the class [p, ep). A step. */
 static bool pm_single(struct pattern_state *ms, size_t s, size_t p, size_t ep)
 {
-    pattern_step(ms, 1);
+    pm_step(ms, 1);
     if (s >= ms->src_len) {
         return false;
     }
@@ -308,7 +316,7 @@ static size_t pm_balance(struct pattern_state *ms, size_t s, size_t p)
     char close = ms->pat[p + 1];
     size_t depth = 1;
     for (size_t i = s + 1; i < ms->src_len && ms->status == 0; i++) {
-        pattern_step(ms, 1);
+        pm_step(ms, 1);
         if (ms->src[i] == close) {
             if (--depth == 0) {
                 return i + 1;
@@ -333,7 +341,7 @@ static size_t pm_backref(struct pattern_state *ms, size_t s, char digit)
         return PM_NONE; /* as stock: a position has no text to match */
     }
     size_t len = (size_t)ms->capture[l].len;
-    pattern_step(ms, 1 + len / 32);
+    pm_step(ms, 1 + len / 32);
     if (ms->src_len - s >= len && memcmp(ms->src + ms->capture[l].start, ms->src + s, len) == 0) {
         return s + len;
     }
@@ -479,7 +487,7 @@ static size_t pm_match(struct pattern_state *ms, size_t s, size_t p)
     ms->depth--;
     size_t r = PM_NONE;
     do {
-        pattern_step(ms, 1);
+        pm_step(ms, 1);
     } while (ms->status == 0 && !pm_advance(ms, &s, &p, &r));
     ms->depth++;
     return ms->status != 0 ? PM_NONE : r;
@@ -509,6 +517,9 @@ int pattern_match_at(struct pattern_state *ms, size_t at, size_t *end)
 
 int pattern_find(struct pattern_state *ms, size_t init, bool anchor, size_t *start, size_t *end)
 {
+    if (init > ms->src_len) {
+        return PATTERN_NOMATCH; /* as stock: nothing starts after the end */
+    }
     size_t at = init;
     for (;;) {
         int rv = pattern_match_at(ms, at, end);
@@ -526,7 +537,7 @@ int pattern_find(struct pattern_state *ms, size_t init, bool anchor, size_t *sta
 bool pattern_is_plain(struct pattern_state *ms)
 {
     static const char specials[] = "^$*+?.([%-";
-    pattern_step(ms, ms->pat_len / 32);
+    pm_step(ms, ms->pat_len / 32);
     for (size_t i = 0; i < ms->pat_len; i++) {
         if (ms->pat[i] != '\0' && strchr(specials, ms->pat[i]) != NULL) {
             return false;
@@ -539,6 +550,9 @@ int pattern_find_plain(struct pattern_state *ms, size_t init, size_t *start)
 {
     const char *needle = ms->pat;
     size_t n = ms->pat_len;
+    if (init > ms->src_len) {
+        return PATTERN_NOMATCH;
+    }
     if (n == 0) {
         *start = init;
         return PATTERN_MATCH;
@@ -548,11 +562,11 @@ int pattern_find_plain(struct pattern_state *ms, size_t init, size_t *start)
         /* the last place it could start is src_len - n */
         const char *hit = memchr(ms->src + at, needle[0], ms->src_len - n - at + 1);
         size_t found = hit != NULL ? (size_t)(hit - ms->src) : ms->src_len;
-        pattern_step(ms, 1 + (found - at) / 32);
+        pm_step(ms, 1 + (found - at) / 32);
         if (hit == NULL) {
             break;
         }
-        pattern_step(ms, n / 32);
+        pm_step(ms, n / 32);
         if (memcmp(hit + 1, needle + 1, n - 1) == 0) {
             *start = found;
             return ms->status != 0 ? ms->status : PATTERN_MATCH;

@@ -73,9 +73,6 @@ void pattern_init(struct pattern_state *ms,
                   pattern_charge_fn charge,
                   void *arg);
 
-/* Counts n steps (work the caller does on the matcher's behalf). */
-void pattern_step(struct pattern_state *ms, uint64_t n);
-
 /* Tells charge of the steps still pending; returns the state's status. */
 int pattern_flush(struct pattern_state *ms);
 
@@ -89,8 +86,8 @@ int pattern_match_at(struct pattern_state *ms, size_t at, size_t *end);
 
 /*
  * string.find's and string.match's search: tries at init, init + 1, ... up to the
- * subject's end (only at init when anchored). With PATTERN_MATCH the match is
- * [*start, *end) and the captures are in ms.
+ * subject's end (only at init when anchored); nothing when init is past the end. With
+ * PATTERN_MATCH the match is [*start, *end) and the captures are in ms.
  */
 int pattern_find(struct pattern_state *ms, size_t init, bool anchor, size_t *start, size_t *end);
 
