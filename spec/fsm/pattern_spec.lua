@@ -366,11 +366,15 @@ describe("fsm patterns", function()
         m:close()
     end)
 
-    it("match stock Lua on 6000 generated cases", function()
+    -- LUARAFT_PATTERN_CASES=N for a longer run, LUARAFT_PATTERN_SEED another seed
+    local count = tonumber(os.getenv("LUARAFT_PATTERN_CASES") or "") or 6000
+    local seed = tonumber(os.getenv("LUARAFT_PATTERN_SEED") or "") or 20261204
+
+    it("match stock Lua on " .. count .. " generated cases", function()
         local m = S.open(EVAL, limits)
-        local r = lcg(20261204)
+        local r = lcg(seed)
         local cases = {}
-        for i = 1, 6000 do cases[i] = gen_case(r) end
+        for i = 1, count do cases[i] = gen_case(r) end
         local bad, want = differ(m, cases)
         assert.are.same({}, bad)
         -- the generator is worth something: many matches, many errors, many misses
@@ -382,7 +386,7 @@ describe("fsm patterns", function()
         end
         print(string.format("pattern_spec: %d generated cases: %d errors, %d misses, %d others",
             #cases, errors, misses, finds))
-        assert.is_true(errors > 300 and misses > 300 and finds > 2000)
+        assert.is_true(errors > count // 20 and misses > count // 20 and finds > count // 3)
         m:close()
     end)
 
