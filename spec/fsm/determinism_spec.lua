@@ -13,7 +13,8 @@
 -- table.insert over large tables, deep recursion, pcall swallowing the budget error,
 -- metatable tricks (__index, __newindex, __len, __gc and __mode refused), pairs over
 -- 10,000 string keys, tables with holes built inside a command, the clock, math.random
--- and tostring, allocation bombs stopped by the memory budget, and plain writes and
+-- and tostring, allocation bombs stopped by the memory budget, pattern backtracking
+-- (find, gsub with a function that writes the state, gmatch, %b), and plain writes and
 -- deletes of the state, interleaved.
 --
 -- What it catches: a budget or a limit that aborts at a different point depending on the
@@ -26,15 +27,7 @@
 -- reproduce; the generator keeps such tables inside a command).
 local S = dofile(debug.getinfo(1, "S").source:sub(2):match("^(.*)/") .. "/support.lua")
 
-local EVAL = S.EVAL_HEAD .. [[
-function M.snapshot(w) w:write(luaraft.encode(M.state)) end
-function M.restore(r)
-    local parts = {}
-    for chunk in function() return r:read() end do parts[#parts + 1] = chunk end
-    M.state = luaraft.decode(table.concat(parts))
-end
-return M
-]]
+local EVAL = S.EVAL_STATE
 
 local LIMITS = {
     instructions_max = 200000,
@@ -103,6 +96,19 @@ local TEMPLATES = {
     end,
     function() return "M.state.list = nil; M.state.big = nil; return collectgarbage('count')" end,
     function() return "collectgarbage(); return 'collected'" end,
+    -- patterns: backtracking that stock Lua never returns from, charged by its steps
+    function(r)
+        return ("return { string.find(('a'):rep(%d), ('a*'):rep(%d) .. 'b') }"):format(r % 40, r % 12 + 1)
+    end,
+    function(r)
+        return ("M.state.g = 0; local a = ('a'):rep(%d); local s = (a .. 'b' .. a .. 'c'):rep(10); "
+            .. "local out = s:gsub('(a*)(a*)(a*)b', function(x) M.state.g = M.state.g + 1; return #x end); "
+            .. "return { #out, M.state.g }"):format(r % 60)
+    end,
+    function(r)
+        return ("local n = 0; for w in (('ab  '):rep(%d)):gmatch('%%a+') do n = n + 1 end; "
+            .. "return { n, pcall(string.match, ('('):rep(%d), '%%b()') }"):format(r % 5000, r % 3000)
+    end,
 }
 
 local function generate(seed, n)
