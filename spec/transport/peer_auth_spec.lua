@@ -35,11 +35,24 @@ local function handshake(ch, from, secret, opts)
   return transport.wire_encode(hs)
 end
 
--- Frames a member sends after its handshake, one per lane's kind.
+-- Frames a member sends after its handshake: a node frame (a forwarded write), a raft
+-- message, and the first chunk of a snapshot (which opens a file in the receiver's dir).
 local function member_frames(from, to)
   return transport.wire_encode{type = "NODE", frame_type = transport.NODE_FRAME_MIN,
                                body = "forwarded"} ..
-         require("luaraft.codec").wire_encode{type = "TIMEOUT_NOW", from = from, to = to, term = 9}
+         require("luaraft.codec").wire_encode{type = "TIMEOUT_NOW", from = from, to = to, term = 9} ..
+         transport.wire_encode{type = "CHUNK", index = 7, snapshot_term = 1, offset = 0,
+                               last = false, data = string.rep("s", 1000)}
+end
+
+-- The incoming snapshot files in dir (snapshot_recv.c names them incoming-*.part). A file
+-- is dropped when the connection that writes it closes, so only a connection still open
+-- shows one: the positive control's, whose chunk was taken.
+local function part_files(dir)
+  local p = io.popen("ls " .. dir .. " | grep -c '^incoming-.*\\.part$'")
+  local n = tonumber(p:read("a"))
+  p:close()
+  return n
 end
 
 -- The messages t got while the forgers waited (S.run_until) and in ms more, peer events
@@ -63,13 +76,15 @@ local function assert_refused(t, verdict, state, pattern)
 end
 
 -- Forges a connection to ts[1] as node 2 with hs_of(challenge), followed by member frames;
--- returns the verdict frame and the connection's state once ts[1] has judged it.
+-- returns the verdict frame, the connection's state once ts[1] has judged it, the
+-- challenge and the incoming snapshot files then.
 local function forge(ts, opts, hs_of)
   local r, ch = S.raw_challenge(ts[1], opts[1].listen_port)
   r:write(hs_of(ch) .. member_frames(2, 1))
   local verdict, state = S.verdict(ts[1], r)
+  local parts = part_files(opts[1].dir) -- before the close, which drops a file being written
   r:close()
-  return verdict, state, ch
+  return verdict, state, ch, parts
 end
 
 describe("peer authentication", function()
@@ -100,12 +115,15 @@ describe("peer authentication", function()
       end
       -- Positive control: the same forger with the cluster's secret gets through, and its
       -- frames are delivered.
-      local verdict, state = forge(ts, opts, function(ch) return handshake(ch, 2, SECRET) end)
+      local verdict, state, _, parts = forge(ts, opts, function(ch)
+        return handshake(ch, 2, SECRET)
+      end)
       assert.same({type = "ACCEPTED"}, verdict)
       assert.equals("open", state)
       local got = delivered(ts[1], 200)
       assert.equals(2, #got)
       assert.same({"frame", "TIMEOUT_NOW"}, {got[1].event, got[2].type})
+      assert.equals(1, parts)
       S.close_all(ts)
     end
   end)
