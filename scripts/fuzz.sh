@@ -16,7 +16,7 @@ flags="-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -g -O
 sources_of() {
     case "$1" in
     resp) echo src/client/resp.c src/util/buf.c src/util/assert.c ;;
-    wire) echo src/peer/wire.c src/util/buf.c src/util/assert.c src/util/crc32c.c -lisal ;;
+    wire) echo src/peer/wire.c src/peer/wire_handshake.c src/util/buf.c src/util/assert.c src/util/crc32c.c -lisal ;;
     core) echo src/raft/*.c src/util/*.c -lisal ;;
     decode) echo $(cd "$root" && ls src/fsm/*.c | grep -v worker.c) src/command.c src/util/*.c \
         $(pkg-config --cflags --libs lua5.4) -lsodium -lm -lisal ;;
