@@ -63,8 +63,11 @@ describe("peer authentication", function()
         c:start_all()
         local leader = c:wait_leader(10)
         local follower = c:others(leader)[1]
-        -- Served as usual: a write through a follower (FORWARD on the bulk lane), read back.
-        assert.equal("OK", c:rc(follower, "SET", "a", "1"))
+        -- Served as usual: a write through a follower (FORWARD on the bulk lane), read back
+        -- (once the follower has heard from the leader: until then it says TRYAGAIN).
+        S.wait(10, "a write through node " .. follower, function()
+            return c:rc(follower, "SET", "a", "1") == "OK"
+        end)
         assert.equal("1", c:rc(c:others(leader)[2], "GET", "a"))
         local info = c:info(follower)
         local term = tonumber(info.term)

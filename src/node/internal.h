@@ -257,6 +257,23 @@ struct backups
     unsigned copying;           /* handed to node_io.backup, not yet done */
 };
 
+/* What each peer's data directory was made with (script_check.c). */
+struct script_peer
+{
+    raft_id id;
+    bool sent;    /* told our base script on its current connection */
+    bool foreign; /* its base script is another: its messages are dropped */
+    uint64_t sent_ms, logged_ms;
+};
+
+struct script_checks
+{
+    bool has_base;
+    struct script_identity base; /* since 0: the script the data directory was made with */
+    struct script_peer peers[RAFT_SERVERS_MAX];
+    int n;
+};
+
 /* RAFT.LOAD (load.c): the one script being checked on the fsm thread, and its caller. */
 struct loads
 {
@@ -367,6 +384,7 @@ struct node
     char script_hash[SCRIPT_HASH_HEX_BYTES];
     raft_index script_since; /* the index the script runs from: 0, or a RAFT.LOAD's */
     struct loads ld;
+    struct script_checks sc;
 };
 
 /* Small growable arrays. */
@@ -619,7 +637,8 @@ void node_stop(struct node *n);
 /* Frees everything; whoever still waits is never answered (a crash, in a simulator). */
 void node_free(struct node *n);
 
-#include "node/load.h"    /* RAFT.LOAD's */
-#include "node/members.h" /* the membership room's functions */
+#include "node/load.h"         /* RAFT.LOAD's */
+#include "node/script_check.h" /* every member runs the same script */
+#include "node/members.h"      /* the membership room's functions */
 
 #endif

@@ -160,6 +160,8 @@ int runtime_load_and_boot(struct runtime *rt)
     if (runtime_record_identity(rt, &st) != 0 || load_config(rt, &st, servers, &n_servers) != 0) {
         return 1;
     }
+    /* What the directory was made with (a fresh one: --script, just recorded). */
+    script_check_set_base(rt->n, st.has_script ? &st.script : &rt->script);
     bool member = c->join != NULL || st.has_config;
     for (int i = 0; i < rt->n->n_members; i++) {
         member = member || rt->n->members[i].id == c->id;

@@ -101,7 +101,8 @@ enum {
     TRANSPORT_FRAME_FORWARD = 100,       /* a client command for the leader */
     TRANSPORT_FRAME_FORWARD_REPLY = 101, /* its reply */
     TRANSPORT_FRAME_CHECK = 102,         /* RAFT.CHECK's questions and answers */
-    TRANSPORT_FRAME_REMOVED = 103        /* the leader to a member it removed */
+    TRANSPORT_FRAME_REMOVED = 103,       /* the leader to a member it removed */
+    TRANSPORT_FRAME_SCRIPT = 104         /* the script a node's data directory was made with */
 };
 
 struct transport;
