@@ -21,7 +21,8 @@ luaraft_lua_module(sim SOURCES ${SIM_LUA_SOURCES} LINK luaraft_simlib)
 luaraft_lua_module(codec SOURCES ${T}/codec_lua.c ${T}/msg_lua.c LINK luaraft_codec)
 luaraft_lua_module(fsm SOURCES ${T}/fsm_lua.c LINK luaraft_fsm)
 luaraft_lua_module(store SOURCES ${T}/store_lua.c LINK luaraft_store)
-luaraft_lua_module(transport SOURCES ${T}/transport_lua.c ${T}/transport_lua_wire.c ${T}/msg_lua.c LINK luaraft_peer)
+luaraft_lua_module(transport SOURCES ${T}/transport_lua.c ${T}/transport_lua_wire.c
+    ${T}/transport_lua_raw.c ${T}/msg_lua.c LINK luaraft_peer)
 
 # server_test: the client port with a toy node behind it (PING, ECHO, SLOW, COUNT), which
 # spec/server/ drives with redis-cli.

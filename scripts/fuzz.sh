@@ -16,8 +16,21 @@ flags="-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -g -O
 sources_of() {
     case "$1" in
     resp) echo src/client/resp.c src/util/buf.c src/util/assert.c ;;
-    wire) echo src/peer/wire.c src/util/buf.c src/util/assert.c src/util/crc32c.c -lisal ;;
+    wire) echo src/peer/wire.c src/peer/wire_handshake.c src/util/buf.c src/util/assert.c src/util/crc32c.c -lisal ;;
+    core) echo src/raft/*.c src/util/*.c -lisal ;;
+    decode) echo $(cd "$root" && ls src/fsm/*.c | grep -v worker.c) src/command.c src/util/*.c \
+        $(pkg-config --cflags --libs lua5.4) -lsodium -lm -lisal ;;
+    snapfile) echo src/store/snapfile.c src/store/snapfile_dir.c src/store/script_identity.c \
+        src/util/crc32c.c src/util/assert.c src/util/log.c -lisal ;;
+    pattern) echo src/fsm/pattern.c $(pkg-config --cflags --libs lua5.4) ;;
     *) echo "fuzz.sh: no sources for $1" >&2; exit 2 ;;
+    esac
+}
+
+# target: libFuzzer options of its own
+options_of() {
+    case "$1" in
+    pattern) echo -timeout=10 ;; # the step budget bounds every input: a slow one is a bug
     esac
 }
 
@@ -35,7 +48,7 @@ for f in "$root"/fuzz/fuzz_*.c; do
     else lim="-max_total_time=${LUARAFT_FUZZ_SECONDS:-600}"; fi
     log="$out/fuzz_$t.log"
     rc=0
-    "$out/fuzz_$t" $lim -artifact_prefix="$root/fuzz/regressions/$t/" "$work" >"$log" 2>&1 || rc=$?
+    "$out/fuzz_$t" $lim $(options_of "$t") -artifact_prefix="$root/fuzz/regressions/$t/" "$work" >"$log" 2>&1 || rc=$?
     execs=$(grep -o 'Done [0-9]* runs' "$log" | grep -o '[0-9]*' || echo "?")
     crashes=0
     [ $rc -ne 0 ] && crashes=1 && failed=1 && tail -30 "$log" >&2

@@ -2,6 +2,7 @@
 #include "command.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #include "util/assert.h"
 
@@ -102,6 +103,43 @@ int command_put_check(struct buf *b)
     return put_header(b, COMMAND_KIND_CHECK);
 }
 
+int command_put_load(struct buf *b,
+                     const char *name,
+                     size_t name_len,
+                     const void *text,
+                     size_t text_len)
+{
+    if (name_len == 0 || name_len > command_load_name_max || memchr(name, '\0', name_len) != NULL) {
+        return COMMAND_EMALFORMED;
+    }
+    uint8_t n = (uint8_t)name_len;
+    int rv = buf_reserve(b, command_header_bytes + 1 + name_len + text_len);
+    rv = rv ? rv : put_header(b, COMMAND_KIND_LOAD);
+    rv = rv ? rv : buf_append(b, &n, 1);
+    rv = rv ? rv : buf_append(b, name, name_len);
+    return rv ? rv : buf_append(b, text, text_len);
+}
+
+bool command_get_load(const void *body,
+                      size_t len,
+                      const char **name,
+                      size_t *name_len,
+                      const void **text,
+                      size_t *text_len)
+{
+    const unsigned char *p = body;
+    if (len < 1 || p[0] == 0 || (size_t)p[0] + 1 > len || memchr(p + 1, '\0', p[0]) != NULL) {
+        return false;
+    }
+    if (name != NULL) {
+        *name = (const char *)p + 1;
+        *name_len = p[0];
+        *text = p + 1 + p[0];
+        *text_len = len - 1 - p[0];
+    }
+    return true;
+}
+
 int command_put_transaction(struct buf *b, unsigned n, const void *const *blobs, const size_t *lens)
 {
     lr_assert(n <= command_argc_max);
@@ -174,6 +212,11 @@ bool command_get_kind(const void *payload,
             break;
         case COMMAND_KIND_TRANSACTION:
             if (!cursor_get_u32(&tx, &n) || !transaction_valid(tx, n)) {
+                return false;
+            }
+            break;
+        case COMMAND_KIND_LOAD:
+            if (!command_get_load(c.p, c.left, NULL, NULL, NULL, NULL)) {
                 return false;
             }
             break;

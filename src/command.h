@@ -9,6 +9,9 @@
  *   body        = COMMAND:     an argv blob
  *                 TICK:        nothing
  *                 CHECK:       nothing (RAFT.CHECK, src/node/check.c)
+ *                 LOAD:        u8 name length (1 to 255), the script's file name (no
+ *                              NUL), then the script's text to the end (RAFT.LOAD,
+ *                              src/node/load.c; fsm_upgrade)
  *                 TRANSACTION: u32 n, then n times: u32 length and an argv blob of that
  *                              length (n may be 0: an empty MULTI ... EXEC)
  *   argv blob   = u32 argc (at least 1), then per argument u32 length and the bytes
@@ -32,6 +35,7 @@ enum {
     command_argc_max = 1024 * 1024, /* arguments of one command, commands of a transaction */
     command_header_bytes = 10,      /* version, time and kind, before the body */
     COMMAND_EMALFORMED = -2,        /* command_put_transaction_body: not n argv blobs */
+    command_load_name_max = 255,    /* a LOAD's script name (SCRIPT_NAME_BYTES_MAX) */
 };
 
 enum command_kind {
@@ -39,6 +43,7 @@ enum command_kind {
     COMMAND_KIND_TICK = 1,
     COMMAND_KIND_TRANSACTION = 2,
     COMMAND_KIND_CHECK = 3, /* RAFT.CHECK: every replica hashes its state here */
+    COMMAND_KIND_LOAD = 4,  /* RAFT.LOAD: every replica switches to a new script here */
 };
 
 /* The bytes an argv blob of these arguments takes. */
@@ -70,6 +75,23 @@ int command_put_tick(struct buf *b);
 
 /* Appends a CHECK payload (time 0) to b. Errors: BUF_ENOMEM. */
 int command_put_check(struct buf *b);
+
+/* Appends a LOAD payload (time 0) of the script name[0, name_len) with its text. Errors:
+ * COMMAND_EMALFORMED (a name empty, over command_load_name_max or with a NUL), BUF_ENOMEM. */
+int command_put_load(struct buf *b,
+                     const char *name,
+                     size_t name_len,
+                     const void *text,
+                     size_t text_len);
+
+/* Decodes a LOAD body (as command_get_kind gave it); false when malformed. With name NULL
+ * it only checks. The outputs point into body. */
+bool command_get_load(const void *body,
+                      size_t len,
+                      const char **name,
+                      size_t *name_len,
+                      const void **text,
+                      size_t *text_len);
 
 /* Appends a TRANSACTION payload (time 0) of n argv blobs to b (n <= command_argc_max; the
  * blobs are not checked). Errors: BUF_ENOMEM. */

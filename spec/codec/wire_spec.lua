@@ -162,12 +162,13 @@ describe("wire codec", function()
   it("rejects a foreign magic, an unknown version, type or flags", function()
     local body = codec.wire_encode{type = "TIMEOUT_NOW"}:sub(HEADER + 1)
     assert.same({nil, "bad magic"}, {codec.wire_decode(frame(body, {magic = 0x52454449}))})
-    -- Version 1 had one connection per direction (no bulk handshake, no snapshot-have).
-    assert.equals(2, codec.wire_version)
+    -- Version 1 had one connection per direction (no bulk handshake, no snapshot-have);
+    -- version 2 no challenge, proof or verdict (no peer authentication).
+    assert.equals(3, codec.wire_version)
     for _, v in ipairs{0, 1, codec.wire_version + 1} do
       assert.same({nil, "unsupported version"}, {codec.wire_decode(frame(body, {version = v}))})
     end
-    for _, t in ipairs{0, 11, 63, 68, 99} do
+    for _, t in ipairs{0, 11, 63, 71, 99} do
       assert.same({nil, "unknown frame type"}, {codec.wire_decode(frame(body, {type = t}))})
     end
     assert.same({nil, "unknown flags"}, {codec.wire_decode(frame(body, {flags = 1}))})
@@ -225,17 +226,21 @@ describe("wire codec", function()
         if got == nil then
           assert.is_string(err, where)
         else
-          -- Anything accepted must encode back to the same bytes.
-          assert.equals(candidate:sub(1, err), codec.wire_encode(got), where)
+          -- Anything accepted must encode back to the same bytes (a handshake through
+          -- luaraft.transport's helpers, which know all of its fields).
+          local again = got.type == "HANDSHAKE"
+              and require("luaraft.transport").wire_encode(require("luaraft.transport").wire_decode(candidate))
+              or codec.wire_encode(got)
+          assert.equals(candidate:sub(1, err), again, where)
         end
       end
     end
   end)
 end)
 
--- The frames luaraft.codec does not know yet (the handshake's client address and lane,
--- snapshot chunks and snapshot-haves, node-level frames), through luaraft.transport's wire
--- helpers.
+-- The frames luaraft.codec does not know yet (the handshake's client address, lane, answer
+-- and proof, the acceptor's challenge and verdicts, snapshot chunks and snapshot-haves,
+-- node-level frames), through luaraft.transport's wire helpers.
 describe("wire codec, transport frames", function()
   local transport = require("luaraft.transport")
   local function random_frame(kind)
@@ -243,7 +248,16 @@ describe("wire codec, transport frames", function()
       local addr = {}
       for i = 1, math.random(0, 40) do addr[i] = string.char(math.random(33, 126)) end
       return {type = kind, node_id = u64(), cluster_id = "c" .. bytes(math.random(0, 200)),
-              client_addr = table.concat(addr), bulk = bool()}
+              client_addr = table.concat(addr), bulk = bool(), answer = bytes(32),
+              proof = bool() and bytes(32) or nil}
+    elseif kind == "CHALLENGE" then
+      return {type = kind, node_id = u64(), required = bool(), nonce = bytes(32)}
+    elseif kind == "ACCEPTED" then
+      return {type = kind}
+    elseif kind == "REFUSED" then
+      local reason = {}
+      for i = 1, math.random(0, 255) do reason[i] = string.char(math.random(32, 126)) end
+      return {type = kind, reason = table.concat(reason)}
     elseif kind == "CHUNK" then
       return {type = kind, index = u64(), snapshot_term = u64(), offset = u64(), last = bool(),
               data = bytes(math.random(0, 300))}
@@ -252,7 +266,7 @@ describe("wire codec, transport frames", function()
     end
     return {type = kind, frame_type = math.random(100, 255), body = bytes(math.random(0, 300))}
   end
-  local KINDS = {"HANDSHAKE", "CHUNK", "HAVE", "NODE"}
+  local KINDS = {"HANDSHAKE", "CHALLENGE", "ACCEPTED", "REFUSED", "CHUNK", "HAVE", "NODE"}
 
   it("round-trips handshakes with a client address, chunks and node frames", function()
     math.randomseed(SEED)
@@ -266,14 +280,16 @@ describe("wire codec, transport frames", function()
         assert.equals(#bytes_, n)
       end
     end
-    -- luaraft.codec's handshakes carry an empty address, and decode the same.
+    -- luaraft.codec's handshakes carry an empty address, answer zeros, have no proof, and
+    -- decode the same.
     local old = codec.wire_encode{type = "HANDSHAKE", node_id = 5, cluster_id = "c"}
     assert.same({type = "HANDSHAKE", node_id = 5, cluster_id = "c", client_addr = "",
-                 bulk = false}, (transport.wire_decode(old)))
+                 bulk = false, answer = string.rep("\0", 32)}, (transport.wire_decode(old)))
   end)
 
   it("names the lane by the handshake's type and sizes a snapshot-have exactly", function()
-    local hs = {type = "HANDSHAKE", node_id = 7, cluster_id = "c", client_addr = "h:1"}
+    local hs = {type = "HANDSHAKE", node_id = 7, cluster_id = "c", client_addr = "h:1",
+                answer = string.rep("a", 32)}
     hs.bulk = false
     assert.equals(64, transport.wire_encode(hs):byte(6))
     hs.bulk = true
@@ -314,6 +330,30 @@ describe("wire codec, transport frames", function()
     assert.same({nil, "invalid field value"}, {transport.wire_decode(frame(hs, {type = 64}))})
     hs = string.pack(">I8s2", 1, "c") -- no address length
     assert.same({nil, "truncated body"}, {transport.wire_decode(frame(hs, {type = 64}))})
+    -- Version 3's handshake: the answer and a proof of 0 or 32 bytes, nothing else.
+    local v3 = string.pack(">I8s2s2", 1, "c", "h:1") .. string.rep("a", 32)
+    assert.same({nil, "truncated body"}, {transport.wire_decode(frame(v3, {type = 64}))})
+    assert.same({nil, "invalid field value"},
+                {transport.wire_decode(frame(v3 .. string.pack(">s1", "short"), {type = 64}))})
+    assert.same({nil, "truncated body"},
+                {transport.wire_decode(frame(v3 .. "\32" .. string.rep("p", 31), {type = 64}))})
+    assert.same({nil, "trailing bytes after body"},
+                {transport.wire_decode(frame(v3 .. "\0x", {type = 64}))})
+    -- A challenge's flags have one bit; a refusal's reason is printable and short.
+    local ch = string.pack(">I8B", 1, 2) .. string.rep("n", 32)
+    assert.same({nil, "invalid field value"}, {transport.wire_decode(frame(ch, {type = 68}))})
+    assert.same({nil, "truncated body"},
+                {transport.wire_decode(frame(ch:sub(1, 40), {type = 68}))})
+    assert.same({nil, "invalid field value"},
+                {transport.wire_decode(frame("bad\nreason", {type = 70}))})
+    assert.same({nil, "invalid field value"},
+                {transport.wire_decode(frame(string.rep("r", 256), {type = 70}))})
+    assert.same({nil, "trailing bytes after body"},
+                {transport.wire_decode(frame("x", {type = 69}))})
+    -- The encoder of a refusal writes what the decoder takes, whatever it is given.
+    assert.same({type = "REFUSED", reason = "a?b" .. string.rep("r", 252)},
+                (transport.wire_decode(transport.wire_encode{type = "REFUSED",
+                                                            reason = "a\nb" .. string.rep("r", 300)})))
     local chunk = string.pack(">I8I8I8B", 1, 2, 3, 2) .. "data" -- last must be 0 or 1
     assert.same({nil, "invalid field value"}, {transport.wire_decode(frame(chunk, {type = 65}))})
     assert.same({nil, "truncated body"},

@@ -3,15 +3,7 @@
 -- replica whatever its history, with the same partial changes; the machine goes on.
 local S = dofile(debug.getinfo(1, "S").source:sub(2):match("^(.*)/") .. "/support.lua")
 
-local EVAL = S.EVAL_HEAD .. [[
-function M.snapshot(w) w:write(luaraft.encode(M.state)) end
-function M.restore(r)
-    local parts = {}
-    for chunk in function() return r:read() end do parts[#parts + 1] = chunk end
-    M.state = luaraft.decode(table.concat(parts))
-end
-return M
-]]
+local EVAL = S.EVAL_STATE
 
 local limits = {
     instructions_max = 100000000,

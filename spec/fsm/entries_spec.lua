@@ -195,8 +195,8 @@ describe("M.tick_ms, M.tick and M.keyspace in the contract", function()
     local TICK_MS = "M.tick_ms is optional; when present it is the milliseconds of idle log "
         .. "after which the leader logs a TICK entry, an integer from 1 to 86400000 (see "
         .. "README.md, Writing a state machine)"
-    local OPTIONAL = "M.tick(ctx) and M.keyspace(ctx) are optional, but when present they must "
-        .. "be functions (see README.md, Writing a state machine)"
+    local OPTIONAL = "M.tick(ctx), M.keyspace(ctx) and M.upgrade(old_version, ctx) are optional, "
+        .. "but when present they must be functions (see README.md, Writing a state machine)"
 
     it("gives the declared tick_ms to the node", function()
         local m = S.open(source("tick_ms = 250"))

@@ -57,7 +57,7 @@ describe("luaraft's command line", function()
         assert.equal(0, rc)
         for _, flag in ipairs({ "--id", "--data", "--listen", "--raft", "--cluster", "--tick-ms",
             "--heartbeat-ticks", "--election-ticks", "--snapshot-entries",
-            "--snapshot-trailing", "--map-size" }) do
+            "--snapshot-trailing", "--map-size", "--peer-secret-file" }) do
             assert.truthy(out:find(flag, 1, true), flag .. " is not explained")
         end
     end)

@@ -190,6 +190,14 @@ describe("luaraft cluster", function()
             tcp:close()
             return status and status:match("^HTTP/1%.1 [25]0[03] ")
         end)
+        -- The nodes prove themselves to each other with DIR/peer-secret, made for them:
+        -- 32 bytes that only the owner may read.
+        assert.equal("32 600", sh("stat -c '%s %a' " .. quote(dir .. "/peer-secret")):gsub("%s+$", ""))
+        assert.equal(3, #node_pids(dir))
+        for _, pid in ipairs(node_pids(dir)) do
+            assert.truthy(read_file("/proc/" .. pid .. "/cmdline"):find(
+                "--peer-secret-file\0" .. dir .. "/peer-secret\0", 1, true), "node pid " .. pid)
+        end
         assert.truthy(r:output():find("redis-cli -p " .. base, 1, true))
         assert.truthy(r:output():find("Ctrl-C stops the cluster", 1, true))
         assert.truthy(r:output():find(dir, 1, true))

@@ -76,6 +76,31 @@ describe("snapfile", function()
         assert.are.equal(store.SNAPFILE_ENOENT, select(2, store.snapfile_inspect(dir .. "/nope")))
     end)
 
+    -- An upgraded script's snapshot (RAFT.LOAD) carries the script's text after the
+    -- identity and an empty members record: version 4, the body after the text, all of it
+    -- under the checksum.
+    it("carries an upgraded script's text in version 4", function()
+        local script = { name = "kv2.lua", hash = string.rep("77", 32), since = 219 }
+        local text = "local M = {} -- the upgraded script\n" .. string.rep("-- pad\n", 500)
+        local body = string.rep("state ", 1000)
+        local path = assert(store.snapfile_write(dir, 300, 4, body, script, text))
+        local header = 8 + 4 + 8 + 1 + 32 + 1 + #"kv2.lua" + 4 + 4
+        assert.are.same({ version = 4, script = script, body_offset = header + #text,
+                          body_bytes = #body, text = text }, store.snapfile_inspect(path))
+        assert.are.equal(#body, store.snapfile_verify(path))
+        local data = read_all(path)
+        assert.are.equal("LRSNAP04", data:sub(1, 8))
+        assert.are.equal("LRSNAP04", data:sub(-20, -13))
+        assert.are.equal(body, data:sub(header + #text + 1, header + #text + #body))
+        -- One byte of the text changed: the checksum catches it.
+        write_all(path, (data:gsub("upgraded", "upgradeD", 1)))
+        assert.are.equal(store.SNAPFILE_ECORRUPT, select(2, store.snapfile_verify(path)))
+        -- A text length past the end of the file: corrupt, not read.
+        local at = header - 4
+        write_all(path, data:sub(1, at) .. string.pack(">I4", #data) .. data:sub(at + 5))
+        assert.are.equal(store.SNAPFILE_ECORRUPT, select(2, store.snapfile_inspect(path)))
+    end)
+
     -- Files of the first format (no header, "LRSNAP01"; written before scripts were
     -- recorded, and still what some specs build by hand) keep verifying, as snapshots of
     -- no known script; a format newer than this build is named as such, not as corrupt.
@@ -89,7 +114,7 @@ describe("snapfile", function()
         assert.are.same({ 5, 1, old }, { store.snapfile_latest(dir) })
 
         local newer = dir .. "/snap-6-1.lrs"
-        write_all(newer, body .. "LRSNAP04" .. string.pack(">I8I4", #body, codec.crc32c(body)))
+        write_all(newer, body .. "LRSNAP05" .. string.pack(">I8I4", #body, codec.crc32c(body)))
         assert.are.equal(store.SNAPFILE_EVERSION, select(2, store.snapfile_verify(newer)))
         assert.are.equal(store.SNAPFILE_EVERSION, select(2, store.snapfile_inspect(newer)))
         write_all(newer, body .. "LRSNAPxy" .. string.pack(">I8I4", #body, codec.crc32c(body)))

@@ -117,6 +117,59 @@ function M.close_all(ts)
   dirs = {}
 end
 
+-- Runs the module's loop (through t) until pred() returns a true value or ms pass;
+-- returns that value (or nil). t's messages meanwhile (recv, snapshot and frame events) go
+-- into M.seen[t], so that a spec can tell what was delivered while it waited.
+M.seen = setmetatable({}, {__mode = "k"})
+function M.run_until(t, pred, ms)
+  local deadline = os.time() + math.ceil((ms or 5000) / 1000) + 1
+  local seen = M.seen[t] or {}
+  M.seen[t] = seen
+  local v = pred()
+  while not v and os.time() <= deadline do
+    for _, e in ipairs(t:run(10)) do
+      if e.event ~= "peer" then seen[#seen + 1] = e end
+    end
+    v = pred()
+  end
+  return v
+end
+
+-- The frames in bytes, decoded one after the other (a partial last one left out).
+function M.frames(bytes)
+  local out, pos = {}, 1
+  while pos <= #bytes do
+    local f, n = transport.wire_decode(bytes:sub(pos))
+    if f == nil then break end
+    out[#out + 1] = f
+    pos = pos + n
+  end
+  return out
+end
+
+-- A raw connection to port (transport.raw_open) once the acceptor's challenge is in, run
+-- through t: returns it and the challenge (a decoded CHALLENGE frame).
+function M.raw_challenge(t, port)
+  local r = transport.raw_open(port)
+  local ch = M.run_until(t, function() return M.frames(r:received())[1] end, 2000)
+  assert(ch and ch.type == "CHALLENGE", "no challenge")
+  return r, ch
+end
+
+-- What the acceptor made of r's handshake, run through t: its frame after the challenge
+-- (ACCEPTED, REFUSED), and whether it closed the connection ("closed"), once either
+-- happened or ms passed.
+function M.verdict(t, r, ms)
+  M.run_until(t, function() return M.frames(r:received())[2] or r:state() == "closed" end, ms)
+  if M.frames(r:received())[2] then
+    -- A refusal closes the connection: wait for that too.
+    M.run_until(t, function()
+      return M.frames(r:received())[2].type ~= "REFUSED" or r:state() == "closed"
+    end, ms)
+  end
+  return M.frames(r:received())[2], r:state()
+end
+
 function M.snapfile_bytes(body)
   return body .. "LRSNAP01" .. string.pack(">I8I4", #body, codec.crc32c(body))
 end

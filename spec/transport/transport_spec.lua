@@ -291,15 +291,16 @@ describe("transport", function()
     local body = {}
     for k = 1, 32 * 1024 do body[k] = string.format("%07d-", k) .. string.rep("h", 1016) end
     local bytes = S.snapfile_bytes(table.concat(body)) -- 32 MiB and a trailer: 33 chunks
+    local r, ch = S.raw_challenge(ts[2], opts[2].listen_port)
     local raw = {transport.wire_encode{type = "HANDSHAKE", node_id = 1, cluster_id = "test",
-                                       bulk = true}}
+                                       bulk = true, answer = ch.nonce}}
     local chunk = 1024 * 1024
     for off = 0, #bytes - 1, chunk do
       raw[#raw + 1] = transport.wire_encode{type = "CHUNK", index = 50, snapshot_term = 4,
                                             offset = off, last = off + chunk >= #bytes,
                                             data = bytes:sub(off + 1, off + chunk)}
     end
-    transport.raw_send(opts[2].listen_port, table.concat(raw))
+    r:write(table.concat(raw))
     -- Wait until node 2 has written the whole file (it is then checked, then held).
     local deadline = os.time() + 10
     local function part_size()
@@ -310,6 +311,7 @@ describe("transport", function()
     end
     while part_size() ~= #bytes and os.time() <= deadline do ts[2]:run(20) end
     assert.equals(#bytes, part_size())
+    r:close()
     local path = opts[1].dir .. "/snap-50-4.lrs"
     S.write_file(path, bytes)
     assert(ts[1]:send_snapshot({type = "SNAPSHOT", to = 2, term = 5, index = 50,

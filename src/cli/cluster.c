@@ -7,6 +7,7 @@
 #include "cli/cluster.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <getopt.h>
 #include <limits.h>
@@ -15,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sodium.h>
 #include <unistd.h>
 
 #include "cli/cluster_internal.h"
@@ -28,7 +30,10 @@ static const char cluster_usage_text[] =
     "P+i-1 (redis-cli -p P), for its peers on port P+1000+i-1, and serves HTTP on port\n"
     "P+2000+i-1 (/metrics, /health, /status and the status page at /, whose URL is\n"
     "printed at the start). Each node's log goes to this terminal and to DIR/n<i>.log;\n"
-    "leader changes are reported as they happen.\n"
+    "leader changes are reported as they happen. The nodes prove to each other that they\n"
+    "belong with the secret in DIR/peer-secret (--peer-secret-file), made on the first\n"
+    "start (32 random bytes, mode 600) and kept; a node started by hand to join them needs\n"
+    "the same file.\n"
     "Ctrl-C (or SIGTERM) stops every node and exits 0. A node that exits on its own (say,\n"
     "after kill -9, to watch a failover) is reported and the others go on.\n"
     "\n"
@@ -156,8 +161,8 @@ static int fresh_start(const char *dir)
 
 static int option_is_ours(const char *arg)
 {
-    static const char *const ours[] = {"--id",   "--data",    "--listen",
-                                       "--raft", "--cluster", "--http"};
+    static const char *const ours[] = {"--id",      "--data", "--listen",          "--raft",
+                                       "--cluster", "--http", "--peer-secret-file"};
     for (size_t i = 0; i < sizeof ours / sizeof ours[0]; i++) {
         size_t n = strlen(ours[i]);
         if (strncmp(arg, ours[i], n) == 0 && (arg[n] == '\0' || arg[n] == '=')) {
@@ -276,8 +281,39 @@ static int parse_options(int argc, char **argv, struct cluster_options *o)
     return check_options(o);
 }
 
-/* Creates the data directory, puts its absolute path in dir (PATH_MAX bytes) and applies
- * --fresh. 0, or -1 with the reason on stderr. */
+/* Makes DIR/peer-secret (32 random bytes, the owner's only) unless it exists: the nodes'
+ * --peer-secret-file. 0, or -1 with the reason on stderr. */
+static int make_secret(const char *dir)
+{
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/%s", dir, cluster_secret_name);
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0 && errno == EEXIST) {
+        return 0; /* kept from an earlier start: the node checks it */
+    }
+    unsigned char secret[32];
+    if (fd < 0 || sodium_init() < 0) {
+        cluster_warn("cannot create %s: %s", path, fd < 0 ? strerror(errno) : "no libsodium");
+        if (fd >= 0) {
+            close(fd);
+        }
+        return -1;
+    }
+    randombytes_buf(secret, sizeof secret);
+    ssize_t n = write(fd, secret, sizeof secret);
+    sodium_memzero(secret, sizeof secret);
+    if (n != (ssize_t)sizeof secret || fsync(fd) != 0) {
+        cluster_warn("cannot write %s: %s", path, n < 0 ? strerror(errno) : "short write");
+        close(fd);
+        unlink(path);
+        return -1;
+    }
+    close(fd);
+    return 0;
+}
+
+/* Creates the data directory, puts its absolute path in dir (PATH_MAX bytes), applies
+ * --fresh and makes the peer secret. 0, or -1 with the reason on stderr. */
 static int prepare_data_dir(const struct cluster_options *o, char *dir)
 {
     if (cli_make_dirs(o->data) != 0) {
@@ -295,7 +331,7 @@ static int prepare_data_dir(const struct cluster_options *o, char *dir)
     if (o->fresh && fresh_start(dir) != 0) {
         return -1;
     }
-    return 0;
+    return make_secret(dir);
 }
 
 int cluster_main(int argc, char **argv)

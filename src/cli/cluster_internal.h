@@ -18,6 +18,10 @@ enum {
     http_port_offset = 2000, /* node i's --http port: base+2000+i-1 */
 };
 
+/* The peer secret every node gets (--peer-secret-file), in the data directory: made by
+ * cluster.c on the first start, kept afterwards. */
+static const char cluster_secret_name[] = "peer-secret";
+
 /* The command line, checked by cluster.c. */
 struct cluster_options
 {

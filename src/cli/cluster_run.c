@@ -159,6 +159,8 @@ static void start_node(struct cluster *cl, unsigned long i, const char *join)
     }
     *c = (struct child){.id = (int)i + 1, .out = -1, .log = -1};
     char idtext[16], ndir[PATH_MAX], listen[32], raft[32], http[32], logpath[PATH_MAX];
+    char secret[PATH_MAX];
+    snprintf(secret, sizeof secret, "%s/%s", dir, cluster_secret_name);
     snprintf(idtext, sizeof idtext, "%d", c->id);
     snprintf(ndir, sizeof ndir, "%s/n%d", dir, c->id);
     snprintf(listen, sizeof listen, "127.0.0.1:%lu", o->base + i);
@@ -185,6 +187,8 @@ static void start_node(struct cluster *cl, unsigned long i, const char *join)
     args[k++] = join != NULL ? (char *)join : cl->members;
     args[k++] = (char *)"--http";
     args[k++] = http;
+    args[k++] = (char *)"--peer-secret-file";
+    args[k++] = secret;
     for (int j = 0; j < o->extra && k < 16 + 62; j++) {
         args[k++] = o->extra_args[j];
     }

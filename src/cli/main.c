@@ -22,6 +22,7 @@
 #include "cli/restore.h"
 #include "node/config.h"
 #include "node/node.h"
+#include "peer/peer_auth.h"
 #include "util/log.h"
 
 #ifndef LUARAFT_VERSION
@@ -81,6 +82,11 @@ static const char usage_text[] =
     "                           PATH before any other command [none]\n"
     "  --requirepass PASS       the same with the password on the command line (which\n"
     "                           other users of the machine can see) [none]\n"
+    "  --peer-secret-file PATH  peers must prove they hold the secret in PATH before any\n"
+    "                           Raft message of theirs is taken: 32 bytes or more (head -c\n"
+    "                           32 /dev/urandom > PATH), mode 600, the same file on every\n"
+    "                           node, --join ones too; without it anyone who can reach\n"
+    "                           --raft can act as a member [none]\n"
     "  --lua-command-memory BYTES  bytes of new objects one command may ask for (tables,\n"
     "                           long strings, closures); over it the command gets\n"
     "                           -ERR ... memory budget; the same on every node [256M]\n"
@@ -151,6 +157,7 @@ struct node_args
     const char *raft;
     const char *http;
     const char *requirepass_file;
+    const char *peer_secret_file;
 };
 
 enum flag_kind {
@@ -204,6 +211,7 @@ static const struct node_flag node_flags[] = {
     {"client-memory", flag_size, FIELD(c.client_memory_bytes), 0, 0, "is not a size"},
     {"requirepass", flag_text, FIELD(c.requirepass), 0, 0, NULL},
     {"requirepass-file", flag_text, FIELD(requirepass_file), 0, 0, NULL},
+    {"peer-secret-file", flag_text, FIELD(peer_secret_file), 0, 0, NULL},
 };
 
 enum {
@@ -352,9 +360,25 @@ static char *read_password(const char *path)
     return strdup(line);
 }
 
+/* The key of --peer-secret-file into c: 0, or -1 with the reason logged. */
+static int load_peer_secret(const char *path, struct node_config *c)
+{
+    static uint8_t key[PEER_KEY_BYTES]; /* the node keeps it */
+    char msg[512];
+    if (peer_secret_load(path, key, msg, sizeof msg) != 0) {
+        lr_log("cannot start: --peer-secret-file %s: %s", path, msg);
+        return -1;
+    }
+    c->peer_key = key;
+    return 0;
+}
+
 static int check_node_args(struct node_args *a)
 {
     struct node_config *c = &a->c;
+    if (a->peer_secret_file != NULL && load_peer_secret(a->peer_secret_file, c) != 0) {
+        return 1;
+    }
     if (a->requirepass_file != NULL && c->requirepass != NULL) {
         return usage_error("%s", "give --requirepass or --requirepass-file, not both");
     }

@@ -160,7 +160,9 @@ struct fsm_call_args
                                   read inside a transaction (a query has seed 0) */
     bool keyspace;             /* M.keyspace: its reply becomes [keys, expires] or null */
     bool readonly;             /* M.query, M.keyspace: the state is read-only */
-    int argc;                  /* 0 for tick and keyspace, which get no cmd */
+    bool upgrade;              /* M.upgrade(old_version, ctx): version (NULL: nil) first */
+    const char *version;
+    int argc; /* 0 for tick and keyspace, which get no cmd */
     const char *const *argv;
     const size_t *argvlen;
     struct fsm_reply *out; /* NULL: the reply is dropped (tick) */
@@ -226,8 +228,15 @@ static int fsm_call_protected(lua_State *L)
             lua_rawseti(L, -2, i + 1);                     /* a M fn cmd */
         }
         nargs = 2;
+    } else if (a->upgrade) {
+        if (a->version != NULL) {
+            lua_pushstring(L, a->version); /* a M fn version */
+        } else {
+            lua_pushnil(L); /* a M fn nil */
+        }
+        nargs = 2;
     }
-    push_ctx(L, a->ctx, a->entry); /* a M fn [cmd] ctx */
+    push_ctx(L, a->ctx, a->entry); /* a M fn [cmd|version] ctx */
     sandbox_begin(f, true);
     if (a->readonly) {
         sandbox_readonly_begin(L);
@@ -386,6 +395,25 @@ int fsm_tick(struct fsm *f, const struct fsm_ctx *ctx)
         return 0;
     }
     struct fsm_call_args a = {.f = f, .fn = "tick", .ctx = ctx, .entry = true, .seeded = true};
+    return fsm_call(&a);
+}
+
+int fsm_call_upgrade(struct fsm *f,
+                     const struct fsm_ctx *ctx,
+                     const char *old_version,
+                     struct fsm_reply *out)
+{
+    if (!f->has_upgrade) {
+        return 0;
+    }
+    struct fsm_call_args a = {.f = f,
+                              .fn = "upgrade",
+                              .ctx = ctx,
+                              .entry = true,
+                              .seeded = true,
+                              .upgrade = true,
+                              .version = old_version,
+                              .out = out};
     return fsm_call(&a);
 }
 

@@ -99,11 +99,18 @@
  *    the query assigns get their values back when it ends (sandbox_query.c).
  *  - after the script has loaded, globals are locked: creating one is an error.
  *  - C functions that do work in proportion to string sizes in one instruction charge
- *    one instruction per 64 bytes: string.rep and string.format (output), string.find,
- *    match, gsub, upper, lower, reverse (input and output). The others are charged by
- *    their work as sandbox_charge.c says (elements moved, values pushed, bytes decoded or
- *    compiled), before the work where its size follows from the arguments. Encoding the
- *    reply is charged too (reply.c), and a reply that contains itself is an error.
+ *    one instruction per 64 bytes: string.rep and string.format (output), string.upper,
+ *    lower, reverse (input and output). The others are charged by their work as
+ *    sandbox_charge.c says (elements moved, values pushed, bytes decoded or compiled),
+ *    before the work where its size follows from the arguments. Encoding the reply is
+ *    charged too (reply.c), and a reply that contains itself is an error.
+ *  - string.find, match, gmatch and gsub run on the sandbox's own matcher (pattern.c,
+ *    with stock Lua 5.4's results and error messages), which charges one instruction per
+ *    2 steps (a character tested, a backtracking move, a byte scanned by a set, %b or a
+ *    back-reference) as it goes: a pattern that backtracks for ever stops with the
+ *    instruction budget's error, at the same step on every replica. gsub's result is
+ *    checked against the per-command memory budget before it is built, and charged one
+ *    instruction per 64 bytes added or of replacement string scanned.
  *  - instruction budget (limits.instructions_max, VM instructions per call, counted by a
  *    count hook; also while the script loads): once spent, every further instruction
  *    raises again, so pcall inside the script cannot swallow it; the reply is
@@ -223,8 +230,64 @@ int fsm_open(struct fsm **out,
              char *errmsg,
              size_t errmsg_size);
 
+/* fsm_open for a script given as text: name is its file name (as in its errors and its
+ * identity), source[0, len) its text, which the fsm keeps a copy of (fsm_source). Errors
+ * as fsm_open's, "<name>: ..." in errmsg. */
+int fsm_open_source(struct fsm **out,
+                    const char *name,
+                    const char *source,
+                    size_t len,
+                    const struct fsm_limits *limits,
+                    char *errmsg,
+                    size_t errmsg_size);
+
 /* Closes the Lua state and frees the fsm. f may be NULL. */
 void fsm_close(struct fsm *f);
+
+/* Closes only the Lua state, on the thread that runs it, and keeps the command table
+ * (fsm_is_read, fsm_command_find, fsm_tick_ms), which the loop thread may still be reading
+ * until it adopts a successor; fsm_close then frees the rest. */
+void fsm_close_state(struct fsm *f);
+
+/* fsm_open_source with the limits old was opened with (and its test switches): a new
+ * version of old's script, or the script of a snapshot of one. Its state is empty. */
+int fsm_open_successor(const struct fsm *old,
+                       const char *name,
+                       const char *source,
+                       size_t len,
+                       struct fsm **out,
+                       char *errmsg,
+                       size_t errmsg_size);
+
+/*
+ * Script upgrades (fsm_upgrade.c): opens the script name with text source[0, len) as the
+ * successor of old, with old's limits; moves old's state into it through old's M.snapshot
+ * and its M.restore; then runs its M.upgrade(old_version, ctx) if it has one, old_version
+ * being old's M.version as a string (nil without one), under the budget. On success *out
+ * is the successor and old is untouched (the caller retires it). On failure, FSM_ELOAD
+ * with "-ERR RAFT.LOAD: ..." in reply (the same on every replica), and old goes on.
+ */
+int fsm_upgrade(struct fsm *old,
+                const char *name,
+                const char *source,
+                size_t len,
+                const struct fsm_ctx *ctx,
+                struct fsm **out,
+                struct fsm_reply *reply);
+
+/* Runs M.upgrade(old_version, ctx) (fsm.c); 0 when the module has none. Errors as
+ * fsm_apply's, the error reply in out. */
+int fsm_call_upgrade(struct fsm *f,
+                     const struct fsm_ctx *ctx,
+                     const char *old_version,
+                     struct fsm_reply *out);
+
+/* The script's text, file name (its identity's name) and the BLAKE2b-256 hash of its text
+ * (its identity's hash: the same as hashing the file). */
+enum { FSM_SOURCE_HASH_BYTES = 32 };
+const char *fsm_source(const struct fsm *f, size_t *len);
+const char *fsm_name(const struct fsm *f);
+void fsm_source_hash(const struct fsm *f, unsigned char out[FSM_SOURCE_HASH_BYTES]);
 
 /*
  * Whether the command is a read: marked read = true in M.commands when the script has a

@@ -46,8 +46,12 @@ static const char contract_reads_query[] =
     "define it (see README.md, Writing a state machine)";
 
 static const char contract_optional[] =
-    "M.tick(ctx) and M.keyspace(ctx) are optional, but when present they must be functions "
-    "(see README.md, Writing a state machine)";
+    "M.tick(ctx), M.keyspace(ctx) and M.upgrade(old_version, ctx) are optional, but when "
+    "present they must be functions (see README.md, Writing a state machine)";
+static const char contract_version[] =
+    "M.version is optional; when present it is a string or an integer that names this "
+    "version of the script, and M.upgrade of the next version receives it (see README.md, "
+    "Upgrading the script)";
 static const char contract_tick_ms[] =
     "M.tick_ms is optional; when present it is the milliseconds of idle log after which the "
     "leader logs a TICK entry, an integer from 1 to 86400000 (see README.md, Writing a state "
@@ -177,12 +181,32 @@ static void check_reads(lua_State *L, struct fsm *f, int idx, struct fsm_contrac
     }
 }
 
-/* Checks M.tick, M.keyspace and M.tick_ms (M at idx) and loads them into f. [-0, +0, e] */
+/* Checks M.version (M at idx) and keeps its text in f, for M.upgrade of a successor
+ * (fsm_upgrade.c). [-0, +0, e] */
+static void check_version(lua_State *L, struct fsm *f, int idx, struct fsm_contract *c)
+{
+    int type = lua_getfield(L, idx, "version"); /* version */
+    size_t len = 0;
+    const char *text =
+        type == LUA_TSTRING || lua_isinteger(L, -1) ? lua_tolstring(L, -1, &len) : NULL;
+    if (type != LUA_TNIL && (text == NULL || len >= sizeof f->version)) {
+        fsm_contract_add(c, "M.version is %s",
+                         text != NULL ? "too long" : "neither a string nor an integer");
+        fsm_contract_explain(c, contract_version);
+    } else if (text != NULL) {
+        memcpy(f->version, text, len + 1);
+        f->has_version = true;
+    }
+    lua_pop(L, 1); /* */
+}
+
+/* Checks M.tick, M.keyspace, M.upgrade, M.tick_ms and M.version (M at idx) and loads them into f.
+ * [-0, +0, e] */
 static void check_tick(lua_State *L, struct fsm *f, int idx, struct fsm_contract *c)
 {
-    static const char *const names[] = {"tick", "keyspace"};
-    bool *has[] = {&f->has_tick, &f->has_keyspace};
-    for (int i = 0; i < 2; i++) {
+    static const char *const names[] = {"tick", "keyspace", "upgrade"};
+    bool *has[] = {&f->has_tick, &f->has_keyspace, &f->has_upgrade};
+    for (int i = 0; i < 3; i++) {
         int type = lua_getfield(L, idx, names[i]); /* fn */
         lua_pop(L, 1);                             /* */
         *has[i] = type == LUA_TFUNCTION;
@@ -203,6 +227,7 @@ static void check_tick(lua_State *L, struct fsm *f, int idx, struct fsm_contract
         fsm_contract_explain(c, contract_tick_ms);
     }
     f->tick_ms = type == LUA_TNIL ? 0 : ms;
+    check_version(L, f, idx, c);
 }
 
 /*

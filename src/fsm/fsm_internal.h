@@ -68,6 +68,9 @@ struct fsm_ptrset
 struct fsm
 {
     lua_State *L;
+    char *source; /* the script's text (fsm_source), owned */
+    size_t source_len;
+    struct fsm_limits limits; /* as opened with: a successor (fsm_upgrade.c) gets the same */
     struct fsm_budget budget;
     struct fsm_memory memory;
     int64_t time_ms;                   /* os.time() source: the entry being (or last) applied */
@@ -76,10 +79,13 @@ struct fsm
     int randomseed_ref;                /* registry: the real math.randomseed */
     int traceback_ref;                 /* registry: traceback of the last error, or false */
     int stream_ref;                    /* registry: the w/r stream userdata */
-    char chunk_name[64];               /* the script's basename, as it appears in its errors */
+    char chunk_name[256];              /* the script's file name (its identity), as in its errors */
     bool has_query;                    /* M.query is a function (checked at load) */
     bool has_tick;                     /* M.tick is a function */
     bool has_keyspace;                 /* M.keyspace is a function */
+    bool has_upgrade;                  /* M.upgrade is a function */
+    bool has_version;                  /* M.version was a string or an integer */
+    char version[64];                  /* M.version's text, "" without one */
     int64_t tick_ms;                   /* M.tick_ms, 0 when not given */
     bool globals_locked;               /* sandbox_lock_globals has run */
     bool readonly;                     /* a query runs: the state behind proxies */
@@ -199,6 +205,11 @@ void sandbox_push_sorted_keys(lua_State *L, int t);
 /* Charges n instructions to the running budget; raises once it is spent. [-0, +0, v] */
 void sandbox_charge(lua_State *L, uint64_t n);
 
+/* Charges n like sandbox_charge, but returns false instead of raising once the budget is
+ * spent: for C code that must unwind its own frames first (pattern.c's matcher), then
+ * calls sandbox_charge(L, 0), which raises. [-0, +0, -] */
+bool sandbox_charge_quiet(lua_State *L, uint64_t n);
+
 /* Raises the memory budget's error when bytes more would not fit it. [-0, +0, v] */
 void sandbox_charge_memory(lua_State *L, uint64_t bytes);
 
@@ -252,6 +263,10 @@ extern const char sandbox_readonly_text[];
 /* pairs(t) and next(t, k) in sort_key order (sandbox_order.c), for sandbox_open. */
 int sandbox_pairs(lua_State *L);
 int sandbox_next(lua_State *L);
+
+/* string.find, match, gmatch and gsub on pattern.c's matcher, charged by its steps
+ * (sandbox_pattern.c): installs them in the string table at idx. [-0, +0, m] */
+void sandbox_pattern_open(lua_State *L, int idx);
 
 /*
  * Encodes the value at idx as one RESP reply (fsm.h's mapping) appended to out. Raises a Lua error

@@ -116,45 +116,54 @@ static int fsm_open_protected(lua_State *L)
     return 0;
 }
 
-int fsm_open(struct fsm **out,
-             const char *script_path,
-             const struct fsm_limits *limits,
-             char *errmsg,
-             size_t errmsg_size)
+/* label: what errmsg starts with (the path fsm_open was given, or the name). */
+static int open_source(struct fsm **out,
+                       const char *name,
+                       const char *label,
+                       const char *source,
+                       size_t len,
+                       const struct fsm_limits *limits,
+                       char *errmsg,
+                       size_t errmsg_size)
 {
     set_errmsg(errmsg, errmsg_size, "%s", "");
+    if (len > fsm_script_bytes_max) {
+        set_errmsg(errmsg, errmsg_size, "%s: script larger than %d bytes", label,
+                   fsm_script_bytes_max);
+        return FSM_ELOAD;
+    }
     struct fsm *f = calloc(1, sizeof *f);
-    if (f == NULL) {
+    char *copy = malloc(len > 0 ? len : 1);
+    if (f == NULL || copy == NULL) {
+        free(f);
+        free(copy);
         set_errmsg(errmsg, errmsg_size, "out of memory");
         return FSM_ENOMEM;
     }
-    f->budget.max = limits != NULL ? limits->instructions_max : 0;
-    f->memory.max = limits != NULL ? limits->memory_bytes_max : 0;
-    f->memory.command_max = limits != NULL ? limits->command_memory_bytes_max : 0;
+    memcpy(copy, source, len);
+    f->source = copy;
+    f->source_len = len;
+    if (limits != NULL) {
+        f->limits = *limits;
+    }
+    f->budget.max = f->limits.instructions_max;
+    f->memory.max = f->limits.memory_bytes_max;
+    f->memory.command_max = f->limits.command_memory_bytes_max;
     f->memory.enforced = true;
     f->module_ref = LUA_NOREF;
     f->randomseed_ref = LUA_NOREF;
     f->traceback_ref = LUA_NOREF;
     f->stream_ref = LUA_NOREF;
-    const char *base = strrchr(script_path, '/');
-    snprintf(f->chunk_name, sizeof f->chunk_name, "%s", base != NULL ? base + 1 : script_path);
+    snprintf(f->chunk_name, sizeof f->chunk_name, "%s", name);
 
-    char *source = NULL;
-    size_t len = 0;
-    int rv = read_script(script_path, &source, &len, errmsg, errmsg_size);
-    if (rv != 0) {
-        free(f);
-        return rv;
-    }
     f->L = lua_newstate(sandbox_alloc, f);
     if (f->L == NULL) {
-        free(source);
-        free(f);
+        fsm_close(f);
         set_errmsg(errmsg, errmsg_size, "cannot create a Lua state: out of memory");
         return FSM_ENOMEM;
     }
 
-    struct fsm_open_args args = {.f = f, .source = source, .len = len};
+    struct fsm_open_args args = {.f = f, .source = f->source, .len = len};
     lua_State *L = f->L;
     lua_pushcfunction(L, fsm_msghandler);     /* h */
     lua_pushcfunction(L, fsm_open_protected); /* h fn */
@@ -163,18 +172,17 @@ int fsm_open(struct fsm **out,
     bool budget = f->budget.exceeded;
     bool memory = f->memory.exceeded || status == LUA_ERRMEM;
     sandbox_end(f);
-    free(source);
     if (status != LUA_OK) {
         fsm_take_error(f, budget   ? fsm_budget_text
                           : memory ? fsm_memory_text
                                    : (lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1)
                                                                      : "error in error handling"));
-        set_errmsg(errmsg, errmsg_size, "%s: %s", script_path, f->last_error);
+        set_errmsg(errmsg, errmsg_size, "%s: %s", label, f->last_error);
         fsm_close(f);
         return FSM_ELOAD;
     }
     if (args.contract.len > 0) {
-        set_errmsg(errmsg, errmsg_size, "%s: %s", script_path, args.contract.why);
+        set_errmsg(errmsg, errmsg_size, "%s: %s", label, args.contract.why);
         fsm_close(f);
         return FSM_ELOAD;
     }
@@ -183,15 +191,53 @@ int fsm_open(struct fsm **out,
     return 0;
 }
 
+int fsm_open(struct fsm **out,
+             const char *script_path,
+             const struct fsm_limits *limits,
+             char *errmsg,
+             size_t errmsg_size)
+{
+    set_errmsg(errmsg, errmsg_size, "%s", "");
+    char *source = NULL;
+    size_t len = 0;
+    int rv = read_script(script_path, &source, &len, errmsg, errmsg_size);
+    if (rv != 0) {
+        return rv;
+    }
+    const char *base = strrchr(script_path, '/');
+    rv = open_source(out, base != NULL ? base + 1 : script_path, script_path, source, len, limits,
+                     errmsg, errmsg_size);
+    free(source);
+    return rv;
+}
+
+int fsm_open_source(struct fsm **out,
+                    const char *name,
+                    const char *source,
+                    size_t len,
+                    const struct fsm_limits *limits,
+                    char *errmsg,
+                    size_t errmsg_size)
+{
+    return open_source(out, name, name, source, len, limits, errmsg, errmsg_size);
+}
+
+void fsm_close_state(struct fsm *f)
+{
+    if (f->L != NULL) {
+        lua_close(f->L);
+        f->L = NULL;
+    }
+}
+
 void fsm_close(struct fsm *f)
 {
     if (f == NULL) {
         return;
     }
-    if (f->L != NULL) {
-        lua_close(f->L);
-    }
+    fsm_close_state(f);
     sandbox_readonly_free(f);
+    free(f->source);
     for (size_t i = 0; i < f->reads_count; i++) {
         free(f->reads[i]);
     }

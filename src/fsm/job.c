@@ -28,8 +28,13 @@ void fsm_job_free(struct fsm_job *job)
         return;
     }
     for (unsigned i = 0; i < job->n_entries; i++) {
-        free(job->entries[i].payload);
-        fsm_reply_free(&job->entries[i].reply);
+        struct fsm_job_entry *e = &job->entries[i];
+        free(e->payload);
+        fsm_reply_free(&e->reply);
+        fsm_close(e->retired); /* its successor runs on */
+        if (e->retired == NULL) {
+            fsm_close(e->loaded); /* never adopted: nobody runs it */
+        }
     }
     free(job->entries);
     for (unsigned i = 0; i < job->n_queries; i++) {
@@ -38,6 +43,8 @@ void fsm_job_free(struct fsm_job *job)
     }
     free(job->queries);
     free(job->members);
+    fsm_close(job->retired);
+    free(job->text);
     free(job);
 }
 
@@ -135,6 +142,43 @@ static void apply_transaction(struct fsm *f,
     }
 }
 
+/* A LOAD entry: the successor into e->loaded, or the error as the reply. */
+static void load_entry(struct fsm *f,
+                       const struct fsm_ctx *ctx,
+                       const void *body,
+                       size_t len,
+                       struct fsm_job_entry *e,
+                       struct fsm_reply *out)
+{
+    const char *name;
+    size_t name_len, text_len;
+    const void *text;
+    lr_assert(command_get_load(body, len, &name, &name_len, &text, &text_len));
+    char cname[command_load_name_max + 1];
+    memcpy(cname, name, name_len);
+    cname[name_len] = '\0';
+    size_t mark = out->len;
+    struct fsm_reply err = {0};
+    if (fsm_upgrade(f, cname, text, text_len, ctx, &e->loaded, &err) == 0) {
+        append_raw(out, "+OK\r\n", 5);
+    } else {
+        out->len = mark;
+        append_raw(out, err.data, err.len);
+        e->error_reply = true;
+    }
+    fsm_reply_free(&err);
+}
+
+struct fsm *fsm_job_adopt(struct fsm *f, struct fsm_job_entry *e)
+{
+    if (e->loaded == NULL) {
+        return f;
+    }
+    fsm_close_state(f);
+    e->retired = f;
+    return e->loaded;
+}
+
 /* Applies one committed entry. A payload that does not decode gets the same error reply
  * on every replica (the bytes are the same everywhere), so replicas cannot diverge. */
 void fsm_job_apply_entry(struct fsm *f, struct fsm_job_entry *e)
@@ -185,6 +229,9 @@ void fsm_job_apply_entry(struct fsm *f, struct fsm_job_entry *e)
             e->checked = true;
             e->hash_rv = fsm_state_hash(f, e->state_hash);
             append_raw(out, "+OK\r\n", 5);
+            break;
+        case COMMAND_KIND_LOAD:
+            load_entry(f, &ctx, body, len, e, out);
             break;
     }
     fsm_reply_free(&scratch);

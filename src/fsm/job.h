@@ -22,6 +22,7 @@ enum fsm_job_type {
     FSM_JOB_SNAPSHOT = 3,
     FSM_JOB_RESTORE = 4,
     FSM_JOB_STOP = 5,
+    FSM_JOB_CHECK_SCRIPT = 6, /* RAFT.LOAD: does the script load and keep the contract? */
 };
 
 /* A committed entry, with a copy of its payload that the job owns. */
@@ -44,6 +45,12 @@ struct fsm_job_entry
     bool checked;
     int hash_rv;
     unsigned char state_hash[FSM_STATE_HASH_BYTES];
+    /* out, for a LOAD entry that switched scripts: the successor (fsm_upgrade), which the
+     * thread that applied the entry now runs (fsm_job_adopt), and the fsm it replaced,
+     * its Lua state closed, whose command table the loop thread reads until it adopts
+     * loaded's; fsm_job_free frees retired. */
+    struct fsm *loaded;
+    struct fsm *retired;
 };
 
 enum fsm_query_kind {
@@ -73,12 +80,24 @@ struct fsm_job
     unsigned n_queries;
 
     char path[fsm_job_path_bytes_max]; /* RESTORE: the file; SNAPSHOT: the directory */
+    _Static_assert(fsm_job_path_bytes_max > 255, "a script's name fits in path");
     uint64_t index; /* RESTORE: the snapshot's; SNAPSHOT out: what the child writes */
     uint64_t term;
     /* SNAPSHOT: the members record for the file's header (snapfile_begin_members), owned
      * by the job (malloc'd), or NULL */
     void *members;
     size_t members_len;
+
+    /* RESTORE out: the snapshot brought another script (fsm_worker_restore_file): the fsm
+     * that now runs it, the one it replaced (freed with the job), and the index that
+     * script runs from */
+    struct fsm *loaded;
+    struct fsm *retired;
+    uint64_t since;
+
+    /* CHECK_SCRIPT: the script's text (owned by the job); its name is in path */
+    void *text;
+    size_t text_len;
 
     int status; /* out: 0 or an FSM_E* / SNAPFILE_E* / -errno code */
     pid_t pid;  /* SNAPSHOT out: the child writing the file */
@@ -101,11 +120,19 @@ void fsm_job_free(struct fsm_job *job);
  *                write through M.apply), each with the entry's ctx and a budget of its own;
  *                a command's error is its reply and the rest still run (Redis's EXEC); the
  *                entry's reply is the RESP array of theirs.
+ *   CHECK        the state's hash (fsm_state_hash) into the entry; the reply is +OK.
+ *   LOAD         fsm_upgrade to the entry's script: on success e->loaded is the successor
+ *                (the caller switches with fsm_job_adopt) and the reply is +OK; else the
+ *                reply is the error, the same on every replica, and f goes on.
  * A payload that does not decode gets the same error reply on every replica (the bytes
  * are the same everywhere), so replicas cannot diverge. Only NORMAL entries reach the
  * script; every entry moves the fsm's applied index (fsm_applied).
  */
 void fsm_job_apply_entry(struct fsm *f, struct fsm_job_entry *e);
+
+/* After fsm_job_apply_entry(f, e): the fsm to run from now on. For an entry that loaded a
+ * successor, closes f's Lua state, keeps f in e->retired and returns e->loaded; else f. */
+struct fsm *fsm_job_adopt(struct fsm *f, struct fsm_job_entry *e);
 
 /* Runs one query: an argv blob through M.query, or the keyspace (by q->kind). */
 void fsm_job_run_query(struct fsm *f, struct fsm_job_query *q);

@@ -2,8 +2,9 @@
  * The determinism sandbox: our library list (cf. linit.c) and replacements for the
  * functions whose results depend on the process (tostring, string.format's %p,
  * collectgarbage, os.time, math.randomseed, table.sort; pairs and next are
- * sandbox_order.c's), and the charged wrappers of the C string functions. The memory cap
- * and the instruction budget are sandbox_limits.c's. fsm.h lists the rules a script sees.
+ * sandbox_order.c's), and the charged wrappers of the C string functions (the pattern
+ * functions are sandbox_pattern.c's). The memory cap and the instruction budget are
+ * sandbox_limits.c's. fsm.h lists the rules a script sees.
  */
 #include <lauxlib.h>
 #include <lualib.h>
@@ -217,11 +218,11 @@ static int sandbox_rep(lua_State *L)
 }
 
 /*
- * Upvalue 1: a C library function that scans or builds strings in one instruction
- * (string.find, match, gsub, upper, lower, reverse, table.concat). Charges the size of
- * its first argument before and of its first result after, so a loop over big strings
- * runs out of budget as it would if the work were Lua code. Pattern backtracking is not
- * bounded by this.
+ * Upvalue 1: a C library function that scans or builds strings in one instruction, in
+ * time linear in their sizes (string.upper, lower, reverse, table.concat). Charges the
+ * size of its first argument before and of its first result after, so a loop over big
+ * strings runs out of budget as it would if the work were Lua code. The pattern functions,
+ * whose work is not linear, are sandbox_pattern.c's, charged by the matcher's steps.
  */
 static int sandbox_charged(lua_State *L)
 {
@@ -383,11 +384,12 @@ void sandbox_open(lua_State *L)
     sandbox_set(L, -1, "dump", NULL);
     sandbox_wrap(L, -1, "format", sandbox_format);
     sandbox_wrap(L, -1, "rep", sandbox_rep);
-    static const char *const charged[] = {"find", "match", "gsub", "upper", "lower", "reverse"};
+    static const char *const charged[] = {"upper", "lower", "reverse"};
     for (size_t i = 0; i < sizeof charged / sizeof charged[0]; i++) {
         sandbox_wrap(L, -1, charged[i], sandbox_charged);
     }
-    lua_pop(L, 1); /* G */
+    sandbox_pattern_open(L, -1); /* find, match, gmatch, gsub; ("x"):find too (__index) */
+    lua_pop(L, 1);               /* G */
 
     lua_getfield(L, -1, LUA_MATHLIBNAME);               /* G math */
     lua_getfield(L, -1, "randomseed");                  /* G math randomseed */

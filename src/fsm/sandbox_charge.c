@@ -20,9 +20,10 @@
  * compared 2 (about 5 ns each), a piece of table.concat 8 (20 ns), a character of
  * utf8.char 8 (30 ns), a conversion of string.format 16 (40-60 ns), one per 2 bytes
  * decoded by utf8 (1.6 ns a byte), one per 16 bytes scanned by tonumber and one per 64
- * copied (memcpy-like), 4 per byte compiled by load (15 ns a byte). string.format also
- * charges a float conversion by the square of its digits over 64, which is how the C
- * library's exact conversion grows (%99.99f of 1e300 takes about 6 us).
+ * copied (memcpy-like), 2 per byte compiled by load (15 ns a byte: the one rate below
+ * the VM's, by 3 times, so that a script's EVAL-style chunks stay cheap). string.format
+ * also charges a float conversion by the square of its digits over 64, which is how the
+ * C library's exact conversion grows (%99.99f of 1e300 takes about 6 us).
  */
 #include <lauxlib.h>
 #include <limits.h>
@@ -40,7 +41,7 @@ enum {
     copy_bytes = 64,     /* bytes copied per instruction */
     scan_bytes = 16,     /* bytes tonumber scans per instruction */
     decode_bytes = 2,    /* bytes decoded one by one (utf8) per instruction */
-    load_per_byte = 4    /* instructions per byte of source load compiles */
+    load_per_byte = 2    /* instructions per byte of source load compiles */
 };
 
 enum { tab_r = 1, tab_w = 2, tab_l = 4 };

@@ -163,16 +163,24 @@ static void sandbox_raise_hook(lua_State *L, lua_Debug *ar)
  */
 void sandbox_charge(lua_State *L, uint64_t n)
 {
+    if (!sandbox_charge_quiet(L, n)) {
+        luaL_error(L, "script exceeded its instruction budget");
+    }
+}
+
+bool sandbox_charge_quiet(lua_State *L, uint64_t n)
+{
     struct fsm *f = fsm_from_state(L);
     if (!f->budget.active) {
-        return;
+        return true;
     }
     f->budget.used = n > UINT64_MAX - f->budget.used ? UINT64_MAX : f->budget.used + n;
     if (f->budget.exceeded || f->budget.used > f->budget.max) {
         f->budget.exceeded = true;
         lua_sethook(L, sandbox_limits_hook, LUA_MASKCOUNT, 1);
-        luaL_error(L, "script exceeded its instruction budget");
+        return false;
     }
+    return true;
 }
 
 /* Refuses up front a result of bytes that would not fit the per-command memory budget,

@@ -18,6 +18,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <sodium.h>
+
 #include "store/snapfile.h"
 #include "raft/raft.h"
 #include "util/assert.h"
@@ -29,6 +31,10 @@ static void run_entry(struct fsm_worker *w, struct fsm_job_entry *e)
     w->applied_index = e->index;
     w->applied_term = e->term;
     fsm_job_apply_entry(w->fsm, e);
+    if (e->loaded != NULL) {
+        w->fsm = fsm_job_adopt(w->fsm, e);
+        fsm_worker_identity(w->fsm, e->index, &w->script);
+    }
 }
 
 /* Tells the fsm where its state is after a restore (its clock stays: fsm.h). */
@@ -187,8 +193,12 @@ static int child_write_snapshot(struct fsm_worker *w, const struct fsm_job *job)
 {
     struct snapfile_writer sw;
     char msg[256];
-    int rv = snapfile_begin_members(&sw, job->path, job->index, job->term, &w->script, job->members,
-                                    job->members_len, msg, sizeof msg);
+    struct snapfile_header h = {
+        .script = &w->script, .members = job->members, .members_len = job->members_len};
+    if (w->script.since > 0) {
+        h.text = fsm_source(w->fsm, &h.text_len); /* an upgraded script travels with its state */
+    }
+    int rv = snapfile_begin_header(&sw, job->path, job->index, job->term, &h, msg, sizeof msg);
     if (rv != 0) {
         lr_log("snapshot child: cannot create the snapshot file: %s", msg);
         return child_exit_file;
@@ -274,24 +284,49 @@ static int restore_read(void *arg, const void **data, size_t *len)
     return 0;
 }
 
-/* Verifies the file whole and reads where its body lies (after the header) into info;
- * refuses a file that records another script than expect. 0, or an error with errmsg. */
+void fsm_worker_identity(const struct fsm *f, uint64_t since, struct script_identity *out)
+{
+    memset(out, 0, sizeof *out);
+    out->since = since;
+    snprintf(out->name, sizeof out->name, "%s", fsm_name(f));
+    fsm_source_hash(f, out->hash);
+}
+
+/*
+ * Verifies the file whole and reads its header into info. A file with a script text
+ * (version 4, written after an upgrade) brings its own script: the text, into *text, must
+ * hash to the identity the header records. A file without one holds the state of the
+ * script it names, which must be expect's (when expect is not NULL). 0, or an error with
+ * errmsg.
+ */
 static int restore_check(const char *path,
                          const struct script_identity *expect,
                          struct snapfile_info *info,
+                         char **text,
                          char *errmsg,
                          size_t errmsg_size)
 {
+    *text = NULL;
     int rv = snapfile_verify(path, NULL);
     if (rv == 0) {
         rv = snapfile_inspect(path, info);
     }
+    if (rv == 0 && info->has_text) {
+        rv = snapfile_script_text(path, info, text);
+        unsigned char h[SCRIPT_HASH_BYTES];
+        crypto_generichash(h, sizeof h, (const unsigned char *)*text,
+                           *text != NULL ? info->text_len : 0, NULL, 0);
+        rv = rv != 0 || memcmp(h, info->script.hash, sizeof h) == 0 ? rv : SNAPFILE_ECORRUPT;
+    }
     if (rv != 0) {
+        free(*text);
+        *text = NULL;
         snprintf(errmsg, errmsg_size, "snapshot file %s does not verify: %s", path,
                  snapfile_strerror(rv));
         return rv;
     }
-    if (expect != NULL && info->has_script && !script_identity_same(expect, &info->script)) {
+    if (!info->has_text && expect != NULL && info->has_script &&
+        !script_identity_same(expect, &info->script)) {
         char want[SCRIPT_HASH_HEX_BYTES], got[SCRIPT_HASH_HEX_BYTES];
         script_identity_hex(expect, want);
         script_identity_hex(&info->script, got);
@@ -304,25 +339,21 @@ static int restore_check(const char *path,
     return 0;
 }
 
-int fsm_worker_restore_file(struct fsm *f,
-                            const char *path,
-                            const struct script_identity *expect,
-                            char *errmsg,
-                            size_t errmsg_size)
+/* M.restore of f from the body of the verified file at path. */
+static int restore_body(struct fsm *f,
+                        const char *path,
+                        const struct snapfile_info *info,
+                        char *errmsg,
+                        size_t errmsg_size)
 {
-    struct snapfile_info info;
-    int rv = restore_check(path, expect, &info, errmsg, errmsg_size);
-    if (rv != 0) {
-        return rv;
-    }
     struct restore_reader *r = malloc(sizeof *r);
     if (r == NULL) {
         snprintf(errmsg, errmsg_size, "out of memory");
         return FSM_ENOMEM;
     }
     r->fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (r->fd < 0 || lseek(r->fd, (off_t)info.body_offset, SEEK_SET) < 0) {
-        rv = -errno;
+    if (r->fd < 0 || lseek(r->fd, (off_t)info->body_offset, SEEK_SET) < 0) {
+        int rv = -errno;
         snprintf(errmsg, errmsg_size, "open or seek %s: %s", path, strerror(errno));
         if (r->fd >= 0) {
             close(r->fd);
@@ -330,14 +361,58 @@ int fsm_worker_restore_file(struct fsm *f,
         free(r);
         return rv;
     }
-    r->left = info.body_bytes;
-    rv = fsm_restore(f, restore_read, r);
+    r->left = info->body_bytes;
+    int rv = fsm_restore(f, restore_read, r);
     if (rv != 0) {
         snprintf(errmsg, errmsg_size, "restore from %s: %s: %s", path, fsm_strerror(rv),
                  fsm_last_error(f));
     }
     close(r->fd);
     free(r);
+    return rv;
+}
+
+int fsm_worker_restore_file(struct fsm **fp,
+                            const char *path,
+                            const struct script_identity *expect,
+                            struct script_identity *runs,
+                            struct fsm **retired,
+                            char *errmsg,
+                            size_t errmsg_size)
+{
+    struct snapfile_info info;
+    char *text;
+    *retired = NULL;
+    int rv = restore_check(path, expect, &info, &text, errmsg, errmsg_size);
+    if (rv != 0) {
+        return rv;
+    }
+    struct script_identity current;
+    fsm_worker_identity(*fp, 0, &current);
+    struct fsm *f = *fp;
+    if (text != NULL && !script_identity_same(&current, &info.script)) {
+        /* Another version of the script (an upgrade this node has not applied): the
+         * state goes into a new fsm of the file's script, and *fp stays whole if that
+         * fails. */
+        rv =
+            fsm_open_successor(*fp, info.script.name, text, info.text_len, &f, errmsg, errmsg_size);
+    }
+    free(text);
+    rv = rv != 0 ? rv : restore_body(f, path, &info, errmsg, errmsg_size);
+    if (f != *fp && rv != 0) {
+        fsm_close(f);
+    } else if (f != *fp) {
+        fsm_close_state(*fp);
+        *retired = *fp;
+        *fp = f;
+    }
+    if (rv == 0 && runs != NULL) {
+        if (info.has_script) {
+            *runs = info.script;
+        } else if (expect != NULL) {
+            *runs = *expect;
+        }
+    }
     return rv;
 }
 
@@ -358,14 +433,25 @@ static void run_job(struct fsm_worker *w, struct fsm_job *job)
             run_snapshot(w, job);
             break;
         case FSM_JOB_RESTORE:
-            job->status = fsm_worker_restore_file(w->fsm, job->path, &w->script, job->errmsg,
-                                                  sizeof job->errmsg);
+            job->status = fsm_worker_restore_file(&w->fsm, job->path, &w->script, &w->script,
+                                                  &job->retired, job->errmsg, sizeof job->errmsg);
+            job->loaded = job->retired != NULL ? w->fsm : NULL;
+            job->since = w->script.since;
             if (job->status == 0) {
                 w->applied_index = job->index;
                 w->applied_term = job->term;
                 set_applied(w);
             }
             break;
+        case FSM_JOB_CHECK_SCRIPT: {
+            struct fsm *f;
+            job->status = fsm_open_successor(w->fsm, job->path, job->text, job->text_len, &f,
+                                             job->errmsg, sizeof job->errmsg);
+            if (job->status == 0) {
+                fsm_close(f); /* it loads; the LOAD entry opens it again on every replica */
+            }
+            break;
+        }
         case FSM_JOB_STOP:
             break;
     }

@@ -41,8 +41,8 @@ struct fsm_worker
     uv_async_t async;
     fsm_worker_done_cb done;
     void *arg;
-    /* The script f runs: written into every snapshot, checked on every restore. Issue 9
-     * (script upgrades) will change it when an upgrade entry is applied. */
+    /* The script fsm runs: written into every snapshot, checked on every restore; a LOAD
+     * entry (RAFT.LOAD) and the restore of an upgraded script's snapshot change it. */
     struct script_identity script;
     /* Owned by the worker thread once started. */
     uint64_t applied_index;
@@ -50,17 +50,28 @@ struct fsm_worker
 };
 
 /*
- * Restores f from the snapshot file at path, on the calling thread (used at start-up,
- * before the worker runs, and by RESTORE jobs). With expect not NULL, a file that records
- * another script is refused (FSM_WORKER_EFOREIGN) before f is touched; a file of the
- * first format, which records none, is restored. Errors: SNAPFILE_E* (a bad file),
- * FSM_WORKER_EFOREIGN, -errno, FSM_E*; errmsg says why.
+ * Restores *fp from the snapshot file at path, on the calling thread (used at start-up,
+ * before the worker runs, and by RESTORE jobs). A file of an upgraded script carries that
+ * script's text (snapfile.h, version 4): when it is not the script *fp runs, the state is
+ * restored into a new fsm of that script (fsm_open_successor), which replaces *fp, and
+ * the old one, its Lua state closed, goes to *retired for the caller to fsm_close once
+ * nothing reads its command table; on failure *fp is untouched. A file without a text
+ * holds the state of the script it names: with expect not NULL, another one than expect
+ * is refused (FSM_WORKER_EFOREIGN) before anything is touched; a file of the first
+ * format, which records none, is restored. runs (may be NULL) gets the identity of the
+ * script *fp runs afterwards. Errors: SNAPFILE_E* (a bad file), FSM_WORKER_EFOREIGN,
+ * -errno, FSM_E*; errmsg says why.
  */
-int fsm_worker_restore_file(struct fsm *f,
+int fsm_worker_restore_file(struct fsm **fp,
                             const char *path,
                             const struct script_identity *expect,
+                            struct script_identity *runs,
+                            struct fsm **retired,
                             char *errmsg,
                             size_t errmsg_size);
+
+/* The identity of the script f runs, from the log index since (0: the first one). */
+void fsm_worker_identity(const struct fsm *f, uint64_t since, struct script_identity *out);
 
 /*
  * Starts the thread, which owns f from now on; applied_index/term are where f's state is,

@@ -59,6 +59,9 @@ static void applied(struct node *n, struct fsm_job *job)
         if (e->checked) {
             check_applied(n, e->index, e->hash_rv, e->state_hash);
         }
+        if (e->loaded != NULL) {
+            load_adopt(n, e->loaded, e->index, false);
+        }
         if (e->want_reply) {
             writes_resolve(n, e->index, e->term, &e->reply);
         }
@@ -84,7 +87,13 @@ void node_fsm_done(struct node *n, struct fsm_job *job)
             }
             break;
         case FSM_JOB_RESTORE:
+            if (job->loaded != NULL) {
+                load_adopt(n, job->loaded, job->since, true);
+            }
             snapshots_restored(n, job);
+            break;
+        case FSM_JOB_CHECK_SCRIPT:
+            load_checked(n, job);
             break;
         case FSM_JOB_SNAPSHOT:
             /* Started: the world reports its file with node_snapshot_written(); a job that

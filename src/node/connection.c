@@ -475,6 +475,7 @@ static const struct conn_command table[] = {
     {"raft.backup", 2, "admin", introspect_raft_backup},
     {"raft.check", 1, "admin", introspect_raft_check},
     {"raft.info", 1, "loading stale", introspect_raft_info},
+    {"raft.load", -3, "admin", load_command},
     {"raft.members", 1, "loading stale", members_info_command},
     {"raft.redirect", 2, "fast", cmd_redirect},
     {"raft.remove", 2, "admin", members_remove_command},

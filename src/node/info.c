@@ -379,6 +379,7 @@ void info_raft_fields(struct node *n, const char *role_field, struct buf *out)
     info_printf(out, "transfers_failed:%" PRIu64 "\r\n", n->tr.failed);
     info_printf(out, "script:%s\r\n", n->script_name);
     info_printf(out, "script_hash:%s\r\n", n->script_hash);
+    info_printf(out, "script_since:%" PRIu64 "\r\n", n->script_since);
     /* Replication progress is the leader's to know; a follower's view of it is stale. */
     for (int i = 0; i < n->n_members && raft_role_of(n->raft) == RAFT_LEADER; i++) {
         raft_id id = n->members[i].id;

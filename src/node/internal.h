@@ -39,6 +39,7 @@
 #include <stdint.h>
 
 #include "fsm/job.h"
+#include "node/check.h"
 #include "node/metrics.h"
 #include "node/node.h"
 #include "raft/raft.h"
@@ -256,34 +257,29 @@ struct backups
     unsigned copying;           /* handed to node_io.backup, not yet done */
 };
 
-/* RAFT.CHECK (check.c). */
-enum { node_checks_kept = 8 };
-
-struct check_record
-{
-    raft_index index; /* 0: empty */
-    int rv;
-    unsigned char hash[FSM_STATE_HASH_BYTES];
-};
-
-struct check_answer
+/* What each peer's data directory was made with (script_check.c). */
+struct script_peer
 {
     raft_id id;
-    int state;
-    unsigned char hash[FSM_STATE_HASH_BYTES];
+    bool sent;    /* told our base script on its current connection */
+    bool foreign; /* its base script is another: its messages are dropped */
+    uint64_t sent_ms, logged_ms;
 };
 
-struct checks
+struct script_checks
 {
-    struct check_record recent[node_checks_kept]; /* this node's last hashes */
-    unsigned next;
-    /* The leader's check in progress: its caller, the CHECK entry's index once applied
-     * here, and what each member said. */
-    struct server_request *req;
-    raft_index index;
-    uint64_t deadline_ms, asked_ms;
-    struct check_answer answers[RAFT_SERVERS_MAX];
+    bool has_base;
+    struct script_identity base; /* since 0: the script the data directory was made with */
+    struct script_peer peers[RAFT_SERVERS_MAX];
     int n;
+};
+
+/* RAFT.LOAD (load.c): the one script being checked on the fsm thread, and its caller. */
+struct loads
+{
+    bool checking;
+    bool stopped; /* load_stop ran: nobody is answered any more */
+    struct origin o;
 };
 
 /* A leadership transfer's phases (transfer.c). */
@@ -386,6 +382,9 @@ struct node
      * (the simulator). */
     char script_name[SCRIPT_NAME_BYTES_MAX + 1];
     char script_hash[SCRIPT_HASH_HEX_BYTES];
+    raft_index script_since; /* the index the script runs from: 0, or a RAFT.LOAD's */
+    struct loads ld;
+    struct script_checks sc;
 };
 
 /* Small growable arrays. */
@@ -460,6 +459,8 @@ const struct buf *writes_turn_payload(struct node *n, size_t i);
 void writes_propose(struct node *n);
 /* On the leader: a CHECK entry (RAFT.CHECK), nobody waiting for its reply. */
 void writes_check(struct node *n);
+/* Queues a payload (command.h) made elsewhere for this turn's proposal, for o. */
+void writes_push(struct node *n, struct buf *payload, const struct origin *o);
 bool writes_pending_has(struct node *n, raft_index index);
 /* reply: the script's reply for the entry at upto, after node_reply_headroom free bytes
  * (its buffer may be taken), or NULL. */
@@ -506,14 +507,6 @@ void reads_free(struct node *n);
 
 /* apply.c */
 void apply_dispatch(struct node *n, raft_index commit);
-
-/* check.c */
-void check_request(struct node *n, struct server_request *req);
-/* A CHECK entry was applied here: the state's hash (rv 0), or M.snapshot's error. */
-void check_applied(struct node *n, raft_index index, int rv, const unsigned char *hash);
-void check_tick(struct node *n);
-void check_frame(struct node *n, raft_id from, const void *body, size_t len);
-void check_stop(struct node *n);
 
 /* snapshots.c */
 void snapshots_maybe_start(struct node *n);
@@ -644,6 +637,8 @@ void node_stop(struct node *n);
 /* Frees everything; whoever still waits is never answered (a crash, in a simulator). */
 void node_free(struct node *n);
 
-#include "node/members.h" /* the membership room's functions */
+#include "node/load.h"         /* RAFT.LOAD's */
+#include "node/script_check.h" /* every member runs the same script */
+#include "node/members.h"      /* the membership room's functions */
 
 #endif

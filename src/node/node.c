@@ -192,6 +192,7 @@ void node_tick(struct node *n)
     snapshots_maybe_start(n);
     transfer_poll(n);
     members_tick(n);
+    script_check_tick(n);
 }
 
 void node_turn(struct node *n)
@@ -206,7 +207,7 @@ void node_turn(struct node *n)
 
 void node_receive(struct node *n, struct raft_message *m)
 {
-    if (n->stopping || m->type == RAFT_MSG_SNAPSHOT) {
+    if (n->stopping || m->type == RAFT_MSG_SNAPSHOT || script_check_refuses(n, m->from)) {
         return; /* snapshots arrive through node_receive_snapshot, with their file */
     }
     struct raft_event ev = {.type = RAFT_EVENT_RECEIVE};
@@ -220,11 +221,11 @@ void node_receive_snapshot(struct node *n,
                            const void *rec,
                            size_t rec_len)
 {
-    if (n->stopping) {
+    n->snap.incoming_used = false; /* the world removes a file nobody took */
+    if (n->stopping || script_check_refuses(n, m->from)) {
         return;
     }
     n->snap.incoming = path;
-    n->snap.incoming_used = false;
     /* The configuration as of the snapshot is in its file (members.c); a file of a
      * format without it stands for the configuration in force. */
     struct raft_members conf = *raft_members_of(n->raft);
@@ -249,6 +250,13 @@ void node_frame(struct node *n, raft_id from, uint8_t type, const void *body, si
 {
     if (n->stopping) {
         return;
+    }
+    if (type == TRANSPORT_FRAME_SCRIPT) {
+        script_check_frame(n, from, body, len);
+        return;
+    }
+    if (script_check_refuses(n, from)) {
+        return; /* a node of another script (script_check.c) */
     }
     if (type == TRANSPORT_FRAME_CHECK) {
         check_frame(n, from, body, len);
@@ -306,6 +314,7 @@ void node_stop(struct node *n)
     writes_stop(n);
     reads_stop(n);
     check_stop(n);
+    load_stop(n);
     snapshots_stop(n);
     backups_stop(n);
     members_stop(n);

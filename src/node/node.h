@@ -56,6 +56,7 @@ struct node_config
     uint32_t clients_max;                /* client connections at once */
     uint64_t client_memory_bytes;        /* all clients' buffers together; 0: no limit */
     const char *requirepass;             /* clients must AUTH with it; NULL: no password */
+    const uint8_t *peer_key; /* --peer-secret-file's key (src/peer/peer_auth.h); NULL: none */
 };
 
 /*

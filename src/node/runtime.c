@@ -306,6 +306,12 @@ static void signal_cb(uv_signal_t *h, int signum)
 
 /* ------------------------------------------------------------------------------------ */
 
+/* A numeric address (node_config holds them resolved) on the loopback interface. */
+static bool is_loopback(const char *host)
+{
+    return strncmp(host, "127.", 4) == 0 || strcmp(host, "::1") == 0;
+}
+
 static int start_transport(struct runtime *rt)
 {
     const struct node_config *c = rt->c;
@@ -330,6 +336,7 @@ static int start_transport(struct runtime *rt)
         .cluster_id = cluster_id,
         .client_addr = n->client_addr,
         .dir = c->data_dir,
+        .peer_key = c->peer_key,
         .send_queue_bytes_max = runtime_send_queue_bytes_max,
         .reconnect_ms_min = runtime_reconnect_ms_min,
         .reconnect_ms_max = runtime_reconnect_ms_max,
@@ -344,13 +351,14 @@ static int start_transport(struct runtime *rt)
     if (transport_start(&rt->tr, &rt->loop, &to, peers, n_peers, &tcb, msg, sizeof msg) != 0) {
         FAIL("cannot start the peer transport on %s:%d: %s", c->raft_host, c->raft_port, msg);
     }
+    if (c->peer_key == NULL && !is_loopback(c->raft_host)) {
+        lr_log(
+            "WARNING: serving peers on %s:%d with no peer secret: anyone who can reach it "
+            "can join as a member (append and commit entries, vote, force elections, "
+            "forward writes); give every node the same --peer-secret-file",
+            c->raft_host, c->raft_port);
+    }
     return 0;
-}
-
-/* A numeric address (node_config holds them resolved) on the loopback interface. */
-static bool is_loopback(const char *host)
-{
-    return strncmp(host, "127.", 4) == 0 || strcmp(host, "::1") == 0;
 }
 
 static int start_server(struct runtime *rt)

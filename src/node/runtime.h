@@ -124,7 +124,9 @@ int runtime_http_close(struct runtime *rt, void (*closed)(void *arg));
 
 /* runtime_identity.c */
 int runtime_identity_of(const char *path, struct script_identity *out, char *errmsg, size_t size);
-int runtime_check_store_identity(struct runtime *rt, const struct store_state *st);
+int runtime_check_store_identity(struct runtime *rt,
+                                 const struct store_state *st,
+                                 const char *snap_path);
 int runtime_check_snapshot_identity(struct runtime *rt, const char *snap_path);
 int runtime_record_identity(struct runtime *rt, const struct store_state *st);
 bool runtime_snapshot_ours(struct runtime *rt, const struct raft_message *m, const char *path);

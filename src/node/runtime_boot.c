@@ -148,7 +148,8 @@ int runtime_load_and_boot(struct runtime *rt)
     /* Both before anything is recorded: a refused directory keeps what it had (a fresh
      * one gets an empty store, which records nothing). */
     struct store_state st;
-    if (open_store(rt, &st) != 0 || runtime_check_store_identity(rt, &st) != 0 ||
+    if (open_store(rt, &st) != 0 ||
+        runtime_check_store_identity(rt, &st, has_snap ? snap_path : NULL) != 0 ||
         (has_snap && runtime_check_snapshot_identity(rt, snap_path) != 0)) {
         return 1;
     }
@@ -159,6 +160,8 @@ int runtime_load_and_boot(struct runtime *rt)
     if (runtime_record_identity(rt, &st) != 0 || load_config(rt, &st, servers, &n_servers) != 0) {
         return 1;
     }
+    /* What the directory was made with (a fresh one: --script, just recorded). */
+    script_check_set_base(rt->n, st.has_script ? &st.script : &rt->script);
     bool member = c->join != NULL || st.has_config;
     for (int i = 0; i < rt->n->n_members; i++) {
         member = member || rt->n->members[i].id == c->id;
@@ -174,9 +177,16 @@ int runtime_load_and_boot(struct runtime *rt)
     b.n_servers = n_servers;
     b.random_seed = config_hash_text(c->data_dir) ^ (uint64_t)rt->io.wall_ms(rt) ^ c->id;
     if (has_snap) {
-        /* Checked above: no identity check again. */
-        if (fsm_worker_restore_file(rt->fsm, snap_path, NULL, msg, sizeof msg) != 0) {
+        /* Checked above: no identity check again. An upgraded script's snapshot brings
+         * that script, which replaces the one --script named. */
+        struct fsm *retired;
+        if (fsm_worker_restore_file(&rt->fsm, snap_path, NULL, &rt->script, &retired, msg,
+                                    sizeof msg) != 0) {
             FAIL("%s", msg);
+        }
+        fsm_close(retired);
+        if (rt->script.since > 0) {
+            load_adopt(rt->n, rt->fsm, rt->script.since, true);
         }
         b.snapshot_path = snap_path;
     }

@@ -25,8 +25,8 @@ bool runtime_snapshot_ours(struct runtime *rt, const struct raft_message *m, con
                  m->snapshot.index, m->from);
         return true;
     }
-    if (script_identity_same(&info.script, &rt->script)) {
-        return true;
+    if (info.has_text || script_identity_same(&info.script, &rt->script)) {
+        return true; /* an upgraded script's file brings its script (checked at restore) */
     }
     uint64_t now = uv_now(&rt->loop);
     if (rt->refused_logged_ms != 0 && now - rt->refused_logged_ms < runtime_refused_log_ms) {
@@ -101,9 +101,24 @@ static const char *identity_text(const struct script_identity *id, char *out, si
  * These two refuse a store, or a newest snapshot, that records another script, and say
  * what to do.
  */
-int runtime_check_store_identity(struct runtime *rt, const struct store_state *st)
+int runtime_check_store_identity(struct runtime *rt,
+                                 const struct store_state *st,
+                                 const char *snap_path)
 {
     char mine[SCRIPT_NAME_BYTES_MAX + 64], theirs[SCRIPT_NAME_BYTES_MAX + 64];
+    struct snapfile_info info;
+    if (st->has_script && !script_identity_same(&st->script, &rt->script) && snap_path != NULL &&
+        snapfile_inspect(snap_path, &info) == 0 && info.has_text &&
+        script_identity_same(&info.script, &rt->script)) {
+        /* Upgraded by RAFT.LOAD, and the newest snapshot holds the upgrade: the log after
+         * it is all of this script's, so the one the directory was made with is not needed. */
+        node_log(rt->n,
+                 "%s was made by script %s and upgraded to %s at index %" PRIu64
+                 ", which its newest snapshot holds: starting with %s",
+                 rt->c->data_dir, identity_text(&st->script, theirs, sizeof theirs),
+                 rt->script.name, info.script.since, rt->script.name);
+        return 0;
+    }
     if (st->has_script && !script_identity_same(&st->script, &rt->script)) {
         FAIL(
             "%s was made by script %s, not by %s: start with the script that made it, or "
@@ -130,6 +145,11 @@ int runtime_check_snapshot_identity(struct runtime *rt, const char *snap_path)
                  "snapshot %s records no script (an older luaraft wrote it): restored into %s "
                  "unchecked",
                  snap_path, mine);
+    } else if (info.has_text) {
+        node_log(rt->n,
+                 "snapshot %s holds the state of script %s, upgraded at index %" PRIu64
+                 " (RAFT.LOAD), and its text: this node runs that script",
+                 snap_path, identity_text(&info.script, theirs, sizeof theirs), info.script.since);
     } else if (!script_identity_same(&info.script, &rt->script)) {
         FAIL(
             "%s holds a snapshot of script %s (%s), not of %s: start with the script that "

@@ -197,7 +197,7 @@ void writes_fail_all(struct node *n, const char *resp)
 /* ------------------------------------------------------------------------------------ */
 /* Proposals. */
 
-static void push(struct node *n, struct buf *payload, const struct origin *o)
+void writes_push(struct node *n, struct buf *payload, const struct origin *o)
 {
     struct writes *w = &n->wr;
     VEC_RESERVE(w->props, w->props_n, w->props_cap, 1);
@@ -221,7 +221,7 @@ void writes_take(struct node *n, const void *blob, size_t len, const struct orig
     } else {
         lr_assert(command_put(&payload, blob, len) == 0);
     }
-    push(n, &payload, o);
+    writes_push(n, &payload, o);
 }
 
 void writes_tick(struct node *n)
@@ -236,7 +236,7 @@ void writes_tick(struct node *n)
     buf_init(&payload);
     lr_assert(command_put_tick(&payload) == 0);
     struct origin none = {NULL, 0, 0};
-    push(n, &payload, &none);
+    writes_push(n, &payload, &none);
 }
 
 void writes_check(struct node *n)
@@ -245,7 +245,7 @@ void writes_check(struct node *n)
     buf_init(&payload);
     lr_assert(command_put_check(&payload) == 0);
     struct origin none = {NULL, 0, 0};
-    push(n, &payload, &none);
+    writes_push(n, &payload, &none);
 }
 
 size_t writes_turn_count(struct node *n)
@@ -404,8 +404,9 @@ bool writes_to_leader(struct node *n,
 /* A write a follower forwarded to this node. */
 static void forwarded_write(struct node *n, const struct origin *o, const void *blob, size_t len)
 {
-    if (transfer_forwarded(n, o, blob, len) || members_forwarded(n, o, blob, len)) {
-        return; /* a RAFT.TRANSFER, ADD or REMOVE, which the leader carries out */
+    if (transfer_forwarded(n, o, blob, len) || members_forwarded(n, o, blob, len) ||
+        load_forwarded(n, o, blob, len)) {
+        return; /* a RAFT.TRANSFER, ADD, REMOVE or LOAD, which the leader carries out */
     }
     if (n->stopping || raft_role_of(n->raft) != RAFT_LEADER) {
         origin_reply_text(n, o, "-TRYAGAIN not the leader; retry\r\n");

@@ -1,6 +1,8 @@
 /*
- * Incoming connections (struct conn): accepted from peers, read and never written. The
- * first frame must be a handshake naming a peer of this cluster; then each frame is
+ * Incoming connections (struct conn): accepted from peers and read; written only in the
+ * opening exchange (conn_auth.c: the challenge at accept, the verdict on the handshake).
+ * The first frame must be a handshake that answers the challenge, with a proof of the peer
+ * secret if this node has one, naming a peer of this cluster; then each frame is
  * decoded and handed on: raft messages and node frames to the callbacks, snapshot chunks
  * and the SNAPSHOT message to snapshot_recv.c, WIRE_SNAPSHOT_HAVE (which the receiver sends
  * on its own outgoing connection) to snapshot_send.c. A malformed, truncated, oversized or
@@ -41,14 +43,16 @@ static void conn_close_cb(uv_handle_t *h)
 
 /* Closes an incoming connection, with the log line when why is not NULL. A file it was
  * writing is dropped; a verified one stays held for its peer. */
-static void conn_close(struct conn *c, const char *why)
+void conn_close(struct conn *c, const char *why)
 {
     if (c->closing) {
         return;
     }
     struct transport *t = c->t;
     c->closing = true;
-    if (why != NULL) {
+    if (why != NULL && c->p == NULL) {
+        conn_log_refusal(c, why);
+    } else if (why != NULL) {
         lr_log_as(t->self, "peer %s from %s closed: %s", c->bulk ? "bulk connection" : "connection",
                   c->addr, why);
     }
@@ -93,27 +97,6 @@ static int conn_grow(struct conn *c, size_t need)
     return 0;
 }
 
-static const char *conn_handshake(struct conn *c, const struct wire_handshake *hs)
-{
-    struct transport *t = c->t;
-    if (hs->cluster_id_len != strlen(t->cluster_id) ||
-        memcmp(hs->cluster_id, t->cluster_id, hs->cluster_id_len) != 0) {
-        return "handshake from another cluster";
-    }
-    struct peer *p = peer_find(t, hs->node_id);
-    if (p == NULL) {
-        return "handshake from an unknown node id";
-    }
-    memcpy(p->client_addr, hs->client_addr != NULL ? hs->client_addr : "", hs->client_addr_len);
-    p->client_addr[hs->client_addr_len] = '\0';
-    c->p = p;
-    c->bulk = hs->bulk;
-    if (!c->bulk && t->cb.peer != NULL) {
-        t->cb.peer(t->cb.arg, p->id, true);
-    }
-    return NULL;
-}
-
 /* Acts on one decoded frame; returns why the connection must close, or NULL. */
 static const char *conn_dispatch(struct conn *c, struct wire_frame *f)
 {
@@ -122,11 +105,15 @@ static const char *conn_dispatch(struct conn *c, struct wire_frame *f)
         if (f->type != WIRE_HANDSHAKE) {
             return "first frame is not a handshake";
         }
-        return conn_handshake(c, &f->handshake);
+        return conn_take_handshake(c, &f->handshake);
     }
     switch (f->type) {
         case WIRE_HANDSHAKE:
             return "second handshake";
+        case WIRE_CHALLENGE:
+        case WIRE_ACCEPTED:
+        case WIRE_REFUSED:
+            return "a frame only an acceptor sends";
         case WIRE_SNAPSHOT_CHUNK:
             snap_recv_chunk(c, &f->chunk);
             return NULL;
@@ -289,6 +276,11 @@ void conn_accept_cb(uv_stream_t *server, int status)
     }
     conn_name(c);
     uv_tcp_nodelay(&c->tcp, 1);
+    const char *why = NULL;
+    if (conn_send_challenge(c, &why) != 0) {
+        conn_close(c, why);
+        return;
+    }
     rv = uv_read_start((uv_stream_t *)&c->tcp, conn_alloc_cb, conn_read_cb);
     if (rv != 0) {
         conn_close(c, uv_strerror(rv));

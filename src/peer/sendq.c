@@ -110,7 +110,7 @@ static void link_write_cb(uv_write_t *req, int status)
     free(w);
     l->writing = false;
     l->inflight = NULL;
-    if (l->state != LINK_UP || t->closing) {
+    if ((l->state != LINK_UP && l->state != LINK_VERDICT) || t->closing) {
         return;
     }
     if (status < 0) {
@@ -138,7 +138,8 @@ static void write_req_abandon(struct link *l, struct write_req *w)
 /* Hands up to WRITE_FRAMES_MAX queued frames to one uv_write. */
 static void link_flush(struct link *l)
 {
-    if (l->writing || l->head == NULL || l->state != LINK_UP) {
+    /* VERDICT: the handshake, the only frame queued before the acceptor takes it. */
+    if (l->writing || l->head == NULL || (l->state != LINK_UP && l->state != LINK_VERDICT)) {
         return;
     }
     struct write_req *w = malloc(sizeof(*w));

@@ -7,6 +7,7 @@
 #include "peer/transport.h"
 
 #include <inttypes.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,6 +93,7 @@ void transport_handle_gone(struct transport *t)
     spares_free(t, 0);
     free(t->chunk_scratch);
     peers_free(t);
+    sodium_memzero(t->key, sizeof t->key);
     free(t);
     if (closed != NULL) {
         closed(arg);
@@ -131,6 +133,7 @@ static void start_failed_close_cb(uv_handle_t *h)
 {
     struct transport *t = h->data;
     peers_free(t);
+    sodium_memzero(t->key, sizeof t->key);
     free(t);
 }
 
@@ -161,6 +164,15 @@ static int copy_options(struct transport *t,
         t->reconnect_ms_max = t->reconnect_ms_min;
     }
     wire_limits_default(&t->limits);
+    if (sodium_init() < 0) { /* randombytes_buf for the challenges needs it */
+        snprintf(errmsg, errmsg_size, "transport: libsodium does not start");
+        return TRANSPORT_EINVAL;
+    }
+    t->auth = o->peer_key != NULL;
+    if (t->auth) {
+        memcpy(t->key, o->peer_key, sizeof t->key);
+    }
+    t->refusals.tokens = REFUSAL_BURST;
     return 0;
 }
 

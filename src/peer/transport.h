@@ -9,14 +9,21 @@
  * So a heartbeat or a vote never waits behind bulk bytes, in our queues or the kernel's,
  * and a full bulk queue never drops a control message. Each lane keeps its frames in
  * order; a frame of one lane may overtake one of the other (Raft tolerates reordering).
- * A connection opens with a handshake frame (node id, cluster id, the node's client
- * address; its type names the lane) and then carries frames of src/peer/wire.h. Outgoing
+ * A connection opens with an exchange (src/peer/wire.h): the acceptor's challenge, the
+ * dialer's handshake (node id, cluster id, the node's client address, the answer to the
+ * challenge and, with a peer secret, its proof; its type names the lane), the acceptor's
+ * verdict; then it carries the dialer's frames of src/peer/wire.h. With a peer key, a
+ * handshake is taken only with a proof that verifies (src/peer/peer_auth.h), on both
+ * lanes; a node without one refuses a handshake with a proof, and one with a key a
+ * handshake without. Outgoing
  * connections reconnect with exponential backoff, each on its own; each lane of each peer
  * has a send queue bounded by send_queue_bytes_max (a message that does not fit is
  * dropped: Raft retries).
  *
  * A malformed, truncated, oversized or unauthenticated frame closes that connection with
- * a log line; the node goes on.
+ * a log line; the node goes on. Lines of connections refused before their handshake was
+ * taken are rate-limited (a burst of 10, then one per 6 s, with a count of those left out);
+ * a dialer logs a refusal once per reason a minute.
  *
  * Snapshots travel in chunks on the bulk lane: transport_send_snapshot() streams a
  * snapshot file; the receiver writes the chunks to a temporary file in its data directory
@@ -67,6 +74,7 @@ struct transport_options
     const char *cluster_id;  /* peers of another cluster are refused at the handshake */
     const char *client_addr; /* "host:port" of this node's client port, told to peers */
     const char *dir;         /* where incoming snapshot files are written */
+    const uint8_t *peer_key; /* PEER_KEY_BYTES (peer_auth.h), or NULL: no peer secret */
     uint64_t send_queue_bytes_max;
     uint32_t reconnect_ms_min;
     uint32_t reconnect_ms_max;
@@ -93,7 +101,8 @@ enum {
     TRANSPORT_FRAME_FORWARD = 100,       /* a client command for the leader */
     TRANSPORT_FRAME_FORWARD_REPLY = 101, /* its reply */
     TRANSPORT_FRAME_CHECK = 102,         /* RAFT.CHECK's questions and answers */
-    TRANSPORT_FRAME_REMOVED = 103        /* the leader to a member it removed */
+    TRANSPORT_FRAME_REMOVED = 103,       /* the leader to a member it removed */
+    TRANSPORT_FRAME_SCRIPT = 104         /* the script a node's data directory was made with */
 };
 
 struct transport;

@@ -7,7 +7,8 @@
  *   sendq.c           each lane's bounded queue of encoded frames and its writes
  *   bufpool.c         the spare big buffers, reused warm
  *   link.c            outgoing connections: connect, handshake, reconnect with backoff
- *   conn.c            incoming connections: accept, read and dispatch frames
+ *   conn.c            incoming connections: accept, challenge, read and dispatch frames
+ *   conn_auth.c       the acceptor's side of the opening exchange, its rate-limited lines
  *   snapshot_send.c   streaming a snapshot file in chunks, paced by the bulk queue
  *   snapshot_recv.c   receiving one: chunks into a file, fsync and verify off the loop
  *
@@ -39,6 +40,7 @@
 #include <sys/socket.h>
 #include <uv.h>
 
+#include "peer/peer_auth.h"
 #include "peer/transport.h"
 #include "peer/wire.h"
 #include "util/buf.h"
@@ -77,7 +79,12 @@ struct out_frame
     struct buf b;
 };
 
-enum link_state { LINK_DOWN, LINK_CONNECTING, LINK_UP, LINK_CLOSING };
+/* CONNECTING: TCP connecting; CHALLENGE: connected, waiting for the acceptor's challenge;
+ * VERDICT: the handshake is written, waiting for WIRE_ACCEPTED; UP: frames flow. */
+enum link_state { LINK_DOWN, LINK_CONNECTING, LINK_CHALLENGE, LINK_VERDICT, LINK_UP, LINK_CLOSING };
+
+/* The longest frame an acceptor sends: WIRE_REFUSED with the longest reason. */
+#define LINK_IN_BYTES (WIRE_HEADER_BYTES + WIRE_REASON_BYTES_MAX)
 
 /* One outgoing connection of a peer: the lane's queue, its reconnect timer and backoff. */
 struct link
@@ -94,6 +101,10 @@ struct link
     uint64_t queue_bytes;          /* queued plus in flight */
     bool writing;
     struct write_req *inflight; /* while writing */
+    uint8_t in[LINK_IN_BYTES];  /* the acceptor's frames, while CHALLENGE or VERDICT */
+    size_t in_len;
+    uint32_t said_crc; /* the CRC-32C of the last refusal logged, 0 after an accepted one */
+    uint64_t said_ms;  /* when it was logged */
 };
 
 enum recv_state {
@@ -150,7 +161,20 @@ struct conn
     struct peer *p; /* NULL until the handshake */
     uint64_t accepted_ms;
     char addr[64];
+    uint8_t nonce[WIRE_NONCE_BYTES]; /* the challenge sent at accept */
     struct buf in;
+};
+
+/* The rate limit of the lines of connections refused before their handshake was taken
+ * (conn_auth.c): a burst of this many lines, then one per REFUSAL_REFILL_MS. */
+#define REFUSAL_BURST 10
+
+/* The rate limit of the lines of connections refused before their handshake was taken. */
+struct refusal_log
+{
+    unsigned tokens;     /* lines that may be written now */
+    uint64_t refill_ms;  /* when the last token came */
+    uint64_t suppressed; /* lines left out since the last one written */
 };
 
 struct spare
@@ -171,6 +195,9 @@ struct transport
     uint32_t reconnect_ms_max;
     struct wire_limits limits;
     struct transport_callbacks cb;
+    bool auth;                   /* a peer key is set */
+    uint8_t key[PEER_KEY_BYTES]; /* when auth */
+    struct refusal_log refusals;
     uv_tcp_t listen;
     uv_timer_t housekeeping;
     struct peer **peers; /* each allocated on its own: handles point into it */
@@ -239,6 +266,9 @@ void link_close(struct link *l);
 
 /* conn.c */
 
+/* Closes an incoming connection, with the log line when why is not NULL. */
+void conn_close(struct conn *c, const char *why);
+
 /* The listener's connection callback. */
 void conn_accept_cb(uv_stream_t *server, int status);
 /* Closes incoming connections that have not said who they are in time. */
@@ -247,6 +277,17 @@ void conns_expire_handshakes(struct transport *t);
 void conns_drop_peer(struct transport *t, struct peer *p);
 /* At transport_close(): closes every incoming connection, without a word. */
 void conns_close_all(struct transport *t);
+
+/* conn_auth.c */
+
+/* Writes the challenge of a connection just accepted. Errors: -1 (why in *why). */
+int conn_send_challenge(struct conn *c, const char **why);
+/* Takes the handshake of c, or says why not (NULL: taken, and WIRE_ACCEPTED written).
+ * The verdict is written either way. */
+const char *conn_take_handshake(struct conn *c, const struct wire_handshake *hs);
+/* Writes the line of a connection closed before its handshake was taken, if the rate limit
+ * lets it; counts it otherwise. */
+void conn_log_refusal(struct conn *c, const char *why);
 
 /* snapshot_send.c */
 

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "peer/wire_internal.h"
 #include "util/assert.h"
 #include "util/crc32c.h"
 
@@ -70,8 +71,8 @@ static bool message_type_valid(unsigned type)
 
 static bool frame_type_valid(unsigned type)
 {
-    return message_type_valid(type) || type == WIRE_HANDSHAKE || type == WIRE_HANDSHAKE_BULK ||
-           type == WIRE_SNAPSHOT_CHUNK || type == WIRE_SNAPSHOT_HAVE || type >= WIRE_NODE_FRAME_MIN;
+    return message_type_valid(type) || wire_type_opening(type) || type == WIRE_SNAPSHOT_CHUNK ||
+           type == WIRE_SNAPSHOT_HAVE || type >= WIRE_NODE_FRAME_MIN;
 }
 
 /* Body bytes of m after the common part; for APPEND, including every entry. */
@@ -155,7 +156,7 @@ static uint32_t frame_crc(const uint8_t *header, const uint8_t *body, uint32_t l
     return crc32c(crc32c(0, header, WIRE_CRC_HEADER_BYTES), body, length);
 }
 
-static void put_header(uint8_t *out, uint8_t type, uint32_t length)
+void wire_put_header(uint8_t *out, uint8_t type, uint32_t length)
 {
     be_put_u32(out, WIRE_MAGIC);
     out[4] = WIRE_VERSION;
@@ -236,7 +237,7 @@ int wire_encode_message_into(const struct raft_message *m, uint8_t *out)
     put_u64(&w, m->term);
     put_message_fields(&w, m);
     lr_assert((size_t)(w.p - out) == WIRE_HEADER_BYTES + body);
-    put_header(out, m->type, (uint32_t)body);
+    wire_put_header(out, m->type, (uint32_t)body);
     return 0;
 }
 
@@ -255,41 +256,6 @@ int wire_encode_message(struct buf *b, const struct raft_message *m)
     return 0;
 }
 
-int wire_encode_handshake_addr(struct buf *b, const struct wire_handshake *hs)
-{
-    lr_assert(hs->cluster_id_len >= 1);
-    lr_assert(hs->cluster_id_len <= WIRE_CLUSTER_ID_BYTES_MAX);
-    lr_assert(hs->client_addr_len <= WIRE_CLIENT_ADDR_BYTES_MAX);
-    lr_implies(hs->client_addr_len > 0, hs->client_addr != NULL);
-    size_t body = 8 + 2 + (size_t)hs->cluster_id_len + 2 + (size_t)hs->client_addr_len;
-    if (buf_reserve(b, WIRE_HEADER_BYTES + body) != 0) {
-        return WIRE_ENOMEM;
-    }
-    uint8_t *out = b->data + b->len;
-    struct writer w = {out + WIRE_HEADER_BYTES};
-    put_u64(&w, hs->node_id);
-    be_put_u16(w.p, hs->cluster_id_len);
-    w.p += 2;
-    put_bytes(&w, hs->cluster_id, hs->cluster_id_len);
-    be_put_u16(w.p, hs->client_addr_len);
-    w.p += 2;
-    put_bytes(&w, hs->client_addr, hs->client_addr_len);
-    lr_assert((size_t)(w.p - out) == WIRE_HEADER_BYTES + body);
-    put_header(out, hs->bulk ? WIRE_HANDSHAKE_BULK : WIRE_HANDSHAKE, (uint32_t)body);
-    b->len += WIRE_HEADER_BYTES + body;
-    return 0;
-}
-
-int wire_encode_handshake(struct buf *b, const struct wire_handshake *hs)
-{
-    struct wire_handshake full = {
-        .node_id = hs->node_id,
-        .cluster_id = hs->cluster_id,
-        .cluster_id_len = hs->cluster_id_len,
-    };
-    return wire_encode_handshake_addr(b, &full);
-}
-
 int wire_encode_chunk(struct buf *b, const struct wire_chunk *c)
 {
     lr_assert(c->len <= UINT32_MAX - WIRE_CHUNK_HEADER_BYTES);
@@ -306,7 +272,7 @@ int wire_encode_chunk(struct buf *b, const struct wire_chunk *c)
     put_u8(&w, c->last ? 1 : 0);
     put_bytes(&w, c->data, c->len);
     lr_assert((size_t)(w.p - out) == WIRE_HEADER_BYTES + body);
-    put_header(out, WIRE_SNAPSHOT_CHUNK, (uint32_t)body);
+    wire_put_header(out, WIRE_SNAPSHOT_CHUNK, (uint32_t)body);
     b->len += WIRE_HEADER_BYTES + body;
     return 0;
 }
@@ -320,7 +286,7 @@ int wire_encode_have(struct buf *b, const struct wire_have *h)
     struct writer w = {out + WIRE_HEADER_BYTES};
     put_u64(&w, h->index);
     put_u64(&w, h->term);
-    put_header(out, WIRE_SNAPSHOT_HAVE, WIRE_HAVE_BYTES);
+    wire_put_header(out, WIRE_SNAPSHOT_HAVE, WIRE_HAVE_BYTES);
     b->len += WIRE_HEADER_BYTES + WIRE_HAVE_BYTES;
     return 0;
 }
@@ -331,7 +297,7 @@ int wire_seal_node_frame(uint8_t *out, uint8_t type, size_t len)
     if (len > UINT32_MAX) {
         return WIRE_ETOOBIG;
     }
-    put_header(out, type, (uint32_t)len);
+    wire_put_header(out, type, (uint32_t)len);
     return 0;
 }
 
@@ -348,7 +314,7 @@ int wire_encode_node_frame(struct buf *b, uint8_t type, const void *body, size_t
     uint8_t *out = b->data + b->len;
     struct writer w = {out + WIRE_HEADER_BYTES};
     put_bytes(&w, body, len);
-    put_header(out, type, (uint32_t)len);
+    wire_put_header(out, type, (uint32_t)len);
     b->len += WIRE_HEADER_BYTES + len;
     return 0;
 }
@@ -373,8 +339,7 @@ int wire_decode_header(const uint8_t *p, const struct wire_limits *limits, struc
         return WIRE_EFLAGS;
     }
     uint32_t max = limits->frame_bytes_max;
-    if (h->type == WIRE_HANDSHAKE || h->type == WIRE_HANDSHAKE_BULK ||
-        h->type == WIRE_SNAPSHOT_HAVE) {
+    if (wire_type_opening(h->type) || h->type == WIRE_SNAPSHOT_HAVE) {
         max = limits->handshake_bytes_max;
     } else if (h->type == WIRE_SNAPSHOT_CHUNK) {
         max = limits->chunk_bytes_max;
@@ -508,42 +473,6 @@ static int decode_message_fields(struct cursor *c,
     }
 }
 
-static int decode_handshake(struct cursor *c, struct wire_handshake *hs)
-{
-    uint16_t n = 0;
-    const uint8_t *id = NULL;
-    if (!cursor_get_u64(c, &hs->node_id) || !cursor_get_u16(c, &n)) {
-        return WIRE_ETRUNCATED;
-    }
-    if (n == 0 || n > WIRE_CLUSTER_ID_BYTES_MAX) {
-        return WIRE_EINVAL;
-    }
-    if (!cursor_get_bytes(c, n, &id)) {
-        return WIRE_ETRUNCATED;
-    }
-    hs->cluster_id = (const char *)id;
-    hs->cluster_id_len = n;
-    const uint8_t *addr = NULL;
-    if (!cursor_get_u16(c, &n)) {
-        return WIRE_ETRUNCATED;
-    }
-    if (n > WIRE_CLIENT_ADDR_BYTES_MAX) {
-        return WIRE_EINVAL;
-    }
-    if (!cursor_get_bytes(c, n, &addr)) {
-        return WIRE_ETRUNCATED;
-    }
-    /* A "host:port" string goes into log lines and replies: printable, without spaces. */
-    for (uint16_t i = 0; i < n; i++) {
-        if (addr[i] <= ' ' || addr[i] > '~') {
-            return WIRE_EINVAL;
-        }
-    }
-    hs->client_addr = n > 0 ? (const char *)addr : NULL;
-    hs->client_addr_len = n;
-    return 0;
-}
-
 static int decode_chunk(struct cursor *c, struct wire_chunk *chunk)
 {
     int rv = WIRE_ETRUNCATED;
@@ -578,10 +507,8 @@ int wire_decode_body(const struct wire_header *h,
     f->type = h->type;
     struct cursor c = cursor_make(body, h->length);
     int rv;
-    if (h->type == WIRE_HANDSHAKE || h->type == WIRE_HANDSHAKE_BULK) {
-        f->type = WIRE_HANDSHAKE;
-        rv = decode_handshake(&c, &f->handshake);
-        f->handshake.bulk = h->type == WIRE_HANDSHAKE_BULK;
+    if (wire_type_opening(h->type)) {
+        rv = wire_decode_opening(h->type, &c, f);
     } else if (h->type == WIRE_SNAPSHOT_HAVE) {
         rv = cursor_get_u64(&c, &f->have.index) && cursor_get_u64(&c, &f->have.term)
                  ? 0

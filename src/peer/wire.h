@@ -25,13 +25,24 @@
  *   READ_INDEX_RESP  id u64, index u64
  * Booleans are one byte, 0 or 1. after_persist is local to a node and not sent.
  *
- * Handshake body (the first frame on a new connection, so a peer says who it is before
- * any raft message is accepted): node_id u64, cluster_id_len u16, cluster_id bytes,
- * client_addr_len u16, client_addr bytes (the node's client "host:port", printable ASCII
- * without spaces; may be empty). Its type says which lane the connection is
- * (src/peer/transport.h): WIRE_HANDSHAKE opens a control connection, WIRE_HANDSHAKE_BULK
- * a bulk one; both decode to WIRE_HANDSHAKE with handshake.bulk telling them apart. The
- * lane is a type rather than a body field so that the body stays that of version 1.
+ * A connection opens with an exchange of four frames, before any raft message is taken:
+ *
+ *   acceptor -> dialer   WIRE_CHALLENGE: node_id u64 (the acceptor's), flags u8 (bit 0: the
+ *                        acceptor has a peer secret and wants a proof; the others 0), then
+ *                        WIRE_NONCE_BYTES fresh random bytes, the challenge
+ *   dialer -> acceptor   WIRE_HANDSHAKE (a control connection) or WIRE_HANDSHAKE_BULK (a bulk
+ *                        one): node_id u64, cluster_id_len u16, cluster_id bytes,
+ *                        client_addr_len u16, client_addr bytes (the node's client
+ *                        "host:port", printable ASCII without spaces; may be empty), the
+ *                        challenge it answers (WIRE_NONCE_BYTES), proof_len u8 (0, or
+ *                        WIRE_PROOF_BYTES with a peer secret), proof bytes
+ *   acceptor -> dialer   WIRE_ACCEPTED (empty body), or WIRE_REFUSED: reason text (printable
+ *                        ASCII, at most WIRE_REASON_BYTES_MAX bytes) before it closes
+ *
+ * Both handshake types decode to WIRE_HANDSHAKE with handshake.bulk telling them apart.
+ * The proof (src/peer/peer_auth.c) is an HMAC under the cluster's secret over every field
+ * that says who talks to whom on which lane, in answer to which challenge, so a handshake
+ * recorded from one connection proves nothing on another.
  *
  * Snapshot chunk body: index u64, term u64, offset u64, last u8, then the data bytes (the
  * rest of the body). index and term name the snapshot; offset is where data goes in its
@@ -41,17 +52,18 @@
  * snapshot, verified, when a stream of it starts again: the sender then skips to the
  * SNAPSHOT message instead of sending the file again.
  *
- * Version 2 (this one) added WIRE_HANDSHAKE_BULK and WIRE_SNAPSHOT_HAVE; version 1 had one
- * connection per direction. The versions refuse each other at the first header.
+ * Version 3 (this one) added the challenge, the proof and the acceptor's verdict (peer
+ * authentication); version 2 added WIRE_HANDSHAKE_BULK and WIRE_SNAPSHOT_HAVE; version 1
+ * had one connection per direction. The versions refuse each other at the first header.
  *
  * Node-level frame body (type WIRE_NODE_FRAME_MIN .. 255): opaque bytes, the node's own.
  *
  * A decoder rejects, in this order, and before allocating anything: a bad magic, an
  * unknown version, an unknown type, nonzero flags, a length above the frame's limit
- * (handshake_bytes_max for a handshake or a snapshot-have, chunk_bytes_max for a snapshot
- * chunk, frame_bytes_max for the rest), then a checksum mismatch, then
- * any body field out of bounds, a count the remaining bytes cannot hold, or trailing
- * bytes. A version bump is how the format changes; flags are reserved for it.
+ * (handshake_bytes_max for the frames of the opening exchange and a snapshot-have, chunk_bytes_max
+ * for a snapshot chunk, frame_bytes_max for the rest), then a checksum mismatch, then any body
+ * field out of bounds, a count the remaining bytes cannot hold, or trailing bytes. A version bump
+ * is how the format changes; flags are reserved for it.
  */
 #ifndef LUARAFT_PEER_WIRE_H
 #define LUARAFT_PEER_WIRE_H
@@ -64,12 +76,15 @@
 #include "util/buf.h"
 
 #define WIRE_MAGIC 0x4c524654U /* "LRFT" */
-#define WIRE_VERSION 2
+#define WIRE_VERSION 3
 #define WIRE_HEADER_BYTES 16
 #define WIRE_HANDSHAKE 64       /* frame type of the handshake; raft message types are below */
 #define WIRE_SNAPSHOT_CHUNK 65  /* frame type of a chunk of a snapshot file */
 #define WIRE_SNAPSHOT_HAVE 66   /* frame type of "I hold that snapshot already" */
 #define WIRE_HANDSHAKE_BULK 67  /* frame type of the handshake of a bulk connection */
+#define WIRE_CHALLENGE 68       /* the acceptor's first frame: its challenge */
+#define WIRE_ACCEPTED 69        /* the acceptor took the handshake */
+#define WIRE_REFUSED 70         /* the acceptor refused it, and says why */
 #define WIRE_NODE_FRAME_MIN 100 /* node-level frame types are WIRE_NODE_FRAME_MIN .. 255 */
 
 /* Bytes of an entry's fixed part (term, type, len): bounds n_entries by the body length. */
@@ -86,6 +101,16 @@
 
 /* Bytes of a snapshot-have body (index, term). */
 #define WIRE_HAVE_BYTES 16
+
+/* Bytes of a challenge, and of a handshake's proof (crypto_auth_BYTES). */
+#define WIRE_NONCE_BYTES 32
+#define WIRE_PROOF_BYTES 32
+
+/* Bytes of a challenge body (node id, flags, the challenge). */
+#define WIRE_CHALLENGE_BODY_BYTES (8 + 1 + WIRE_NONCE_BYTES)
+
+/* The longest reason of a WIRE_REFUSED, in bytes. */
+#define WIRE_REASON_BYTES_MAX 255
 
 /* Return codes; wire_strerror() names them. */
 enum {
@@ -130,11 +155,29 @@ struct wire_header
 struct wire_handshake
 {
     raft_id node_id;
-    const char *cluster_id;   /* not NUL-terminated; when decoded, points into the frame */
-    uint16_t cluster_id_len;  /* 1 .. WIRE_CLUSTER_ID_BYTES_MAX */
-    const char *client_addr;  /* likewise; may be NULL when client_addr_len is 0 */
-    uint16_t client_addr_len; /* 0 .. WIRE_CLIENT_ADDR_BYTES_MAX */
-    bool bulk;                /* a bulk connection's handshake (WIRE_HANDSHAKE_BULK) */
+    const char *cluster_id;           /* not NUL-terminated; when decoded, points into the frame */
+    uint16_t cluster_id_len;          /* 1 .. WIRE_CLUSTER_ID_BYTES_MAX */
+    const char *client_addr;          /* likewise; may be NULL when client_addr_len is 0 */
+    uint16_t client_addr_len;         /* 0 .. WIRE_CLIENT_ADDR_BYTES_MAX */
+    bool bulk;                        /* a bulk connection's handshake (WIRE_HANDSHAKE_BULK) */
+    uint8_t answer[WIRE_NONCE_BYTES]; /* the challenge it answers */
+    bool has_proof;                   /* the dialer has a peer secret */
+    uint8_t proof[WIRE_PROOF_BYTES];  /* when has_proof */
+};
+
+/* The acceptor's challenge. */
+struct wire_challenge
+{
+    raft_id node_id; /* the acceptor's */
+    bool required;   /* it has a peer secret: a handshake without a proof is refused */
+    uint8_t nonce[WIRE_NONCE_BYTES];
+};
+
+/* Why the acceptor refused a handshake. */
+struct wire_refused
+{
+    const char *reason; /* not NUL-terminated; when decoded, points into the frame */
+    uint16_t len;       /* 0 .. WIRE_REASON_BYTES_MAX */
 };
 
 /* A piece of a snapshot file. */
@@ -165,12 +208,14 @@ struct wire_node_frame
 /* A decoded frame: type says which member is valid. */
 struct wire_frame
 {
-    /* a raft message type, WIRE_HANDSHAKE (either lane), WIRE_SNAPSHOT_CHUNK,
-     * WIRE_SNAPSHOT_HAVE or >= 100 */
+    /* a raft message type, WIRE_HANDSHAKE (either lane), WIRE_CHALLENGE, WIRE_ACCEPTED,
+     * WIRE_REFUSED, WIRE_SNAPSHOT_CHUNK, WIRE_SNAPSHOT_HAVE or >= 100 */
     uint8_t type;
     union {
         struct raft_message msg;
         struct wire_handshake handshake;
+        struct wire_challenge challenge;
+        struct wire_refused refused;
         struct wire_chunk chunk;
         struct wire_have have;
         struct wire_node_frame node;
@@ -201,11 +246,21 @@ int wire_encode_message(struct buf *b, const struct raft_message *m);
 int wire_encode_handshake_addr(struct buf *b, const struct wire_handshake *hs);
 
 /*
- * The same with an empty client address, for a control connection: reads only hs->node_id
- * and hs->cluster_id*, so callers written before the client address existed stay correct.
- * Errors: WIRE_ENOMEM (b unchanged).
+ * The same with an empty client address, for a control connection, answering a challenge
+ * of zeros without a proof: reads only hs->node_id and hs->cluster_id*, so callers written
+ * before those fields existed stay correct. Errors: WIRE_ENOMEM (b unchanged).
  */
 int wire_encode_handshake(struct buf *b, const struct wire_handshake *hs);
+
+/* Appends a challenge frame to b. Errors: WIRE_ENOMEM (b unchanged). */
+int wire_encode_challenge(struct buf *b, const struct wire_challenge *c);
+
+/* Appends a WIRE_ACCEPTED frame to b. Errors: WIRE_ENOMEM (b unchanged). */
+int wire_encode_accepted(struct buf *b);
+
+/* Appends a WIRE_REFUSED frame to b, its reason cut to WIRE_REASON_BYTES_MAX bytes and
+ * every byte outside printable ASCII written as '?'. Errors: WIRE_ENOMEM (b unchanged). */
+int wire_encode_refused(struct buf *b, const char *reason);
 
 /*
  * Appends a snapshot chunk frame to b. c->len must be at most UINT32_MAX minus

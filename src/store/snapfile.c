@@ -14,6 +14,11 @@
  * (the cluster's id and the configuration as of the snapshot's index, with every
  * member's addresses: src/node/members.c); the magics are "LRSNAP03". A file is written
  * as version 3 when it has a members record, as version 2 otherwise.
+ * Version 4 is version 3 with a third record, after the members one (whose length may then
+ * be 0): the length t of the script's text (u32, at least 1) and its t bytes, the text of
+ * the script whose identity the header records; the magics are "LRSNAP04". A node writes
+ * it once the script was upgraded (RAFT.LOAD: identity since > 0), so that a node that
+ * restores the file runs the script its state belongs to, whatever --script says.
  * Version 1, written before scripts were recorded, had no header and "LRSNAP01" in its
  * trailer (length and CRC-32C of the body, i.e. of all before the trailer, as now); it is
  * still read, as a snapshot of no known script. A trailer magic "LRSNAPnn" with nn above
@@ -45,16 +50,18 @@
 #define SNAPFILE_MAGIC_PREFIX "LRSNAP" /* then the version in two decimal digits */
 #define SNAPFILE_MAGIC "LRSNAP02"
 #define SNAPFILE_MAGIC_V3 "LRSNAP03"
+#define SNAPFILE_MAGIC_V4 "LRSNAP04"
 
 enum {
-    SNAPFILE_VERSION = 3,
+    SNAPFILE_VERSION = 4,
+    SNAPFILE_VERSION_MEMBERS = 3,
     SNAPFILE_VERSION_SCRIPT = 2,
     SNAPFILE_VERSION_NO_SCRIPT = 1,
     SNAPFILE_MAGIC_BYTES = 8,
     SNAPFILE_TRAILER_BYTES = SNAPFILE_MAGIC_BYTES + 8 + 4,
     SNAPFILE_HEADER_FIXED_BYTES = SNAPFILE_MAGIC_BYTES + 4,
-    SNAPFILE_HEADER_BYTES_MAX =
-        SNAPFILE_HEADER_FIXED_BYTES + SCRIPT_IDENTITY_BYTES_MAX + 4 + SNAPFILE_MEMBERS_BYTES_MAX,
+    SNAPFILE_HEADER_BYTES_MAX = SNAPFILE_HEADER_FIXED_BYTES + SCRIPT_IDENTITY_BYTES_MAX + 4 +
+                                SNAPFILE_MEMBERS_BYTES_MAX + 4,
     SNAPFILE_READ_CHUNK_BYTES = 64 * 1024,
 };
 
@@ -128,25 +135,34 @@ static void put_be32(unsigned char *p, uint64_t v)
     }
 }
 
+static const char *const snapfile_magics[] = {SNAPFILE_MAGIC, SNAPFILE_MAGIC, SNAPFILE_MAGIC,
+                                              SNAPFILE_MAGIC_V3, SNAPFILE_MAGIC_V4};
+
 /* The header (see the top of this file), through snapfile_write so that the CRC and the
- * length in the trailer cover it: version 3 when there is a members record. */
-static int snapfile_write_header(struct snapfile_writer *w,
-                                 const struct script_identity *script,
-                                 const void *members,
-                                 size_t members_len)
+ * length in the trailer cover it: version 4 with a text, 3 with a members record, else 2. */
+static int snapfile_write_header(struct snapfile_writer *w, const struct snapfile_header *hd)
 {
     unsigned char h[SNAPFILE_HEADER_BYTES_MAX];
-    memcpy(h, members_len > 0 ? SNAPFILE_MAGIC_V3 : SNAPFILE_MAGIC, SNAPFILE_MAGIC_BYTES);
-    size_t n = script_identity_encode(script, h + SNAPFILE_HEADER_FIXED_BYTES);
+    w->version = hd->text_len > 0      ? SNAPFILE_VERSION
+                 : hd->members_len > 0 ? SNAPFILE_VERSION_MEMBERS
+                                       : SNAPFILE_VERSION_SCRIPT;
+    memcpy(h, snapfile_magics[w->version], SNAPFILE_MAGIC_BYTES);
+    size_t n = script_identity_encode(hd->script, h + SNAPFILE_HEADER_FIXED_BYTES);
     put_be32(h + SNAPFILE_MAGIC_BYTES, n);
     n += SNAPFILE_HEADER_FIXED_BYTES;
-    if (members_len > 0) {
-        put_be32(h + n, members_len);
-        memcpy(h + n + 4, members, members_len);
-        n += 4 + members_len;
+    if (w->version >= SNAPFILE_VERSION_MEMBERS) {
+        put_be32(h + n, hd->members_len);
+        if (hd->members_len > 0) { /* version 4 may have none (members NULL) */
+            memcpy(h + n + 4, hd->members, hd->members_len);
+        }
+        n += 4 + hd->members_len;
     }
-    w->members = members_len > 0;
-    return snapfile_write(w, h, n);
+    if (w->version == SNAPFILE_VERSION) {
+        put_be32(h + n, hd->text_len);
+        n += 4;
+    }
+    int rv = snapfile_write(w, h, n);
+    return rv != 0 || hd->text_len == 0 ? rv : snapfile_write(w, hd->text, hd->text_len);
 }
 
 int snapfile_begin(struct snapfile_writer *w,
@@ -157,7 +173,8 @@ int snapfile_begin(struct snapfile_writer *w,
                    char *errmsg,
                    size_t errmsg_size)
 {
-    return snapfile_begin_members(w, dir, index, term, script, NULL, 0, errmsg, errmsg_size);
+    struct snapfile_header h = {.script = script};
+    return snapfile_begin_header(w, dir, index, term, &h, errmsg, errmsg_size);
 }
 
 int snapfile_begin_members(struct snapfile_writer *w,
@@ -170,8 +187,21 @@ int snapfile_begin_members(struct snapfile_writer *w,
                            char *errmsg,
                            size_t errmsg_size)
 {
-    lr_assert(w != NULL && dir != NULL && script != NULL);
-    lr_assert(members_len <= SNAPFILE_MEMBERS_BYTES_MAX);
+    struct snapfile_header h = {.script = script, .members = members, .members_len = members_len};
+    return snapfile_begin_header(w, dir, index, term, &h, errmsg, errmsg_size);
+}
+
+int snapfile_begin_header(struct snapfile_writer *w,
+                          const char *dir,
+                          raft_index index,
+                          raft_term term,
+                          const struct snapfile_header *hd,
+                          char *errmsg,
+                          size_t errmsg_size)
+{
+    lr_assert(w != NULL && dir != NULL && hd != NULL && hd->script != NULL);
+    lr_assert(hd->members_len <= SNAPFILE_MEMBERS_BYTES_MAX);
+    lr_assert(hd->text_len <= SNAPFILE_TEXT_BYTES_MAX);
     memset(w, 0, sizeof *w);
     w->fd = -1;
     w->index = index;
@@ -200,7 +230,7 @@ int snapfile_begin_members(struct snapfile_writer *w,
         snapfile_errmsg(errmsg, errmsg_size, "cannot create", w->tmp_path);
         return SNAPFILE_EIO;
     }
-    if (snapfile_write_header(w, script, members, members_len) != 0) {
+    if (snapfile_write_header(w, hd) != 0) {
         snapfile_errmsg(errmsg, errmsg_size, "cannot write the header of", w->tmp_path);
         snapfile_abort(w);
         return SNAPFILE_EIO;
@@ -225,7 +255,7 @@ int snapfile_commit(struct snapfile_writer *w, char *errmsg, size_t errmsg_size)
 {
     lr_assert(w != NULL && w->fd >= 0);
     unsigned char trailer[SNAPFILE_TRAILER_BYTES];
-    memcpy(trailer, w->members ? SNAPFILE_MAGIC_V3 : SNAPFILE_MAGIC, SNAPFILE_MAGIC_BYTES);
+    memcpy(trailer, snapfile_magics[w->version], SNAPFILE_MAGIC_BYTES);
     for (int i = 0; i < 8; i++) {
         trailer[SNAPFILE_MAGIC_BYTES + i] = (unsigned char)(w->bytes >> (56 - 8 * i));
     }
@@ -323,7 +353,8 @@ static int snapfile_version_of(const unsigned char *magic)
     return version >= SNAPFILE_VERSION_NO_SCRIPT ? version : SNAPFILE_ECORRUPT;
 }
 
-/* The members record of a version 3 header, at h[at, want). Returns its end, or 0. */
+/* The members record of a version 3 or 4 header, at h[at, want) (of version 4, maybe
+ * empty). Returns its end, or 0. */
 static size_t snapfile_read_members(const unsigned char *h,
                                     size_t at,
                                     size_t want,
@@ -333,8 +364,12 @@ static size_t snapfile_read_members(const unsigned char *h,
         return 0;
     }
     uint64_t m = snapfile_get_be(h + at, 4);
-    if (m == 0 || m > SNAPFILE_MEMBERS_BYTES_MAX || at + 4 + m > want) {
+    if ((m == 0 && out->version == SNAPFILE_VERSION_MEMBERS) || m > SNAPFILE_MEMBERS_BYTES_MAX ||
+        at + 4 + m > want) {
         return 0;
+    }
+    if (m == 0) {
+        return at + 4;
     }
     memcpy(out->members, h + at + 4, (size_t)m);
     out->members_len = (size_t)m;
@@ -342,7 +377,28 @@ static size_t snapfile_read_members(const unsigned char *h,
     return at + 4 + (size_t)m;
 }
 
-/* The header of a version 2 or 3 file whose header and body take covered bytes. */
+/* The text record of a version 4 header: its length at h[at, want), its bytes after it,
+ * before the body. Returns where the body starts, or 0. */
+static uint64_t snapfile_read_text(const unsigned char *h,
+                                   size_t at,
+                                   size_t want,
+                                   uint64_t covered,
+                                   struct snapfile_info *out)
+{
+    if (at + 4 > want) {
+        return 0;
+    }
+    uint64_t t = snapfile_get_be(h + at, 4);
+    if (t == 0 || t > SNAPFILE_TEXT_BYTES_MAX || at + 4 + t > covered) {
+        return 0;
+    }
+    out->has_text = true;
+    out->text_offset = at + 4;
+    out->text_len = (size_t)t;
+    return at + 4 + t;
+}
+
+/* The header of a version 2, 3 or 4 file whose header and body take covered bytes. */
 static int snapfile_read_header(int fd, uint64_t covered, struct snapfile_info *out)
 {
     unsigned char h[SNAPFILE_HEADER_BYTES_MAX];
@@ -355,8 +411,8 @@ static int snapfile_read_header(int fd, uint64_t covered, struct snapfile_info *
         return rv;
     }
     uint64_t n = snapfile_get_be(h + SNAPFILE_MAGIC_BYTES, 4);
-    bool v3 = out->version == SNAPFILE_VERSION;
-    if (memcmp(h, v3 ? SNAPFILE_MAGIC_V3 : SNAPFILE_MAGIC, SNAPFILE_MAGIC_BYTES) != 0 ||
+    bool v3 = out->version >= SNAPFILE_VERSION_MEMBERS;
+    if (memcmp(h, snapfile_magics[out->version], SNAPFILE_MAGIC_BYTES) != 0 ||
         SNAPFILE_HEADER_FIXED_BYTES + n > want ||
         script_identity_decode(h + SNAPFILE_HEADER_FIXED_BYTES, (size_t)n, &out->script) != 0) {
         return SNAPFILE_ECORRUPT;
@@ -365,6 +421,12 @@ static int snapfile_read_header(int fd, uint64_t covered, struct snapfile_info *
     out->body_offset = SNAPFILE_HEADER_FIXED_BYTES + n;
     if (v3) {
         out->body_offset = snapfile_read_members(h, (size_t)out->body_offset, want, out);
+        if (out->body_offset == 0) {
+            return SNAPFILE_ECORRUPT;
+        }
+    }
+    if (out->version == SNAPFILE_VERSION) {
+        out->body_offset = snapfile_read_text(h, (size_t)out->body_offset, want, covered, out);
         if (out->body_offset == 0) {
             return SNAPFILE_ECORRUPT;
         }
@@ -442,6 +504,23 @@ int snapfile_inspect(const char *path, struct snapfile_info *out)
     uint32_t crc;
     int rv = snapfile_inspect_fd(fd, out, &covered, &crc);
     close(fd);
+    return rv;
+}
+
+int snapfile_script_text(const char *path, const struct snapfile_info *info, char **text)
+{
+    lr_assert(path != NULL && info != NULL && info->has_text);
+    *text = malloc(info->text_len);
+    int fd = *text != NULL ? open(path, O_RDONLY | O_CLOEXEC) : -1;
+    int rv = fd < 0 ? SNAPFILE_EIO
+                    : snapfile_read_all(fd, *text, info->text_len, (off_t)info->text_offset);
+    if (fd >= 0) {
+        close(fd);
+    }
+    if (rv != 0) {
+        free(*text);
+        *text = NULL;
+    }
     return rv;
 }
 

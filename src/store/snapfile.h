@@ -81,13 +81,14 @@ size_t script_identity_encode(const struct script_identity *id, unsigned char *o
 /* Decodes exactly len bytes of that encoding. Returns 0, or -1 when they are not one. */
 int script_identity_decode(const unsigned char *p, size_t len, struct script_identity *out);
 
-/* The most bytes of a version 3 file's members record (see snapfile_begin_members). */
-enum { SNAPFILE_MEMBERS_BYTES_MAX = 4096 };
+/* The most bytes of a version 3 file's members record (see snapfile_begin_members), and of
+ * a version 4 file's script text (fsm_script_bytes_max). */
+enum { SNAPFILE_MEMBERS_BYTES_MAX = 4096, SNAPFILE_TEXT_BYTES_MAX = 16 * 1024 * 1024 };
 
 struct snapfile_writer
 {
     int fd;
-    bool members; /* version 3: the header has a members record */
+    int version; /* 2; 3: the header has a members record; 4: and a script text */
     uint32_t crc;
     uint64_t bytes; /* written so far, the header included */
     raft_index index;
@@ -122,6 +123,25 @@ int snapfile_begin_members(struct snapfile_writer *w,
                            size_t members_len,
                            char *errmsg,
                            size_t errmsg_size);
+/* What a header records: the script (always), members (members_len 0: none) and, once the
+ * script was upgraded, its text (text_len 0: none), which makes the file version 4. */
+struct snapfile_header
+{
+    const struct script_identity *script;
+    const void *members;
+    size_t members_len;
+    const void *text;
+    size_t text_len; /* at most SNAPFILE_TEXT_BYTES_MAX */
+};
+
+/* snapfile_begin with every record of h. */
+int snapfile_begin_header(struct snapfile_writer *w,
+                          const char *dir,
+                          raft_index index,
+                          raft_term term,
+                          const struct snapfile_header *h,
+                          char *errmsg,
+                          size_t errmsg_size);
 int snapfile_write(struct snapfile_writer *w, const void *data, size_t len);
 /*
  * Trailer, fsync, rename, fsync of the directory. Errors: SNAPFILE_EIO; when the directory
@@ -180,12 +200,15 @@ int snapfile_verify(const char *path, uint64_t *body_bytes);
 /* What a snapshot file's header and trailer say. */
 struct snapfile_info
 {
-    int version;     /* 1: written before scripts were recorded (no identity); 2; 3 */
-    bool has_script; /* version 2 and 3 */
+    int version;     /* 1: written before scripts were recorded (no identity); 2; 3; 4 */
+    bool has_script; /* version 2 and later */
     struct script_identity script;
     bool has_members; /* version 3: the members record */
     size_t members_len;
     unsigned char members[SNAPFILE_MEMBERS_BYTES_MAX];
+    bool has_text; /* version 4: the script's text, text_len bytes at text_offset */
+    size_t text_len;
+    uint64_t text_offset;
     uint64_t body_offset; /* where the script's bytes start */
     uint64_t body_bytes;
 };
@@ -196,6 +219,12 @@ struct snapfile_info
  * snapfile_verify's.
  */
 int snapfile_inspect(const char *path, struct snapfile_info *out);
+
+/* The script text of a version 4 file (info from snapfile_inspect, has_text) into a
+ * malloc'd *text of info->text_len bytes, checked by nothing but the caller (hash it
+ * against info->script, or snapfile_verify the file first). Errors: SNAPFILE_EIO,
+ * SNAPFILE_ECORRUPT. */
+int snapfile_script_text(const char *path, const struct snapfile_info *info, char **text);
 
 /* A sentence for a SNAPFILE_E* code. */
 const char *snapfile_strerror(int rv);

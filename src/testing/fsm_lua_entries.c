@@ -45,17 +45,17 @@ static int put_transaction(lua_State *L, int idx, struct buf *b)
 
 /* fsm.payload(kind, ... [, time_ms]) -> bytes | nil: "command", cmd; "tick"; "transaction",
  * {cmd, ...}; "body", n, bytes (command_put_transaction_body; nil if malformed); "argv",
- * cmd (the argv blob alone, no time); "check". */
+ * cmd (the argv blob alone, no time); "check"; "load", name, text (nil if malformed). */
 static int fsm_lua_payload(lua_State *L)
 {
     static const char *const kinds[] = {"command", "tick",  "transaction", "body",
-                                        "argv",    "check", NULL};
+                                        "argv",    "check", "load",        NULL};
     int kind = luaL_checkoption(L, 1, NULL, kinds);
     struct buf b, blob;
     buf_init(&b);
     buf_init(&blob);
     int rv = 0;
-    int time_arg = kind == 1 || kind == 5 ? 2 : kind == 3 ? 4 : 3;
+    int time_arg = kind == 1 || kind == 5 ? 2 : kind == 3 || kind == 6 ? 4 : 3;
     if (kind == 0 || kind == 4) {
         put_argv(L, 2, &blob);
         rv = kind == 0 ? command_put(&b, blob.data, blob.len) : buf_append(&b, blob.data, blob.len);
@@ -63,6 +63,11 @@ static int fsm_lua_payload(lua_State *L)
         rv = command_put_tick(&b);
     } else if (kind == 5) {
         rv = command_put_check(&b);
+    } else if (kind == 6) {
+        size_t name_len, text_len;
+        const char *name = luaL_checklstring(L, 2, &name_len);
+        const char *text = luaL_checklstring(L, 3, &text_len);
+        rv = command_put_load(&b, name, name_len, text, text_len);
     } else if (kind == 2) {
         rv = put_transaction(L, 2, &b);
     } else {
@@ -104,13 +109,13 @@ static void push_argv(lua_State *L, const void *blob, size_t len)
     free(argvlen);
 }
 
-/* fsm.payload_decode(bytes) -> {kind = "command" | "tick" | "transaction" | "check",
+/* fsm.payload_decode(bytes) -> {kind = "command" | "tick" | "transaction" | "check" | "load",
  * time_ms =, cmd = {...} | false (COMMAND), cmds = {{...}, ...} (TRANSACTION)} | nil
  * (command_get_kind refuses it). */
 static int fsm_lua_payload_decode(lua_State *L)
 {
-    static const char *const names[] = {"command", "tick", "transaction", "check"};
-    _Static_assert(sizeof names / sizeof names[0] == COMMAND_KIND_CHECK + 1, "a name per kind");
+    static const char *const names[] = {"command", "tick", "transaction", "check", "load"};
+    _Static_assert(sizeof names / sizeof names[0] == COMMAND_KIND_LOAD + 1, "a name per kind");
     size_t len;
     const char *s = luaL_checklstring(L, 1, &len);
     int64_t time_ms;
@@ -145,7 +150,8 @@ static int fsm_lua_payload_decode(lua_State *L)
 
 /* m:apply_entry(payload, {index=, term=} [, type]) -> RESP bytes: the entry applied as
  * the node applies it (fsm_job_apply_entry: its seed from index and term, its time from
- * the payload); type is a raft_entry_type number, default NORMAL. */
+ * the payload); type is a raft_entry_type number, default NORMAL. A LOAD entry that
+ * switched scripts leaves m running the successor (fsm_job_adopt). */
 static int machine_apply_entry(lua_State *L)
 {
     struct machine *m = check_machine(L);
@@ -161,6 +167,8 @@ static int machine_apply_entry(lua_State *L)
         .payload = (void *)payload, /* read only */
     };
     fsm_job_apply_entry(m->f, &e);
+    m->f = fsm_job_adopt(m->f, &e);
+    fsm_close(e.retired); /* no other thread reads its command table */
     lua_pushlstring(L, e.reply.data != NULL ? e.reply.data : "", e.reply.len); /* bytes */
     fsm_reply_free(&e.reply);
     return 1;

@@ -20,12 +20,13 @@
  *   st:stats() -> {requests =, batches =, txns =}
  *   st:close() (also __gc and __close): finishes the queue, closes LMDB and the loop
  *
- *   store.snapfile_write(dir, index, term, data [, script]) -> path | nil, message
+ *   store.snapfile_write(dir, index, term, data [, script [, text]]) -> path | nil, message
+ *     (text: the script's text, which makes the file version 4)
  *       script = {name =, hash =, since =}; by default {name = "spec.lua", hash = 64 zeros}
  *   store.snapfile_latest(dir) -> index, term, path | nil, code
  *   store.snapfile_verify(path) -> body_bytes | nil, code
  *   store.snapfile_inspect(path) -> {version =, script = {...} or nil, body_offset =,
- *                                    body_bytes =} | nil, code
+ *                                    body_bytes =, text = (version 4)} | nil, code
  *   store.snapfile_prune(dir, index)
  *   store.snapfile_path(dir, index, term) -> path | nil, message, code
  *   store.snapfile_cleanup(dir) -> removed | nil, message, code
@@ -410,10 +411,14 @@ static int store_lua_snapfile_write(lua_State *L)
     if (!lua_isnoneornil(L, 5)) {
         check_identity(L, 5, &script);
     }
+    struct snapfile_header h = {.script = &script};
+    if (!lua_isnoneornil(L, 6)) {
+        h.text = luaL_checklstring(L, 6, &h.text_len);
+    }
     struct snapfile_writer w;
     char errmsg[512] = "";
-    int rv =
-        snapfile_begin(&w, dir, (raft_index)index, (raft_term)term, &script, errmsg, sizeof errmsg);
+    int rv = snapfile_begin_header(&w, dir, (raft_index)index, (raft_term)term, &h, errmsg,
+                                   sizeof errmsg);
     if (rv != 0) {
         return push_error(L, errmsg, rv);
     }
@@ -488,6 +493,12 @@ static int store_lua_snapfile_inspect(lua_State *L)
     lua_setfield(L, -2, "body_offset");
     lua_pushinteger(L, (lua_Integer)info.body_bytes);
     lua_setfield(L, -2, "body_bytes");
+    char *text;
+    if (info.has_text && snapfile_script_text(path, &info, &text) == 0) {
+        lua_pushlstring(L, text, info.text_len);
+        free(text);
+        lua_setfield(L, -2, "text");
+    }
     return 1;
 }
 

@@ -7,7 +7,8 @@
  *
  *   transport.start{self =, listen_port =, listen_host = "127.0.0.1", cluster_id =, dir =,
  *                   client_addr =, peers = {{id =, host =, port =}, ...},
- *                   send_queue_bytes_max =, reconnect_ms_min =, reconnect_ms_max =}
+ *                   send_queue_bytes_max =, reconnect_ms_min =, reconnect_ms_max =,
+ *                   secret = (the bytes of a peer secret file; none without it)}
  *       -> t | nil, message, code (transport.ELISTEN, ...)
  *   t:send{type = "APPEND", to =, term =, ..., entries = {{term =, type =, data =}}}
  *       -> true | nil, message          (from defaults to self; fields as luaraft.codec)
@@ -21,11 +22,13 @@
  *   t:connected(id), t:client_addr(id), t:close()
  *   t:stats() -> {control_frames =, bulk_frames =, snapshot_bytes_sent =, snapshots_held =,
  *                 appends_coalesced =}
- *   transport.raw_send(port, bytes) sends bytes on a plain connection, then closes it.
+ *   transport.raw_send(port, bytes) sends bytes on a plain connection, then closes it;
+ *   transport.raw_open(port): a connection driven by hand (transport_lua_raw.c).
  *   transport.loop_handles() -> handles still open on the module's loop (after running
  *       pending close callbacks), besides its own run timer.
- *   transport.wire_encode{...}, transport.wire_decode(bytes [, limits]): frames by hand,
- *       in transport_lua_wire.c.
+ *   transport.wire_encode{...}, transport.wire_decode(bytes [, limits]),
+ *       transport.peer_proof{...}: frames and handshake proofs by hand, in
+ *       transport_lua_wire.c.
  *
  * Callbacks push their events straight into Lua tables, so they need a lua_State: every
  * function that may run them (the run functions, send functions) sets current_L first.
@@ -36,6 +39,7 @@
 #include <string.h>
 #include <uv.h>
 
+#include "peer/peer_auth.h"
 #include "peer/transport.h"
 #include "peer/wire.h"
 #include "testing/msg_lua.h"
@@ -59,6 +63,8 @@ struct lt
     bool *close_done; /* set by the closed callback */
 };
 
+uv_loop_t *transport_lua_loop(void);
+
 static uv_loop_t *loop_get(void)
 {
     if (!module_loop_ready) {
@@ -70,6 +76,12 @@ static uv_loop_t *loop_get(void)
         module_loop_ready = true;
     }
     return &module_loop;
+}
+
+/* For transport_lua_raw.c: its connections live on the same loop. */
+uv_loop_t *transport_lua_loop(void)
+{
+    return loop_get();
 }
 
 static struct lt *check_lt(lua_State *L)
@@ -210,6 +222,15 @@ static int lt_start(lua_State *L)
     o.reconnect_ms_min = (uint32_t)msg_lua_get_u64(L, 1, "reconnect_ms_min", 0);
     o.reconnect_ms_max = (uint32_t)msg_lua_get_u64(L, 1, "reconnect_ms_max", 0);
     luaL_argcheck(L, o.cluster_id != NULL && o.dir != NULL, 1, "cluster_id and dir");
+    uint8_t key[PEER_KEY_BYTES];
+    lua_getfield(L, 1, "secret"); /* opts, ..., secret */
+    if (!lua_isnil(L, -1)) {
+        size_t len = 0;
+        const char *secret = luaL_checklstring(L, -1, &len);
+        peer_auth_key(secret, len, key);
+        o.peer_key = key;
+    }
+    lua_pop(L, 1); /* opts, ... */
 
     lua_getfield(L, 1, "peers"); /* opts, ..., peers */
     luaL_checktype(L, -1, LUA_TTABLE);
@@ -546,6 +567,8 @@ static int module_gc(lua_State *L)
 int luaopen_luaraft_transport(lua_State *L);
 /* transport_lua_wire.c: adds wire_encode and wire_decode to the module table on top. */
 void transport_lua_open_wire(lua_State *L);
+/* transport_lua_raw.c: adds raw_open. */
+void transport_lua_open_raw(lua_State *L);
 
 int luaopen_luaraft_transport(lua_State *L)
 {
@@ -562,6 +585,7 @@ int luaopen_luaraft_transport(lua_State *L)
     luaL_ref(L, LUA_REGISTRYINDEX);  /* */
     luaL_newlib(L, module_funcs);    /* module */
     transport_lua_open_wire(L);
+    transport_lua_open_raw(L);
     lua_pushinteger(L, TRANSPORT_ELISTEN);
     lua_setfield(L, -2, "ELISTEN");
     lua_pushinteger(L, WIRE_NODE_FRAME_MIN);

@@ -211,6 +211,7 @@ static void run_fsm_job(struct sim_node *s, struct fsm_job *job)
         case FSM_JOB_APPLY:
             for (unsigned i = 0; i < job->n_entries; i++) {
                 fsm_job_apply_entry(s->fsm, &job->entries[i]);
+                s->fsm = fsm_job_adopt(s->fsm, &job->entries[i]); /* after a RAFT.LOAD */
                 s->fsm_index = job->entries[i].index;
                 s->fsm_term = job->entries[i].term;
             }
@@ -226,6 +227,15 @@ static void run_fsm_job(struct sim_node *s, struct fsm_job *job)
         case FSM_JOB_RESTORE:
             ns_restore_job(s, job);
             return;
+        case FSM_JOB_CHECK_SCRIPT: {
+            struct fsm *f;
+            job->status = fsm_open_successor(s->fsm, job->path, job->text, job->text_len, &f,
+                                             job->errmsg, sizeof job->errmsg);
+            if (job->status == 0) {
+                fsm_close(f);
+            }
+            break;
+        }
         case FSM_JOB_STOP:
             break;
     }
