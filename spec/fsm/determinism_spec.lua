@@ -46,6 +46,9 @@ local TEMPLATES = {
             :format(({ 10, 1000, 100000 })[r % 3 + 1])
     end,
     function(r)
+        return ("local t = { 1, 2, 3 }; table.move(t, 1, %d, 2); return #t"):format(({ 1 << 20, 1 << 27, 1 << 40 })[r % 3 + 1])
+    end,
+    function(r)
         return ("local t = {}; for i = 1, %d do table.insert(t, 1, i) end; return t[1]")
             :format(({ 10, 300, 3000 })[r % 3 + 1])
     end,
