@@ -1,0 +1,315 @@
+# bench/compare_lib.sh: what bench/compare.sh runs for each system (sourced by it; it
+# uses its $root, $build, $bench, $data, $results, $raw, $quick, $perf_wanted and n()).
+# Every result is one line of $raw: "SYSTEM CASE key=value ...".
+
+# --- Processes -------------------------------------------------------------------------
+started=()
+track() { started+=("$1"); }
+
+# Stops every process this run started, by its pid: SIGTERM, up to 10 s to exit (a
+# luaraft leader hands over first, within its bound), then SIGKILL.
+stop_all() {
+    local pid i
+    [ ${#started[@]} -gt 0 ] || return 0
+    for pid in "${started[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for ((i = 0; i < 100; i++)); do
+        local alive=0
+        for pid in "${started[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+        [ $alive = 0 ] && break
+        sleep 0.1
+    done
+    for pid in "${started[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+    for pid in "${started[@]}"; do wait "$pid" 2>/dev/null || true; done
+    started=()
+}
+
+emit() { # SYSTEM CASE KEY=VALUE...
+    echo "$*" >>"$raw"
+    echo "  $*"
+}
+
+# utime + stime of the processes and of their waited-for children (the snapshot child
+# a luaraft node forks), fields 14 to 17 of /proc/PID/stat, in clock ticks.
+cpu_ticks() {
+    local sum=0 pid
+    for pid in "$@"; do
+        [ -r "/proc/$pid/stat" ] || continue
+        sum=$((sum + $(sed 's/.*) //' "/proc/$pid/stat" | awk '{ print $12 + $13 + $14 + $15 }')))
+    done
+    echo $sum
+}
+ticks_per_s=$(getconf CLK_TCK)
+rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
+
+port_free() {
+    local port
+    for port in "$@"; do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+            echo "compare.sh: port $port on 127.0.0.1 is in use; stop what holds it" >&2
+            exit 1
+        fi
+    done
+}
+wait_port() { # PORT [SECONDS]
+    local i
+    for ((i = 0; i < ${2:-30} * 10; i++)); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+        sleep 0.1
+    done
+    echo "compare.sh: nothing listens on 127.0.0.1:$1" >&2
+    return 1
+}
+
+# --- redis-benchmark -------------------------------------------------------------------
+# rb SYSTEM CASE PORT "PIDS" REDIS-BENCHMARK-ARGS...: one run, with the CPU the server
+# processes PIDS spent over it. p50 and p99 are redis-benchmark's summary; p999 is the
+# first step of its percentile list at or past 99.9 % (its steps halve: 99.902 %).
+rb() {
+    local system=$1 case=$2 port=$3 pids=$4
+    shift 4
+    local c=1 p=1 args=("$@") k out c0 c1
+    for ((k = 0; k + 1 < ${#args[@]}; k++)); do
+        case "${args[k]}" in -c) c=${args[k + 1]} ;; -P) p=${args[k + 1]} ;; esac
+    done
+    c0=$(cpu_ticks $pids)
+    out=$(redis-benchmark -h 127.0.0.1 -p "$port" "$@" 2>"$data/rb.err" | tr '\r' '\n') || {
+        echo "compare.sh: redis-benchmark failed on $system: $(head -c 500 "$data/rb.err")" >&2
+        return 1
+    }
+    c1=$(cpu_ticks $pids)
+    emit "$system" "$case" "inflight=$((c * p))" "$(awk -v cpu="$(((c1 - c0)))" -v tck="$ticks_per_s" '
+        /^[0-9.]+% <= / && !p999 && $1 + 0 >= 99.9 { p999 = $3 }
+        /throughput summary:/ { rps = $3 }
+        /^ +avg +min +p50/ { getline; p50 = $3; p99 = $5 }
+        /requests completed in/ { ops = $1 }
+        END { printf "ops=%d ops_per_s=%.0f p50_ms=%s p99_ms=%s p999_ms=%s cpu_s=%.2f",
+              ops, rps, p50, p99, p999, cpu / tck }' <<<"$out")"
+}
+
+# The same SET runs for luaraft's leader and redis-server: 1 client, 50, 50 with -P 16,
+# a sweep around it, 1 KiB values. rb_writes SYSTEM PORT "PIDS"
+rb_writes() {
+    local s=$1 port=$2 pids=$3 set=(-t set -r 100000 -d 3)
+    rb "$s" set_c1 "$port" "$pids" "${set[@]}" -c 1 -P 1 -n "$(n c1)" &&
+        rb "$s" set_c50 "$port" "$pids" "${set[@]}" -c 50 -P 1 -n "$(n c50)" &&
+        rb "$s" set_c50_p16 "$port" "$pids" "${set[@]}" -c 50 -P 16 -n "$(n p16)" &&
+        rb "$s" set_c50_p4 "$port" "$pids" "${set[@]}" -c 50 -P 4 -n "$(n p16)" &&
+        rb "$s" set_c50_p64 "$port" "$pids" "${set[@]}" -c 50 -P 64 -n "$(n p16)" &&
+        { [ "$quick" = 1 ] || rb "$s" set_c200_p16 "$port" "$pids" "${set[@]}" -c 200 -P 16 -n "$(n p16)"; } &&
+        rb "$s" set1k_c50_p16 "$port" "$pids" -t set -r 100000 -d 1024 -c 50 -P 16 -n "$(n kib)"
+}
+
+# Resident memory per million keys: the server's VmRSS before and after loading distinct
+# small keys (key:NNNNNNNNNNNN = "abc", redis-benchmark's key shape) through one
+# pipelined connection. mem_run SYSTEM PORT PID
+mem_run() {
+    local s=$1 port=$2 pid=$3 keys before after dbsize
+    keys=$(n keys)
+    if [ ! -s "$data/keys-$keys.resp" ]; then
+        awk -v n="$keys" 'BEGIN { for (i = 0; i < n; i++)
+            printf "*3\r\n$3\r\nSET\r\n$16\r\nkey:%012d\r\n$3\r\nabc\r\n", i }' >"$data/keys-$keys.resp"
+    fi
+    redis-cli -h 127.0.0.1 -p "$port" FLUSHALL >/dev/null
+    before=$(rss_kb "$pid")
+    redis-cli -h 127.0.0.1 -p "$port" --pipe <"$data/keys-$keys.resp" >"$data/pipe.out" || return 1
+    dbsize=$(redis-cli -h 127.0.0.1 -p "$port" DBSIZE)
+    after=$(rss_kb "$pid")
+    emit "$s" rss keys="$dbsize" rss_before_kb="$before" rss_after_kb="$after" \
+        "mb_per_million=$(awk -v a="$after" -v b="$before" -v k="$dbsize" 'BEGIN { printf "%.1f", (a - b) / 1024 * 1e6 / k }')"
+    redis-cli -h 127.0.0.1 -p "$port" FLUSHALL >/dev/null
+}
+
+# --- The machine's limits --------------------------------------------------------------
+run_probes() {
+    local count=2000 line
+    [ "$quick" = 1 ] && count=300
+    mkdir -p "$data/probes"
+    {
+        "$bench/probes" fsync "$data/probes" $count
+        "$bench/probes" lmdb "$data/probes/lmdb" $count
+        "$bench/probes" rtt 47590 $((count * 10))
+    } >"$data/probes/out"
+    while read -r name line; do
+        emit probe "${name#probe.}" $line
+    done <"$data/probes/out"
+}
+
+# --- luaraft ---------------------------------------------------------------------------
+run_luaraft() {
+    local i members="" pids=() leader="" follower
+    port_free 47501 47502 47503 47511 47512 47513
+    for i in 1 2 3; do members+="${members:+,}$i=127.0.0.1:$((47510 + i))"; done
+    mkdir -p "$data/luaraft"
+    for i in 1 2 3; do
+        "$build/luaraft" node --id $i --data "$data/luaraft/n$i" --listen 127.0.0.1:$((47500 + i)) \
+            --raft 127.0.0.1:$((47510 + i)) --cluster "$members" "$root/examples/kv.lua" \
+            2>"$data/luaraft/n$i.log" &
+        pids+=($!)
+        track $!
+    done
+    for i in 1 2 3; do wait_port $((47500 + i)); done
+    local try
+    for ((try = 0; try < 300; try++)); do
+        for i in 1 2 3; do
+            redis-cli -p $((47500 + i)) --raw RAFT.INFO 2>/dev/null | grep -q '^role:leader' && leader=$i
+        done
+        [ -z "$leader" ] || break
+        sleep 0.1
+    done
+    [ -n "$leader" ] || { echo "compare.sh: no luaraft leader in 30 s" >&2; return 1; }
+    until [ "$(redis-cli -p $((47500 + leader)) SET warm up 2>/dev/null)" = OK ]; do sleep 0.1; done
+    follower=$((leader % 3 + 1))
+    local lport=$((47500 + leader)) fport=$((47500 + follower)) all="${pids[*]}"
+    mem_run luaraft $lport "${pids[leader - 1]}" || return 1
+    rb_writes luaraft $lport "$all" || return 1
+    rb luaraft get_leader_c50_p16 $lport "$all" -t get -r 100000 -c 50 -P 16 -n "$(n get)" || return 1
+    rb luaraft get_follower_c50_p16 $fport "$all" -t get -r 100000 -c 50 -P 16 -n "$(n get)" ||
+        return 1
+    [ "$perf_wanted" = 1 ] && profile_leader $lport "${pids[leader - 1]}"
+    return 0
+}
+
+# perf record -g of the leader for 5 s of SET at 50 clients -P 16; the top entries by
+# thread and by function (self time) go to perf-top.txt.
+profile_leader() {
+    local port=$1 pid=$2 load
+    command -v perf >/dev/null && perf --version >/dev/null 2>&1 || {
+        echo "  (no usable perf: no profile)"
+        return 0
+    }
+    redis-benchmark -h 127.0.0.1 -p "$port" -t set -r 100000 -d 3 -c 50 -P 16 -n 100000000 \
+        >/dev/null 2>&1 &
+    load=$!
+    track $load
+    sleep 1
+    perf record -q -g -p "$pid" -o "$data/perf.data" -- sleep 5 2>"$data/perf.err" || true
+    kill "$load" 2>/dev/null || true
+    {
+        echo "# perf record -g -p LEADER for 5 s of redis-benchmark -t set -c 50 -P 16"
+        echo "# (a forked snapshot child is a pid of its own; liblua5.4 has no symbols in Debian)"
+        echo "## by process and thread"
+        perf report -i "$data/perf.data" --stdio --no-children --sort pid,tid -g none 2>/dev/null |
+            grep -v '^#' | grep -v '^$' | head -12
+        echo "## by function (self)"
+        perf report -i "$data/perf.data" --stdio --no-children --sort pid,dso,sym -g none \
+            --percent-limit 0.7 2>/dev/null | grep -v '^#' | grep -v '^$' | head -40
+    } >"$results/perf-top.txt"
+    perf_done=1
+    echo "  profile: $results/perf-top.txt"
+}
+
+# --- redis-server ----------------------------------------------------------------------
+run_redis() {
+    local pid
+    port_free 47520
+    mkdir -p "$data/redis"
+    redis-server --port 47520 --bind 127.0.0.1 --dir "$data/redis" --save "" --appendonly yes \
+        --appendfsync always --daemonize no --logfile "$data/redis/redis.log" &
+    pid=$!
+    track $pid
+    wait_port 47520
+    mem_run redis 47520 $pid || return 1
+    rb_writes redis 47520 $pid || return 1
+    rb redis get_c50_p16 47520 $pid -t get -r 100000 -c 50 -P 16 -n "$(n get)"
+}
+
+# --- etcd ------------------------------------------------------------------------------
+run_etcd() {
+    local i members="" pids=() eps="" leader="" phases line e=$(n etcd)
+    port_free 47531 47532 47533 47541 47542 47543
+    for i in 1 2 3; do members+="${members:+,}m$i=http://127.0.0.1:$((47540 + i))"; done
+    mkdir -p "$data/etcd"
+    for i in 1 2 3; do
+        etcd --name m$i --data-dir "$data/etcd/m$i" \
+            --listen-client-urls http://127.0.0.1:$((47530 + i)) \
+            --advertise-client-urls http://127.0.0.1:$((47530 + i)) \
+            --listen-peer-urls http://127.0.0.1:$((47540 + i)) \
+            --initial-advertise-peer-urls http://127.0.0.1:$((47540 + i)) \
+            --initial-cluster "$members" --initial-cluster-state new \
+            --initial-cluster-token luaraft-bench --logger zap --log-outputs "$data/etcd/m$i.log" >/dev/null 2>&1 &
+        pids+=($!)
+        track $!
+        eps+="${eps:+,}127.0.0.1:$((47530 + i))"
+    done
+    for i in 1 2 3; do wait_port $((47530 + i)); done
+    local try
+    for ((try = 0; try < 100; try++)); do
+        # endpoint status, simple form: ENDPOINT, ID, VERSION, DB SIZE, IS LEADER, ...
+        leader=$(ETCDCTL_API=3 etcdctl --endpoints="$eps" endpoint status 2>/dev/null |
+            awk -F', ' '$5 == "true" { print $1 }')
+        [ -z "$leader" ] || break
+        sleep 0.2
+    done
+    [ -n "$leader" ] || { echo "compare.sh: no etcd leader" >&2; return 1; }
+    # 1, 50, 800 clients (luaraft's 50 clients -P 16), and 256 and 2000 for its peak.
+    phases="1:$((e / 10)),50:$e,800:$((e * 2)),256:$((e * 2)),2000:$((e * 2))"
+    "$bench/etcd_load" -endpoint "$leader" -pids "$(IFS=,; echo "${pids[*]}")" -phases "$phases" \
+        >"$data/etcd/load.out" || { echo "compare.sh: etcd_load failed" >&2; return 1; }
+    while read -r line; do
+        set -- $line
+        emit etcd "set_c${1#inflight=}" "$@"
+    done <"$data/etcd/load.out"
+}
+
+# --- canonical raft --------------------------------------------------------------------
+run_raft() {
+    local i out=$data/raft/out r=$(n raft) line
+    port_free 47551 47552 47553
+    mkdir -p "$data/raft"/{1,2,3}
+    # window:count:bytes; 1, 50, 800 in flight as the redis-benchmark runs, a sweep for
+    # its peak, and 1 KiB entries at 800.
+    local phases=(1:$((r / 40)):8 50:$((r / 2)):8 800:$r:8 256:$r:8 2048:$r:8 800:$((r / 2)):1024)
+    for i in 1 2 3; do
+        "$bench/raft_harness" $i 3 47550 "$data/raft" "$out" "${phases[@]}" 2>"$data/raft/log$i" &
+        track $!
+    done
+    for ((i = 0; i < 1800; i++)); do
+        grep -qx done "$out" 2>/dev/null && break
+        sleep 0.1
+    done
+    grep -qx done "$out" 2>/dev/null || { echo "compare.sh: canonical raft did not finish" >&2; return 1; }
+    while read -r line; do
+        [ "$line" = done ] && continue
+        set -- $line
+        local cs=set
+        [ "$2" = bytes=1024 ] && cs=set1k
+        emit raft "${cs}_w${1#inflight=}" "$@"
+    done <"$out"
+}
+
+# --- Tarantool -------------------------------------------------------------------------
+run_tarantool() {
+    local i pids=() t=$(n tnt) line space=${BENCH_TARANTOOL_SPACE:-async}
+    port_free 47561 47562 47563
+    for i in 1 2 3; do
+        mkdir -p "$data/tnt/i$i"
+        tarantool "$root/bench/tarantool/node.lua" $i 3 47560 "$data/tnt/i$i" \
+            >"$data/tnt/i$i/stdout" 2>&1 &
+        pids+=($!)
+        track $!
+    done
+    for i in 1 2 3; do wait_port $((47560 + i)) 60; done
+    local ready=0
+    for ((i = 0; i < 150 && ready == 0; i++)); do
+        tarantool -e "
+            local c = require('net.box').connect('127.0.0.1:47561')
+            local ok = c:is_connected() and c:eval([[
+                if box.space.sync == nil then return false end
+                local following = 0
+                for _, r in pairs(box.info.replication) do
+                    if r.downstream and r.downstream.status == 'follow' then
+                        following = following + 1
+                    end
+                end
+                return following >= 2 ]])
+            os.exit(ok and 0 or 1)" 2>/dev/null && ready=1 || sleep 0.2
+    done
+    [ $ready = 1 ] || { echo "compare.sh: the Tarantool replica set did not form" >&2; return 1; }
+    timeout 600 tarantool "$root/bench/tarantool/load.lua" 127.0.0.1:47561 "$space" \
+        "$(IFS=,; echo "${pids[*]}")" 1:$((t / 30)) 50:$t 800:$t 256:$t 1600:$t >"$data/tnt/load.out" ||
+        { echo "compare.sh: the Tarantool load failed (space $space)" >&2; return 1; }
+    while read -r line; do
+        set -- $line
+        emit tarantool "set_c${1#inflight=}" "$@" space="$space"
+    done <"$data/tnt/load.out"
+}
