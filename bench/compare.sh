@@ -8,7 +8,7 @@
 #
 #   bench/compare.sh [--quick] [--build DIR] [--only "SYSTEM..."] [--no-perf]
 #
-#   --quick        short runs (about 2 minutes), for trying it; BENCH_QUICK=1 does the same.
+#   --quick        short runs (about a minute), for trying it; BENCH_QUICK=1 does the same.
 #                  The default, the full mode, takes about 10 minutes on 2 cores.
 #   --build DIR    the luaraft build to use [LUARAFT_BUILD_DIR, else build/]; configured
 #                  RelWithDebInfo (what ships) if it has no cache yet, rebuilt if stale
@@ -16,7 +16,7 @@
 #   --no-perf      skip the profile of the luaraft leader (perf record -g at 800 in flight)
 #
 # It installs what it lacks from Debian (apt-get, as root or through sudo), builds its
-# harnesses into DIR/bench/, starts every system on 127.0.0.1 (ports 47500-47599) with its
+# harnesses into DIR/bench/, starts every system on 127.0.0.1 (ports 47000-47999) with its
 # data on disk under DIR/bench/data and fsync on, drives it, stops every process it
 # started by its pid (also on Ctrl-C or an error) and removes the data. It prints one
 # markdown table and writes it, with the raw lines (raw.txt), the plot (compare.png) and
@@ -129,11 +129,17 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 rm -rf "$data"
 # A system that fails leaves its cells empty and the others go on: each run_* checks
-# the steps that can fail (no leader, a load driver's error) and returns 1.
+# the steps that can fail (no leader, a load driver's error) and returns 1, or 2 when
+# it could not listen, to be started again on the next block of ports.
 for system in $only; do
-    echo "==== $system"
-    "run_$system" || echo "compare.sh: $system failed; its cells stay empty" >&2
-    stop_all
+    for base in 47500 47600 47700 47800 47900 47000 47100 47200 47300 47400; do
+        echo "==== $system (ports $base-$((base + 99)))"
+        status=0
+        "run_$system" || status=$?
+        stop_all
+        [ $status = 2 ] || break
+    done
+    [ $status = 0 ] || echo "compare.sh: $system failed; its cells stay empty" >&2
 done
 echo "load_after $(cut -d' ' -f1-3 /proc/loadavg)" >>"$raw"
 

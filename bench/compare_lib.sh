@@ -41,19 +41,25 @@ cpu_ticks() {
 ticks_per_s=$(getconf CLK_TCK)
 rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 
+# Ports: $base (47500, else the next block of 100 in 47000-47999) plus an offset a
+# system: probes 90, luaraft 1-3 and 11-13, redis 20, etcd 31-33 and 41-43, canonical
+# raft 51-53, Tarantool 61-63. They lie in Linux's ephemeral range (32768-60999), so a
+# client connection may hold one for a while: a system that cannot listen returns 2 and
+# compare.sh starts it again on the next block.
 port_free() {
     local port
     for port in "$@"; do
         if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-            echo "compare.sh: port $port on 127.0.0.1 is in use; stop what holds it" >&2
-            exit 1
+            echo "compare.sh: port $port on 127.0.0.1 is in use" >&2
+            return 1
         fi
     done
 }
-wait_port() { # PORT [SECONDS]
+wait_port() { # PORT SECONDS PID: 1 once PID has exited without listening
     local i
-    for ((i = 0; i < ${2:-30} * 10; i++)); do
+    for ((i = 0; i < $2 * 10; i++)); do
         (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+        kill -0 "$3" 2>/dev/null || break
         sleep 0.1
     done
     echo "compare.sh: nothing listens on 127.0.0.1:$1" >&2
@@ -127,7 +133,7 @@ run_probes() {
     {
         "$bench/probes" fsync "$data/probes" $count
         "$bench/probes" lmdb "$data/probes/lmdb" $count
-        "$bench/probes" rtt 47590 $((count * 10))
+        "$bench/probes" rtt $((base + 90)) $((count * 10))
     } >"$data/probes/out"
     while read -r name line; do
         emit probe "${name#probe.}" $line
@@ -135,38 +141,47 @@ run_probes() {
 }
 
 # --- luaraft ---------------------------------------------------------------------------
-run_luaraft() {
-    local i members="" pids=() leader="" follower
-    port_free 47501 47502 47503 47511 47512 47513
-    for i in 1 2 3; do members+="${members:+,}$i=127.0.0.1:$((47510 + i))"; done
-    mkdir -p "$data/luaraft"
+# Starts 3 nodes of examples/kv.lua with the defaults that ship; sets lr_pids (node i's
+# pid at i - 1) and lr_leader (the id of the node elected).
+start_luaraft() {
+    local i members="" try
+    lr_pids=() lr_leader=""
+    port_free $((base + 1)) $((base + 2)) $((base + 3)) $((base + 11)) $((base + 12)) $((base + 13)) ||
+        return 2
+    for i in 1 2 3; do members+="${members:+,}$i=127.0.0.1:$((base + 10 + i))"; done
+    rm -rf "$data/luaraft" && mkdir -p "$data/luaraft"
     for i in 1 2 3; do
-        "$build/luaraft" node --id $i --data "$data/luaraft/n$i" --listen 127.0.0.1:$((47500 + i)) \
-            --raft 127.0.0.1:$((47510 + i)) --cluster "$members" "$root/examples/kv.lua" \
+        "$build/luaraft" node --id $i --data "$data/luaraft/n$i" --listen 127.0.0.1:$((base + i)) \
+            --raft 127.0.0.1:$((base + 10 + i)) --cluster "$members" "$root/examples/kv.lua" \
             2>"$data/luaraft/n$i.log" &
-        pids+=($!)
+        lr_pids+=($!)
         track $!
     done
-    for i in 1 2 3; do wait_port $((47500 + i)); done
-    local try
+    for i in 1 2 3; do wait_port $((base + i)) 30 "${lr_pids[i - 1]}" || return 2; done
     for ((try = 0; try < 300; try++)); do
         for i in 1 2 3; do
-            redis-cli -p $((47500 + i)) --raw RAFT.INFO 2>/dev/null | grep -q '^role:leader' && leader=$i
+            redis-cli -p $((base + i)) --raw RAFT.INFO 2>/dev/null | grep -q '^role:leader' && lr_leader=$i
         done
-        [ -z "$leader" ] || break
+        [ -z "$lr_leader" ] || break
         sleep 0.1
     done
-    [ -n "$leader" ] || { echo "compare.sh: no luaraft leader in 30 s" >&2; return 1; }
-    until [ "$(redis-cli -p $((47500 + leader)) SET warm up 2>/dev/null)" = OK ]; do sleep 0.1; done
-    follower=$((leader % 3 + 1))
-    local lport=$((47500 + leader)) fport=$((47500 + follower)) all="${pids[*]}"
-    mem_run luaraft $lport "${pids[leader - 1]}" || return 1
+    [ -n "$lr_leader" ] || { echo "compare.sh: no luaraft leader in 30 s" >&2; return 1; }
+    until [ "$(redis-cli -p $((base + lr_leader)) SET warm up 2>/dev/null)" = OK ]; do sleep 0.1; done
+}
+
+run_luaraft() {
+    start_luaraft || return $?
+    local lport=$((base + lr_leader)) fport=$((base + lr_leader % 3 + 1)) all="${lr_pids[*]}"
     rb_writes luaraft $lport "$all" || return 1
     rb luaraft get_leader_c50_p16 $lport "$all" -t get -r 100000 -c 50 -P 16 -n "$(n get)" || return 1
     rb luaraft get_follower_c50_p16 $fport "$all" -t get -r 100000 -c 50 -P 16 -n "$(n get)" ||
         return 1
-    [ "$perf_wanted" = 1 ] && profile_leader $lport "${pids[leader - 1]}"
-    return 0
+    [ "$perf_wanted" = 0 ] || profile_leader $lport "${lr_pids[lr_leader - 1]}"
+    # Memory on a new cluster: what the keys cost, not what the runs above left behind
+    # (freed Lua objects, the log kept in memory).
+    stop_all
+    start_luaraft || return $?
+    mem_run luaraft $((base + lr_leader)) "${lr_pids[lr_leader - 1]}"
 }
 
 # perf record -g of the leader for 5 s of SET at 50 clients -P 16; the top entries by
@@ -186,9 +201,10 @@ profile_leader() {
     kill "$load" 2>/dev/null || true
     {
         echo "# perf record -g -p LEADER for 5 s of redis-benchmark -t set -c 50 -P 16"
-        echo "# (a forked snapshot child is a pid of its own; liblua5.4 has no symbols in Debian)"
-        echo "## by process and thread"
-        perf report -i "$data/perf.data" --stdio --no-children --sort pid,tid -g none 2>/dev/null |
+        echo "# the node's threads: $(ls "/proc/$pid/task" | tr '\n' ' ')(any other id is a"
+        echo "# forked snapshot child); liblua5.4 has no symbols in Debian, so its entries are addresses"
+        echo "## by thread"
+        perf report -i "$data/perf.data" --stdio --no-children --sort pid -g none 2>/dev/null |
             grep -v '^#' | grep -v '^$' | head -12
         echo "## by function (self)"
         perf report -i "$data/perf.data" --stdio --no-children --sort pid,dso,sym -g none \
@@ -199,39 +215,45 @@ profile_leader() {
 }
 
 # --- redis-server ----------------------------------------------------------------------
+start_redis() { # sets redis_pid
+    port_free $((base + 20)) || return 2
+    rm -rf "$data/redis" && mkdir -p "$data/redis"
+    redis-server --port $((base + 20)) --bind 127.0.0.1 --dir "$data/redis" --save "" \
+        --appendonly yes --appendfsync always --daemonize no --logfile "$data/redis/redis.log" &
+    redis_pid=$!
+    track $redis_pid
+    wait_port $((base + 20)) 30 $redis_pid || return 2
+}
+
 run_redis() {
-    local pid
-    port_free 47520
-    mkdir -p "$data/redis"
-    redis-server --port 47520 --bind 127.0.0.1 --dir "$data/redis" --save "" --appendonly yes \
-        --appendfsync always --daemonize no --logfile "$data/redis/redis.log" &
-    pid=$!
-    track $pid
-    wait_port 47520
-    mem_run redis 47520 $pid || return 1
-    rb_writes redis 47520 $pid || return 1
-    rb redis get_c50_p16 47520 $pid -t get -r 100000 -c 50 -P 16 -n "$(n get)"
+    start_redis || return $?
+    rb_writes redis $((base + 20)) $redis_pid || return 1
+    rb redis get_c50_p16 $((base + 20)) $redis_pid -t get -r 100000 -c 50 -P 16 -n "$(n get)" ||
+        return 1
+    stop_all
+    start_redis || return $?
+    mem_run redis $((base + 20)) $redis_pid
 }
 
 # --- etcd ------------------------------------------------------------------------------
 run_etcd() {
     local i members="" pids=() eps="" leader="" phases line e=$(n etcd)
-    port_free 47531 47532 47533 47541 47542 47543
-    for i in 1 2 3; do members+="${members:+,}m$i=http://127.0.0.1:$((47540 + i))"; done
-    mkdir -p "$data/etcd"
+    port_free $((base + 31)) $((base + 32)) $((base + 33)) $((base + 41)) $((base + 42)) $((base + 43)) || return 2
+    for i in 1 2 3; do members+="${members:+,}m$i=http://127.0.0.1:$((base + 40 + i))"; done
+    rm -rf "$data/etcd" && mkdir -p "$data/etcd"
     for i in 1 2 3; do
         etcd --name m$i --data-dir "$data/etcd/m$i" \
-            --listen-client-urls http://127.0.0.1:$((47530 + i)) \
-            --advertise-client-urls http://127.0.0.1:$((47530 + i)) \
-            --listen-peer-urls http://127.0.0.1:$((47540 + i)) \
-            --initial-advertise-peer-urls http://127.0.0.1:$((47540 + i)) \
+            --listen-client-urls http://127.0.0.1:$((base + 30 + i)) \
+            --advertise-client-urls http://127.0.0.1:$((base + 30 + i)) \
+            --listen-peer-urls http://127.0.0.1:$((base + 40 + i)) \
+            --initial-advertise-peer-urls http://127.0.0.1:$((base + 40 + i)) \
             --initial-cluster "$members" --initial-cluster-state new \
             --initial-cluster-token luaraft-bench --logger zap --log-outputs "$data/etcd/m$i.log" >/dev/null 2>&1 &
         pids+=($!)
         track $!
-        eps+="${eps:+,}127.0.0.1:$((47530 + i))"
+        eps+="${eps:+,}127.0.0.1:$((base + 30 + i))"
     done
-    for i in 1 2 3; do wait_port $((47530 + i)); done
+    for i in 1 2 3; do wait_port $((base + 30 + i)) 30 "${pids[i - 1]}" || return 2; done
     local try
     for ((try = 0; try < 100; try++)); do
         # endpoint status, simple form: ENDPOINT, ID, VERSION, DB SIZE, IS LEADER, ...
@@ -253,18 +275,21 @@ run_etcd() {
 
 # --- canonical raft --------------------------------------------------------------------
 run_raft() {
-    local i out=$data/raft/out r=$(n raft) line
-    port_free 47551 47552 47553
-    mkdir -p "$data/raft"/{1,2,3}
+    local i out=$data/raft/out r=$(n raft) line pids=() pid
+    port_free $((base + 51)) $((base + 52)) $((base + 53)) || return 2
+    rm -rf "$data/raft" && mkdir -p "$data/raft"/{1,2,3}
     # window:count:bytes; 1, 50, 800 in flight as the redis-benchmark runs, a sweep for
     # its peak, and 1 KiB entries at 800.
     local phases=(1:$((r / 40)):8 50:$((r / 2)):8 800:$r:8 256:$r:8 2048:$r:8 800:$((r / 2)):1024)
     for i in 1 2 3; do
-        "$bench/raft_harness" $i 3 47550 "$data/raft" "$out" "${phases[@]}" 2>"$data/raft/log$i" &
+        "$bench/raft_harness" $i 3 $((base + 50)) "$data/raft" "$out" "${phases[@]}" 2>"$data/raft/log$i" &
+        pids+=($!)
         track $!
     done
     for ((i = 0; i < 1800; i++)); do
         grep -qx done "$out" 2>/dev/null && break
+        # A server that exits before the leader is done could not listen (or crashed).
+        for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null || return 2; done
         sleep 0.1
     done
     grep -qx done "$out" 2>/dev/null || { echo "compare.sh: canonical raft did not finish" >&2; return 1; }
@@ -280,19 +305,20 @@ run_raft() {
 # --- Tarantool -------------------------------------------------------------------------
 run_tarantool() {
     local i pids=() t=$(n tnt) line space=${BENCH_TARANTOOL_SPACE:-async}
-    port_free 47561 47562 47563
+    port_free $((base + 61)) $((base + 62)) $((base + 63)) || return 2
+    rm -rf "$data/tnt"
     for i in 1 2 3; do
         mkdir -p "$data/tnt/i$i"
-        tarantool "$root/bench/tarantool/node.lua" $i 3 47560 "$data/tnt/i$i" \
+        tarantool "$root/bench/tarantool/node.lua" $i 3 $((base + 60)) "$data/tnt/i$i" \
             >"$data/tnt/i$i/stdout" 2>&1 &
         pids+=($!)
         track $!
     done
-    for i in 1 2 3; do wait_port $((47560 + i)) 60; done
+    for i in 1 2 3; do wait_port $((base + 60 + i)) 60 "${pids[i - 1]}" || return 2; done
     local ready=0
     for ((i = 0; i < 150 && ready == 0; i++)); do
         tarantool -e "
-            local c = require('net.box').connect('127.0.0.1:47561')
+            local c = require('net.box').connect('127.0.0.1:$((base + 61))')
             local ok = c:is_connected() and c:eval([[
                 if box.space.sync == nil then return false end
                 local following = 0
@@ -305,7 +331,7 @@ run_tarantool() {
             os.exit(ok and 0 or 1)" 2>/dev/null && ready=1 || sleep 0.2
     done
     [ $ready = 1 ] || { echo "compare.sh: the Tarantool replica set did not form" >&2; return 1; }
-    timeout 600 tarantool "$root/bench/tarantool/load.lua" 127.0.0.1:47561 "$space" \
+    timeout 600 tarantool "$root/bench/tarantool/load.lua" 127.0.0.1:$((base + 61)) "$space" \
         "$(IFS=,; echo "${pids[*]}")" 1:$((t / 30)) 50:$t 800:$t 256:$t 1600:$t >"$data/tnt/load.out" ||
         { echo "compare.sh: the Tarantool load failed (space $space)" >&2; return 1; }
     while read -r line; do
