@@ -19,8 +19,8 @@
 # harnesses into DIR/bench/, starts every system on 127.0.0.1 (ports 47000-47999) with its
 # data on disk under DIR/bench/data and fsync on, drives it, stops every process it
 # started by its pid (also on Ctrl-C or an error) and removes the data. It prints one
-# markdown table and writes it, with the raw lines (raw.txt), the plot (compare.png) and
-# the profile (perf-top.txt), to DIR/bench/results/.
+# markdown table and writes it, with the raw lines (raw.txt), the plot (compare.png), the
+# profile (perf-top.txt) and the servers' logs (logs/), to DIR/bench/results/.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -121,8 +121,13 @@ source "$root/bench/compare_lib.sh"
     echo "load_before $(cut -d' ' -f1-3 /proc/loadavg)"
 } >>"$raw"
 # BENCH_KEEP_DATA=1 keeps the data directories and logs (DIR/bench/data) for a look.
+# The servers' logs are kept in results/logs/.
 cleanup() {
     stop_all
+    if [ -d "$data" ]; then
+        rm -rf "$results/logs" && mkdir -p "$results/logs"
+        (cd "$data" && find . -name '*.log' -exec cp --parents {} "$results/logs/" \;)
+    fi
     [ "${BENCH_KEEP_DATA:-0}" = 1 ] || rm -rf "$data"
 }
 trap cleanup EXIT

@@ -116,7 +116,10 @@ line = '| resident memory per 1M small keys |'
 for _, s in ipairs(systems) do
     local mb = num(s.key, 'rss', 'mb_per_million')
     local who = s.key == 'redis' and '' or ' (leader)'
-    line = line .. ' ' .. (mb and string.format('%.0f MB%s', mb, who) or '') .. ' |'
+    local errors = num(s.key, 'rss', 'errors') or 0
+    local text = mb and string.format('%.0f MB%s', mb, who) or ''
+    if errors > 0 then text = text .. string.format('<br>%d errors while loading', errors) end
+    line = line .. ' ' .. text .. ' |'
 end
 say(line)
 say()

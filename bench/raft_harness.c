@@ -152,10 +152,6 @@ static void issue(struct slot *s);
 static void phase_start(void)
 {
     struct phase *p = &h.phases[h.current];
-    free(h.slots);
-    free(h.lat_ms);
-    h.slots = calloc(p->window, sizeof *h.slots);
-    h.lat_ms = calloc((size_t)p->count, sizeof *h.lat_ms);
     h.issued = h.completed = h.failed = h.n_lat = 0;
     for (unsigned i = 0; i < p->window; i++) {
         issue(&h.slots[i]);
@@ -251,7 +247,20 @@ static int parse_phases(int argc, char **argv)
         }
         h.n_phases++;
     }
-    return h.n_phases > 0 ? 0 : -1;
+    if (h.n_phases == 0) {
+        return -1;
+    }
+    /* Allocated once for every phase: the library may still touch a request after its
+     * callback returns, and the last callback of a phase starts the next one. */
+    unsigned window = 0;
+    long count = 0;
+    for (int i = 0; i < h.n_phases; i++) {
+        window = h.phases[i].window > window ? h.phases[i].window : window;
+        count = h.phases[i].count > count ? h.phases[i].count : count;
+    }
+    h.slots = calloc(window, sizeof *h.slots);
+    h.lat_ms = calloc((size_t)count, sizeof *h.lat_ms);
+    return h.slots != NULL && h.lat_ms != NULL ? 0 : -1;
 }
 
 static int start_server(int baseport)
