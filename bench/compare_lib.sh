@@ -113,8 +113,9 @@ mem_run() {
     local chunk=10000 from errors=0
     keys=$(n keys)
     before=$(rss_kb "$pid")
-    # In pipes of 10,000 SETs: one pipe of a million (45 MB) stalled a luaraft leader's
-    # loop thread for seconds, so that it lost its leadership (see bench/README.md).
+    # In pipes of 10,000 SETs: with the machine's load average at 10, one pipe of a
+    # million (45 MB) saw the leader's loop thread stall for seconds and lose its
+    # leadership, which left the pipe's writes -UNKNOWN (see bench/README.md).
     for ((from = 0; from < keys; from += chunk)); do
         awk -v a=$from -v b=$((from + chunk)) 'BEGIN { for (i = a; i < b; i++)
             printf "*3\r\n$3\r\nSET\r\n$16\r\nkey:%012d\r\n$3\r\nabc\r\n", i }' |
