@@ -262,8 +262,9 @@ struct script_peer
 {
     raft_id id;
     bool sent;    /* told our base script on its current connection */
+    bool known;   /* its frame arrived: until then its messages are dropped */
     bool foreign; /* its base script is another: its messages are dropped */
-    uint64_t sent_ms, logged_ms;
+    uint64_t sent_ms, logged_ms, asked_ms;
 };
 
 struct script_checks

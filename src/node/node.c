@@ -255,7 +255,7 @@ void node_frame(struct node *n, raft_id from, uint8_t type, const void *body, si
         script_check_frame(n, from, body, len);
         return;
     }
-    if (script_check_refuses(n, from)) {
+    if (script_check_foreign(n, from)) {
         return; /* a node of another script (script_check.c) */
     }
     if (type == TRANSPORT_FRAME_CHECK) {

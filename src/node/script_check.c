@@ -11,6 +11,12 @@
  * loudly and drops that peer's messages: its votes, its entries, its snapshots, its
  * forwarded writes. It cannot then vote here, lead here or append here, which is what
  * keeps a misconfigured node from moving the cluster; the others go on without it.
+ *
+ * Until a peer's frame has arrived its raft messages are dropped too (frames travel on
+ * another lane than messages, so a message may come first): a node that drops one asks
+ * for the frame (bit 1 of the first byte), at most every script_check_ask_ms, and the
+ * peer answers at once, so a new connection loses a few milliseconds of messages, which
+ * Raft sends again, rather than letting one entry of another script's cluster in.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -23,6 +29,9 @@
 enum {
     script_check_resend_ms = 10 * 1000,
     script_check_log_ms = 10 * 1000,
+    script_check_ask_ms = 20,
+    script_has_base = 1, /* bits of the frame's first byte */
+    script_asks = 2,
     script_frame_bytes_max = 1 + SCRIPT_IDENTITY_BYTES_MAX,
 };
 
@@ -53,12 +62,12 @@ void script_check_set_base(struct node *n, const struct script_identity *base)
     }
 }
 
-static void send_base(struct node *n, raft_id to)
+static void send_base(struct node *n, raft_id to, bool ask)
 {
     static const unsigned char zeros[node_frame_headroom];
     unsigned char body[script_frame_bytes_max];
     size_t len = 1;
-    body[0] = n->sc.has_base;
+    body[0] = (unsigned char)((n->sc.has_base ? script_has_base : 0) | (ask ? script_asks : 0));
     if (n->sc.has_base) {
         len += script_identity_encode(&n->sc.base, body + 1);
     }
@@ -81,7 +90,7 @@ void script_check_tick(struct node *n)
         struct script_peer *p = peer_of(n, id);
         bool up = n->io->peer_connected(n->io->arg, id);
         if (up && (!p->sent || now >= p->sent_ms + script_check_resend_ms)) {
-            send_base(n, id);
+            send_base(n, id, false);
             p->sent_ms = now;
         }
         p->sent = up; /* a new connection gets the frame again */
@@ -92,12 +101,17 @@ void script_check_frame(struct node *n, raft_id from, const void *body, size_t l
 {
     const unsigned char *b = body;
     struct script_identity theirs;
-    if (len < 1 || (b[0] == 1 && script_identity_decode(b + 1, len - 1, &theirs) != 0) ||
-        b[0] > 1) {
+    bool has = len >= 1 && (b[0] & script_has_base);
+    if (len < 1 || b[0] > (script_has_base | script_asks) ||
+        (has && script_identity_decode(b + 1, len - 1, &theirs) != 0)) {
         return; /* not a frame of ours */
     }
     struct script_peer *p = peer_of(n, from);
-    bool foreign = b[0] == 1 && n->sc.has_base && !script_identity_same(&theirs, &n->sc.base);
+    if (b[0] & script_asks) {
+        send_base(n, from, false);
+    }
+    p->known = true;
+    bool foreign = has && n->sc.has_base && !script_identity_same(&theirs, &n->sc.base);
     uint64_t now = node_now(n);
     if (foreign && (!p->foreign || now >= p->logged_ms + script_check_log_ms)) {
         char mine[SCRIPT_HASH_HEX_BYTES], other[SCRIPT_HASH_HEX_BYTES];
@@ -119,7 +133,7 @@ void script_check_frame(struct node *n, raft_id from, const void *body, size_t l
     p->foreign = foreign;
 }
 
-bool script_check_refuses(struct node *n, raft_id id)
+bool script_check_foreign(struct node *n, raft_id id)
 {
     for (int i = 0; i < n->sc.n; i++) {
         if (n->sc.peers[i].id == id) {
@@ -127,4 +141,18 @@ bool script_check_refuses(struct node *n, raft_id id)
         }
     }
     return false;
+}
+
+bool script_check_refuses(struct node *n, raft_id id)
+{
+    struct script_peer *p = peer_of(n, id);
+    if (p->known) {
+        return p->foreign;
+    }
+    uint64_t now = node_now(n);
+    if (p->asked_ms == 0 || now >= p->asked_ms + script_check_ask_ms) {
+        send_base(n, id, true); /* ours, and a request for theirs */
+        p->asked_ms = now != 0 ? now : 1;
+    }
+    return true;
 }
