@@ -7,7 +7,11 @@
  * Durability. The environment is opened with LMDB's default flags (no MDB_NOSYNC, no
  * MDB_NOMETASYNC, no MDB_WRITEMAP, no MDB_MAPASYNC), so a successful mdb_txn_commit has
  * flushed the data pages and then the meta page: commit = durable (LMDB's own
- * documentation of mdb_txn_commit and MDB_NOSYNC).
+ * documentation of mdb_txn_commit and MDB_NOSYNC). The data directory and the one above
+ * it are fsynced once the environment is open, so that data.mdb and the directory itself
+ * are there after a power loss (POSIX makes a new name durable only with an fsync of its
+ * directory). The one exception is a test-only switch: LUARAFT_TEST_NO_FSYNC=1 opens the
+ * environment with MDB_NOSYNC, so that spec/power/ can show it catches a missing fsync.
  *
  * Threads and fork. Only the writer thread runs write transactions; the loop thread runs
  * read transactions (store_load, store_read). A forked child (the snapshot child) must
@@ -28,6 +32,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "store/snapfile_internal.h"
 #include "store/store_internal.h"
 #include "util/assert.h"
 
@@ -48,6 +53,8 @@ const char *store_strerror(int rv)
             return "the store is closing";
         case STORE_EINVAL:
             return "invalid argument";
+        case STORE_ENOSPC:
+            return "the disk is full";
         default:
             return "unknown store error";
     }
@@ -94,13 +101,53 @@ static int store_open_dbi(struct store *s, char *errmsg, size_t errmsg_size)
     rv = mdb_txn_commit(txn);
     if (rv != 0) {
         store_errmsg(errmsg, errmsg_size, "mdb_txn_commit creating the databases", rv);
-        return STORE_EIO;
+        return rv == MDB_MAP_FULL ? STORE_EFULL : store_errno_status(rv);
     }
     return 0;
 
 err_txn:
     mdb_txn_abort(txn);
     return STORE_EIO;
+}
+
+/* The test-only switch (see the top of this file), said loudly at every open. */
+static bool store_test_no_fsync(void)
+{
+    const char *v = getenv("LUARAFT_TEST_NO_FSYNC");
+    if (v == NULL || strcmp(v, "1") != 0) {
+        return false;
+    }
+    lr_log(
+        "store: LUARAFT_TEST_NO_FSYNC=1: TEST ONLY: LMDB opened with MDB_NOSYNC, commits "
+        "are NOT durable; a power loss loses acknowledged writes; never run a real node so");
+    return true;
+}
+
+/* fsyncs dir and the directory above it (their new names: data.mdb, dir itself). */
+static int store_fsync_dirs(const char *dir, char *errmsg, size_t errmsg_size)
+{
+    char parent[PATH_MAX];
+    snprintf(parent, sizeof parent, "%s", dir);
+    char *slash = strrchr(parent, '/');
+    while (slash != NULL && slash > parent && slash[1] == '\0') {
+        *slash = '\0'; /* a trailing slash names dir itself */
+        slash = strrchr(parent, '/');
+    }
+    if (slash == NULL) {
+        snprintf(parent, sizeof parent, ".");
+    } else {
+        slash[slash == parent ? 1 : 0] = '\0';
+    }
+    const char *dirs[2] = {dir, parent};
+    for (int i = 0; i < 2; i++) {
+        if (snapfile_fsync_dir(dirs[i]) != 0) {
+            int err = errno;
+            snprintf(errmsg, errmsg_size, "store: cannot fsync the directory %s: %s", dirs[i],
+                     strerror(err));
+            return store_errno_status(err);
+        }
+    }
+    return 0;
 }
 
 static void store_free_cb(uv_handle_t *handle)
@@ -132,14 +179,19 @@ static int store_open_env(struct store *s,
         goto err_env;
     }
     /* Default flags on purpose: commit = fsync (see the top of this file). */
-    rv = mdb_env_open(s->env, o->dir, 0, 0644);
+    rv = mdb_env_open(s->env, o->dir, store_test_no_fsync() ? MDB_NOSYNC : 0, 0644);
     if (rv != 0) {
         if (errmsg != NULL && errmsg_size > 0) {
-            snprintf(errmsg, errmsg_size, "store: mdb_env_open(%s): %s", o->dir, mdb_strerror(rv));
+            snprintf(errmsg, errmsg_size, "store: mdb_env_open(%s): %s%s", o->dir, mdb_strerror(rv),
+                     store_errno_status(rv) == STORE_ENOSPC ? " (the disk is full)" : "");
         }
+        result = rv == MDB_MAP_FULL ? STORE_EFULL : store_errno_status(rv);
         goto err_env;
     }
     result = store_open_dbi(s, errmsg, errmsg_size);
+    if (result == 0) {
+        result = store_fsync_dirs(o->dir, errmsg, errmsg_size);
+    }
     if (result != 0) {
         goto err_env;
     }
