@@ -141,7 +141,7 @@ describe("power loss of a whole 3-node cluster", function()
 
     it("loses no acknowledged write, no term and no vote, cycle after cycle", function()
         local c, m, w = setup(nil)
-        local anomalies, done, per_cycle, lost_pages = cycles_run(c, m, w, CYCLES, false)
+        local anomalies, done, per_cycle, lost_pages = cycles_run(c, m, w, CYCLES, true)
         w.stop()
         local acks = w.acks()
         T.assert_none_lost(c, { 1, 2, 3 }, acks)

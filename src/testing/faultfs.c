@@ -585,7 +585,7 @@ int main(int argc, char **argv)
         return 1;
     }
     static char foreground[] = "-f", opt[] = "-o",
-                options[] = "fsname=faultfs,subtype=faultfs,auto_unmount";
+                options[] = "fsname=faultfs,subtype=faultfs,auto_unmount,max_idle_threads=8";
     char *fargv[] = {argv[0], foreground, opt, options, argv[a + 1], NULL};
     return fuse_main(5, fargv, &ops, NULL);
 }
