@@ -123,29 +123,33 @@ static bool store_test_no_fsync(void)
     return true;
 }
 
-/* fsyncs dir and the directory above it (their new names: data.mdb, dir itself). */
-static int store_fsync_dirs(const char *dir, char *errmsg, size_t errmsg_size)
+/* fsyncs the directory that holds path (which names a directory): its entry for path is
+ * durable then. 0, or -1 with errno set. */
+static int fsync_parent(const char *path)
 {
     char parent[PATH_MAX];
-    snprintf(parent, sizeof parent, "%s", dir);
-    char *slash = strrchr(parent, '/');
-    while (slash != NULL && slash > parent && slash[1] == '\0') {
-        *slash = '\0'; /* a trailing slash names dir itself */
-        slash = strrchr(parent, '/');
+    snprintf(parent, sizeof parent, "%s", path);
+    size_t len = strlen(parent);
+    while (len > 1 && parent[len - 1] == '/') {
+        parent[--len] = '\0'; /* a trailing slash names path itself */
     }
+    char *slash = strrchr(parent, '/');
     if (slash == NULL) {
         snprintf(parent, sizeof parent, ".");
     } else {
         slash[slash == parent ? 1 : 0] = '\0';
     }
-    const char *dirs[2] = {dir, parent};
-    for (int i = 0; i < 2; i++) {
-        if (snapfile_fsync_dir(dirs[i]) != 0) {
-            int err = errno;
-            snprintf(errmsg, errmsg_size, "store: cannot fsync the directory %s: %s", dirs[i],
-                     strerror(err));
-            return store_errno_status(err);
-        }
+    return snapfile_fsync_dir(parent) == 0 ? 0 : -1;
+}
+
+/* fsyncs dir (its new names: data.mdb) and the directory above it (dir's own name). */
+static int store_fsync_dirs(const char *dir, char *errmsg, size_t errmsg_size)
+{
+    if (snapfile_fsync_dir(dir) != 0 || fsync_parent(dir) != 0) {
+        int err = errno;
+        snprintf(errmsg, errmsg_size, "store: cannot fsync %s or the directory above it: %s", dir,
+                 strerror(err));
+        return store_errno_status(err);
     }
     return 0;
 }
@@ -251,8 +255,8 @@ err_env:
     return result;
 }
 
-/* mkdir -p: creates dir and the directories above it that are missing. Returns 0, or -1
- * with errno set. */
+/* mkdir -p: creates dir and the directories above it that are missing, each made durable
+ * (its parent fsynced). Returns 0, or -1 with errno set. */
 static int make_dirs(const char *dir)
 {
     char path[PATH_MAX];
@@ -268,8 +272,14 @@ static int make_dirs(const char *dir)
         }
         char c = path[i];
         path[i] = '\0';
-        if (path[i - 1] != '/' && mkdir(path, 0755) != 0 && errno != EEXIST) {
-            return -1;
+        if (path[i - 1] != '/') {
+            if (mkdir(path, 0755) == 0) {
+                if (fsync_parent(path) != 0) { /* so that the new name is durable */
+                    return -1;
+                }
+            } else if (errno != EEXIST) {
+                return -1;
+            }
         }
         path[i] = c;
     }
