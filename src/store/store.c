@@ -124,7 +124,7 @@ static bool store_test_no_fsync(void)
 }
 
 /* fsyncs the directory that holds path (which names a directory): its entry for path is
- * durable then. 0, or -1 with errno set. */
+ * durable then. 0 (also when that directory cannot be read), or -1 with errno set. */
 static int fsync_parent(const char *path)
 {
     char parent[PATH_MAX];
@@ -139,7 +139,12 @@ static int fsync_parent(const char *path)
     } else {
         slash[slash == parent ? 1 : 0] = '\0';
     }
-    return snapfile_fsync_dir(parent) == 0 ? 0 : -1;
+    if (snapfile_fsync_dir(parent) != 0) {
+        /* A parent this node may write in but not read cannot be opened to be fsynced:
+         * nothing better can be done there, and refusing to start would help no one. */
+        return errno == EACCES ? 0 : -1;
+    }
+    return 0;
 }
 
 /* fsyncs dir (its new names: data.mdb) and the directory above it (dir's own name). */
