@@ -142,6 +142,12 @@ function Cluster:peer_port(i)
     return self.base + 100 + i
 end
 
+-- Node i's data directory: DIR/n<i>, or c.data_dirs[i] when a spec sets it (spec/power/
+-- puts them on faultfs).
+function Cluster:data_dir(i)
+    return self.data_dirs and self.data_dirs[i] or self.dir .. "/n" .. i
+end
+
 function Cluster:log(i)
     return self.dir .. "/n" .. i .. ".log"
 end
@@ -150,7 +156,7 @@ end
 function Cluster:node_command(i)
     local args = {
         self.env and self.env[i] and ("env " .. self.env[i]) or "",
-        quote(S.luaraft), "node", "--id", i, "--data", quote(self.dir .. "/n" .. i),
+        quote(S.luaraft), "node", "--id", i, "--data", quote(self:data_dir(i)),
         "--listen", "127.0.0.1:" .. self:client_port(i), "--raft",
         "127.0.0.1:" .. self:peer_port(i),
     }

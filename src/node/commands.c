@@ -208,9 +208,10 @@ void commands_route(struct node *n,
         if (s != NULL && s->in_multi) {
             s->multi_dirty = true;
         }
+        char reply[256];
         node_reply_text(n, req,
-                        "-ERR this node's store failed (see its log): it serves nothing until "
-                        "it is restarted\r\n");
+                        durability_failed_reply(n, ": it serves nothing until it is restarted",
+                                                reply, sizeof reply));
         return;
     }
     script_command(n, req, s, argc, argv, argvlen);

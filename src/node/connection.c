@@ -525,9 +525,10 @@ bool connection_command(struct node *n,
     }
     if (n->dur.store_failed &&
         (c->fn == introspect_raft_snapshot || c->fn == introspect_raft_backup)) {
+        char reply[256];
         node_reply_text(n, req,
-                        "-ERR this node's store failed (see its log): it serves nothing until "
-                        "it is restarted\r\n");
+                        durability_failed_reply(n, ": it serves nothing until it is restarted",
+                                                reply, sizeof reply));
         return true;
     }
     struct conn_call call = {n, req, s, argc, argv, argvlen};

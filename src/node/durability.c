@@ -11,6 +11,7 @@
  * or acknowledges again, and refuses every command, saying why.
  */
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -34,14 +35,23 @@ struct persist_ctx
     raft_index durable_last;
 };
 
-static const char store_failed_pending_reply[] =
-    "-ERR this node's store failed (see its log); the write's outcome is unknown\r\n";
+const char *durability_failed_reply(const struct node *n, const char *tail, char *buf, size_t size)
+{
+    snprintf(buf, size, "-ERR this node's store failed (%s; see its log)%s\r\n",
+             store_strerror(n->dur.store_status), tail);
+    return buf;
+}
 
 static void fail_stop(struct node *n, int status);
 
 /* Fills in the payloads of an APPEND from the log cache and hands the message over. */
 void node_send_message(struct node *n, struct raft_message *m)
 {
+    if (m->type == RAFT_MSG_VOTE_RESP && m->vote_resp.granted && !m->vote_resp.prevote) {
+        /* Sent only once the vote is durable (after_persist, durability_send): what a
+         * checker may hold the node to after any crash (spec/power/). */
+        node_log(n, "vote: granted to node %" PRIu64 " in term %" PRIu64, m->to, m->term);
+    }
     if (m->type == RAFT_MSG_SNAPSHOT) {
         if (n->snap.path[0] == '\0') {
             node_log(n, "cannot send a snapshot to %" PRIu64 ": no snapshot file", m->to);
@@ -221,13 +231,19 @@ static void fail_stop(struct node *n, int status)
              store_strerror(status),
              status == STORE_EFULL ? "raise --map-size (or take RAFT.SNAPSHOT earlier) and "
                                      "restart it"
+             : status == STORE_ENOSPC
+                 ? "free space on the file system of its data directory and restart it (it "
+                   "catches up from the leader)"
              : status == STORE_ECORRUPT
                  ? "its data directory is damaged: remove the node (RAFT.REMOVE), move the "
                    "directory away and add it back empty (--join)"
                  : "check the disk and restart it");
     /* The writes waiting for their entries would wait forever: this node cannot make them
      * durable, so unless a majority of others commits them they never apply. */
-    writes_fail_all(n, store_failed_pending_reply);
+    n->dur.store_status = status;
+    char reply[256];
+    writes_fail_all(
+        n, durability_failed_reply(n, "; the write's outcome is unknown", reply, sizeof reply));
     /* Messages held behind this request vouch for what it failed to write: drop them. */
     n->dur.held_n = 0;
     n->dur.held_off = 0;

@@ -189,6 +189,7 @@ struct durability
     struct held *held;
     size_t held_off, held_n, held_cap;
     bool store_failed;
+    int store_status; /* why it failed: a STORE_E* code */
 };
 
 struct pending;
@@ -444,6 +445,9 @@ int durability_submit_plain(struct node *n, const struct store_write *w);
 /* Sends m now, or holds it until every persist request submitted so far is durable. */
 void durability_send(struct node *n, struct raft_message *m);
 void durability_free(struct node *n);
+/* The error reply of a node whose store failed: "-ERR this node's store failed (WHY; see
+ * its log)" and tail, written into buf. */
+const char *durability_failed_reply(const struct node *n, const char *tail, char *buf, size_t size);
 void node_send_message(struct node *n, struct raft_message *m);
 
 /* writes.c */

@@ -46,8 +46,6 @@ struct forward
 
 static const char shutdown_unknown_reply[] =
     "-UNKNOWN the write's outcome is unknown: this node is shutting down\r\n";
-static const char store_failed_reply[] =
-    "-ERR this node's store failed (see its log); writes are refused\r\n";
 
 _Static_assert(node_frame_headroom == TRANSPORT_FRAME_HEADROOM, "node frames' headroom");
 
@@ -302,7 +300,9 @@ void writes_propose(struct node *n)
         return;
     }
     if (n->dur.store_failed) {
-        refuse_props(n, store_failed_reply); /* never proposed, so never applied */
+        char reply[256];
+        /* never proposed, so never applied */
+        refuse_props(n, durability_failed_reply(n, "; writes are refused", reply, sizeof reply));
         return;
     }
     if (transfer_blocks_writes(n)) {

@@ -7,7 +7,11 @@
  * Durability. The environment is opened with LMDB's default flags (no MDB_NOSYNC, no
  * MDB_NOMETASYNC, no MDB_WRITEMAP, no MDB_MAPASYNC), so a successful mdb_txn_commit has
  * flushed the data pages and then the meta page: commit = durable (LMDB's own
- * documentation of mdb_txn_commit and MDB_NOSYNC).
+ * documentation of mdb_txn_commit and MDB_NOSYNC). The data directory and the one above
+ * it are fsynced once the environment is open, so that data.mdb and the directory itself
+ * are there after a power loss (POSIX makes a new name durable only with an fsync of its
+ * directory). The one exception is a test-only switch: LUARAFT_TEST_NO_FSYNC=1 opens the
+ * environment with MDB_NOSYNC, so that spec/power/ can show it catches a missing fsync.
  *
  * Threads and fork. Only the writer thread runs write transactions; the loop thread runs
  * read transactions (store_load, store_read). A forked child (the snapshot child) must
@@ -28,6 +32,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "store/snapfile_internal.h"
 #include "store/store_internal.h"
 #include "util/assert.h"
 
@@ -48,6 +53,8 @@ const char *store_strerror(int rv)
             return "the store is closing";
         case STORE_EINVAL:
             return "invalid argument";
+        case STORE_ENOSPC:
+            return "the disk is full";
         default:
             return "unknown store error";
     }
@@ -94,13 +101,62 @@ static int store_open_dbi(struct store *s, char *errmsg, size_t errmsg_size)
     rv = mdb_txn_commit(txn);
     if (rv != 0) {
         store_errmsg(errmsg, errmsg_size, "mdb_txn_commit creating the databases", rv);
-        return STORE_EIO;
+        return rv == MDB_MAP_FULL ? STORE_EFULL : store_errno_status(rv);
     }
     return 0;
 
 err_txn:
     mdb_txn_abort(txn);
     return STORE_EIO;
+}
+
+/* The test-only switch (see the top of this file), said loudly at every open. */
+static bool store_test_no_fsync(void)
+{
+    const char *v = getenv("LUARAFT_TEST_NO_FSYNC");
+    if (v == NULL || strcmp(v, "1") != 0) {
+        return false;
+    }
+    lr_log(
+        "store: LUARAFT_TEST_NO_FSYNC=1: TEST ONLY: LMDB opened with MDB_NOSYNC, commits "
+        "are NOT durable; a power loss loses acknowledged writes; never run a real node so");
+    return true;
+}
+
+/* fsyncs the directory that holds path (which names a directory): its entry for path is
+ * durable then. 0 (also when that directory cannot be read), or -1 with errno set. */
+static int fsync_parent(const char *path)
+{
+    char parent[PATH_MAX];
+    snprintf(parent, sizeof parent, "%s", path);
+    size_t len = strlen(parent);
+    while (len > 1 && parent[len - 1] == '/') {
+        parent[--len] = '\0'; /* a trailing slash names path itself */
+    }
+    char *slash = strrchr(parent, '/');
+    if (slash == NULL) {
+        snprintf(parent, sizeof parent, ".");
+    } else {
+        slash[slash == parent ? 1 : 0] = '\0';
+    }
+    if (snapfile_fsync_dir(parent) != 0) {
+        /* A parent this node may write in but not read cannot be opened to be fsynced:
+         * nothing better can be done there, and refusing to start would help no one. */
+        return errno == EACCES ? 0 : -1;
+    }
+    return 0;
+}
+
+/* fsyncs dir (its new names: data.mdb) and the directory above it (dir's own name). */
+static int store_fsync_dirs(const char *dir, char *errmsg, size_t errmsg_size)
+{
+    if (snapfile_fsync_dir(dir) != 0 || fsync_parent(dir) != 0) {
+        int err = errno;
+        snprintf(errmsg, errmsg_size, "store: cannot fsync %s or the directory above it: %s", dir,
+                 strerror(err));
+        return store_errno_status(err);
+    }
+    return 0;
 }
 
 static void store_free_cb(uv_handle_t *handle)
@@ -132,14 +188,19 @@ static int store_open_env(struct store *s,
         goto err_env;
     }
     /* Default flags on purpose: commit = fsync (see the top of this file). */
-    rv = mdb_env_open(s->env, o->dir, 0, 0644);
+    rv = mdb_env_open(s->env, o->dir, store_test_no_fsync() ? MDB_NOSYNC : 0, 0644);
     if (rv != 0) {
         if (errmsg != NULL && errmsg_size > 0) {
-            snprintf(errmsg, errmsg_size, "store: mdb_env_open(%s): %s", o->dir, mdb_strerror(rv));
+            snprintf(errmsg, errmsg_size, "store: mdb_env_open(%s): %s%s", o->dir, mdb_strerror(rv),
+                     store_errno_status(rv) == STORE_ENOSPC ? " (the disk is full)" : "");
         }
+        result = rv == MDB_MAP_FULL ? STORE_EFULL : store_errno_status(rv);
         goto err_env;
     }
     result = store_open_dbi(s, errmsg, errmsg_size);
+    if (result == 0) {
+        result = store_fsync_dirs(o->dir, errmsg, errmsg_size);
+    }
     if (result != 0) {
         goto err_env;
     }
@@ -199,8 +260,8 @@ err_env:
     return result;
 }
 
-/* mkdir -p: creates dir and the directories above it that are missing. Returns 0, or -1
- * with errno set. */
+/* mkdir -p: creates dir and the directories above it that are missing, each made durable
+ * (its parent fsynced). Returns 0, or -1 with errno set. */
 static int make_dirs(const char *dir)
 {
     char path[PATH_MAX];
@@ -216,8 +277,14 @@ static int make_dirs(const char *dir)
         }
         char c = path[i];
         path[i] = '\0';
-        if (path[i - 1] != '/' && mkdir(path, 0755) != 0 && errno != EEXIST) {
-            return -1;
+        if (path[i - 1] != '/') {
+            if (mkdir(path, 0755) == 0) {
+                if (fsync_parent(path) != 0) { /* so that the new name is durable */
+                    return -1;
+                }
+            } else if (errno != EEXIST) {
+                return -1;
+            }
         }
         path[i] = c;
     }

@@ -34,6 +34,7 @@ enum {
     STORE_ECORRUPT = -203, /* what is on disk contradicts itself (a gap in the log, ...) */
     STORE_ECLOSED = -204,  /* the store is closing */
     STORE_EINVAL = -205,   /* bad arguments */
+    STORE_ENOSPC = -206,   /* the file system is full (ENOSPC) or over its quota (EDQUOT) */
 };
 
 const char *store_strerror(int rv);
@@ -127,8 +128,8 @@ int store_read(struct store *s,
 /*
  * Queues a persist request; done(arg, status) runs on the loop thread once it is durable
  * (status 0) or has failed (STORE_EFULL: nothing of it was written, and later requests
- * fail too until one fits; STORE_EIO). A start function that fails never calls done.
- * Errors: STORE_ENOMEM, STORE_ECLOSED, STORE_EINVAL.
+ * fail too until one fits; STORE_ENOSPC: the disk is full; STORE_EIO). A start function that fails
+ * never calls done. Errors: STORE_ENOMEM, STORE_ECLOSED, STORE_EINVAL.
  */
 int store_submit(struct store *s, const struct store_write *w, store_done_cb done, void *arg);
 

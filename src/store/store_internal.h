@@ -165,6 +165,9 @@ void store_errmsg(char *errmsg, size_t errmsg_size, const char *what, int rv);
  * MDB_MAP_FULL is logged once per failed transaction by the caller, not here
  * (store_writer.c). */
 int store_write_fail(const char *what, int rv);
+/* The status of a failure with errno err: STORE_ENOSPC for a full disk (ENOSPC, EDQUOT),
+ * else STORE_EIO. */
+int store_errno_status(int err);
 
 /* Applies one request inside txn, in the order store.h gives (store_apply.c). */
 int store_apply_request(struct store *s, MDB_txn *txn, const struct store_req *r);

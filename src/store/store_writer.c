@@ -13,6 +13,7 @@
  * Sticky failure. Once a request fails, every later one fails with the same status
  * (struct store's failed_status, store_internal.h).
  */
+#include <errno.h>
 #include <lmdb.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -22,14 +23,27 @@
 #include "store/store_internal.h"
 #include "util/assert.h"
 
+int store_errno_status(int err)
+{
+    return err == ENOSPC || err == EDQUOT ? STORE_ENOSPC : STORE_EIO;
+}
+
 int store_write_fail(const char *what, int rv)
 {
     lr_assert(rv != 0);
     if (rv == MDB_MAP_FULL || rv == MDB_TXN_FULL) {
         return STORE_EFULL;
     }
-    lr_log("store: %s: %s", what, mdb_strerror(rv));
-    return STORE_EIO;
+    int status = store_errno_status(rv); /* LMDB passes a failed write's errno on */
+    if (status == STORE_ENOSPC) {
+        lr_log(
+            "store: %s: the disk is full (%s): free space on the data directory's file "
+            "system, then restart the node",
+            what, mdb_strerror(rv));
+    } else {
+        lr_log("store: %s: %s", what, mdb_strerror(rv));
+    }
+    return status;
 }
 
 static void store_set_status(struct store_req *start, struct store_req *stop, int status)
