@@ -7,8 +7,9 @@
 -- What it catches: a misconfigured node that takes the cluster's entries and applies them
 -- with its own script (before the check, node 3 took the log: its last_log_index followed
 -- the leader's), one that votes (nodes 1 and 2 alone must elect, and node 3 must never
--- lead), one whose forwarded write is committed, and a check that refuses a node started
--- right. What it cannot catch: a member whose data directory was made with the cluster's
+-- lead), one that takes even a heartbeat of the foreign leader, and a check that refuses
+-- a node started right (nodes 1 and 2 must elect and serve). It does not show a leader
+-- dropping a foreign node's forwarded write: node 3 never learns a leader to send one to. What it cannot catch: a member whose data directory was made with the cluster's
 -- first script but which is later restarted with another --script (runtime_identity.c
 -- refuses that start), and two clusters that share nothing but a peer address.
 local T = dofile(debug.getinfo(1, "S").source:sub(2):match("^(.*)/") .. "/transfer_support.lua")

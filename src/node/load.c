@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 
 #include "command.h"
 #include "node/internal.h"
@@ -96,18 +97,25 @@ static int read_file(const char *path,
     }
     memcpy(p, path, len);
     p[len] = '\0';
+    /* Sized by the file, not by the most a script may be: one read of what is there. */
     FILE *fp = fopen(p, "rb");
-    char *buf = fp != NULL ? malloc((size_t)fsm_script_bytes_max + 1) : NULL;
-    size_t n = buf != NULL ? fread(buf, 1, (size_t)fsm_script_bytes_max + 1, fp) : 0;
-    int failed = fp == NULL || buf == NULL || ferror(fp);
+    struct stat st;
+    bool sized = fp != NULL && fstat(fileno(fp), &st) == 0;
+    bool big = sized && (uint64_t)st.st_size > fsm_script_bytes_max;
+    size_t want = sized && !big ? (size_t)st.st_size : 0;
+    char *buf = sized && !big ? malloc(want + 1) : NULL;
+    size_t n = buf != NULL ? fread(buf, 1, want + 1, fp) : 0;
+    int failed = !sized || (!big && buf == NULL) || (fp != NULL && ferror(fp));
     int err = errno;
     if (fp != NULL) {
         fclose(fp);
     }
-    if (failed || n > fsm_script_bytes_max) {
+    if (failed || big || n > want) {
         free(buf);
         snprintf(msg, size, "cannot read %.300s: %s", p,
-                 failed ? strerror(err) : "larger than the most a script may be (16 MiB)");
+                 failed ? strerror(err)
+                 : big  ? "larger than the most a script may be (16 MiB)"
+                        : "it grew while it was read");
         return -1;
     }
     *text = buf;
