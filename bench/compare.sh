@@ -12,7 +12,8 @@
 #                  The default, the full mode, takes about 10 minutes on 2 cores.
 #   --build DIR    the luaraft build to use [LUARAFT_BUILD_DIR, else build/]; configured
 #                  RelWithDebInfo (what ships) if it has no cache yet, rebuilt if stale
-#   --only LIST    some of: probes luaraft redis etcd raft tarantool [all of them]
+#   --only LIST    some of: probes luaraft redis etcd raft tarantool scale [all of them];
+#                  scale: luaraft holding a million keys (snapshot, restart, join)
 #   --no-perf      skip the profile of the luaraft leader (perf record -g at 800 in flight)
 #
 # It installs what it lacks from Debian (apt-get, as root or through sudo), builds its
@@ -26,7 +27,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${LUARAFT_BUILD_DIR:-$root/build}
 quick=${BENCH_QUICK:-0}
-only="probes luaraft redis etcd raft tarantool"
+only="probes luaraft redis etcd raft tarantool scale"
 perf_wanted=1
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -36,7 +37,7 @@ while [ $# -gt 0 ]; do
         --only) [ $# -ge 2 ] || { echo "compare.sh: --only needs a list" >&2; exit 2; }
             only=$2; shift ;;
         --no-perf) perf_wanted=0 ;;
-        -h | --help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h | --help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "compare.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -84,6 +85,9 @@ cflags=(-std=c11 -O2 -g -Wall -Wextra -Werror)
 if stale "$bench/probes" "$root/bench/probes.c"; then
     cc "${cflags[@]}" -o "$bench/probes" "$root/bench/probes.c" -llmdb
 fi
+if stale "$bench/scale" "$root/bench/scale.c"; then
+    cc "${cflags[@]}" -pthread -o "$bench/scale" "$root/bench/scale.c"
+fi
 if stale "$bench/raft_harness" "$root/bench/raft_harness.c"; then
     cc "${cflags[@]}" -o "$bench/raft_harness" "$root/bench/raft_harness.c" -lraft -luv
 fi
@@ -113,6 +117,7 @@ n() {
 }
 
 source "$root/bench/compare_lib.sh"
+source "$root/bench/scale_lib.sh"
 
 : >"$raw"
 {
@@ -150,7 +155,8 @@ echo "load_after $(cut -d' ' -f1-3 /proc/loadavg)" >>"$raw"
 
 lua5.4 "$root/bench/compare_report.lua" "$raw" "$results/compare.dat" >"$results/compare.md"
 if command -v gnuplot >/dev/null 2>&1; then
-    gnuplot -e "data='$results/compare.dat'; out='$results/compare.png'" "$root/bench/compare.gp"
+    gnuplot -e "data='$results/compare.dat'; out='$results/compare.png'" "$root/bench/compare.gp" ||
+        echo "compare.sh: no plot (no write figures in this run?)" >&2
 fi
 cat "$results/compare.md"
 echo

@@ -146,6 +146,20 @@ run_probes() {
 # --- luaraft ---------------------------------------------------------------------------
 # Starts 3 nodes of examples/kv.lua with the defaults that ship; sets lr_pids (node i's
 # pid at i - 1) and lr_leader (the id of the node elected).
+# lr_args: more options for every node (the scale run's), none by default.
+lr_args=()
+# start_node I DIR (--cluster MEMBERS | --join ADDR): node I, its data in DIR/nI; its pid
+# goes to lr_pids[I - 1]. The log is appended to, so a restart keeps the earlier lines.
+start_node() {
+    local i=$1 dir=$2
+    shift 2
+    "$build/luaraft" node --id "$i" --data "$dir/n$i" --listen 127.0.0.1:$((base + i)) \
+        --raft 127.0.0.1:$((base + 10 + i)) "$@" ${lr_args[@]+"${lr_args[@]}"} \
+        "$root/examples/kv.lua" 2>>"$dir/n$i.log" &
+    lr_pids[i - 1]=$!
+    track $!
+}
+
 start_luaraft() { # NAME: its data and logs in $data/NAME
     local i members="" try dir=$data/$1
     lr_pids=() lr_leader=""
@@ -153,13 +167,7 @@ start_luaraft() { # NAME: its data and logs in $data/NAME
         return 2
     for i in 1 2 3; do members+="${members:+,}$i=127.0.0.1:$((base + 10 + i))"; done
     rm -rf "$dir" && mkdir -p "$dir"
-    for i in 1 2 3; do
-        "$build/luaraft" node --id $i --data "$dir/n$i" --listen 127.0.0.1:$((base + i)) \
-            --raft 127.0.0.1:$((base + 10 + i)) --cluster "$members" "$root/examples/kv.lua" \
-            2>"$dir/n$i.log" &
-        lr_pids+=($!)
-        track $!
-    done
+    for i in 1 2 3; do start_node $i "$dir" --cluster "$members"; done
     for i in 1 2 3; do wait_port $((base + i)) 30 "${lr_pids[i - 1]}" || return 2; done
     for ((try = 0; try < 300; try++)); do
         for i in 1 2 3; do

@@ -154,12 +154,40 @@ target('GET / SET, leader (800 in flight)', ratio(ops('luaraft', 'get_leader_c50
 target('GET / SET, a follower (800 in flight)', ratio(ops('luaraft', 'get_follower_c50_p16'), lr_p16), 3, true)
 target('memory per 1M small keys: luaraft leader / redis-server',
     ratio(num('luaraft', 'rss', 'mb_per_million'), num('redis', 'rss', 'mb_per_million')), 2, false)
+-- The scale run (bench/scale_lib.sh): a million keys.
+local function scale(case, key) return num('scale', case, key) end
+target('SET p99 during a snapshot / steady (50 clients, the scale run)',
+    ratio(scale('during', 'p99_ms'), scale('steady', 'p99_ms')), 2, false)
+target('restart to serving, seconds (the scale run)', scale('restart', 'serving_s'), 2, false)
 say('| target (issue 12) | ratio | goal | met |')
 say('|---|---|---|---|')
 for _, t in ipairs(targets) do say(t) end
 say()
-say('Not measured by this command: write p99 during a 1M-key snapshot, restart to serving, ' ..
-    'catch-up by InstallSnapshot (issue 12, part 3).')
+if results.scale then
+    local keys = scale('snapshot_idle', 'keys')
+    say(string.format('A state of %s keys (kv.lua, 3 nodes, snapshots only on RAFT.SNAPSHOT):',
+        keys and thousands(keys) or '?'))
+    say()
+    say('| | figure |')
+    say('|---|---|')
+    local function row(text, value) say('| ' .. text .. ' | ' .. value .. ' |') end
+    local function secs(x) return x and string.format('%.2f s', x) or '?' end
+    local function lat(case)
+        return string.format('%s / %s / %s ms (max %s), %s writes', ms(scale(case, 'p50_ms')),
+            ms(scale(case, 'p99_ms')), ms(scale(case, 'p999_ms')), ms(scale(case, 'max_ms')),
+            thousands(scale(case, 'ops') or 0))
+    end
+    row('RAFT.SNAPSHOT on an idle follower', secs(scale('snapshot_idle', 'snapshot_s')))
+    row('RAFT.SNAPSHOT on the leader under 50 writing clients', secs(scale('during', 'snapshot_s')))
+    row('SET p50 / p99 / p999, steady (50 clients)', lat('steady'))
+    row('SET p50 / p99 / p999, while the leader takes its snapshot', lat('during'))
+    row(string.format('a follower killed and started again: until it serves a write made before ' ..
+        'the kill (snapshot restored, %s entries replayed)', thousands(scale('restart', 'entries_replayed') or 0)),
+        secs(scale('restart', 'serving_s')))
+    row('a new node: from RAFT.ADD until it serves that write (InstallSnapshot)',
+        secs(scale('join', 'serving_s')))
+    say()
+end
 print(table.concat(out, '\n'))
 
 -- The plot's data: one row a workload, one column a system (writes/s; 0 where none).

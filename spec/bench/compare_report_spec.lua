@@ -25,6 +25,12 @@ etcd set_c256 inflight=256 ops=100000 errors=0 ops_per_s=12000 p50_ms=20 p99_ms=
 etcd set_c800 inflight=800 ops=100000 errors=3 ops_per_s=8000 p50_ms=90 p99_ms=200 p999_ms=300 cpu_s=30.00
 raft set_w256 inflight=256 bytes=8 ops=200000 errors=0 ops_per_s=40000 p50_ms=6 p99_ms=30 p999_ms=50 cpu_s=4.00
 raft set1k_w800 inflight=800 bytes=1024 ops=100000 errors=0 ops_per_s=990000 p50_ms=1 p99_ms=2 p999_ms=3 cpu_s=2.00
+scale rss keys=1000001 errors=0 rss_before_kb=5000 rss_after_kb=400000 mb_per_million=385.7
+scale snapshot_idle keys=1000000 snapshot_s=1.500
+scale steady ops=100000 p50_ms=2.0 p99_ms=8.0 p999_ms=20.0 max_ms=30.0 errors=0 ops_per_s=20000
+scale during ops=30000 p50_ms=3.0 p99_ms=20.0 p999_ms=40.0 max_ms=50.0 snapshot_s=1.800
+scale restart keys=1000000 entries_replayed=43610 serving_s=1.250
+scale join keys=1000000 serving_s=4.000
 load_after 4.00 5.00 6.00
 ]]
 
@@ -78,6 +84,17 @@ describe("bench/compare_report.lua", function()
         assert.same({ "4.00", "yes" }, { target(md, "GET / SET, leader") })
         assert.same({ "2.50", "**no**" }, { target(md, "GET / SET, a follower") })
         assert.same({ "3.05", "**no**" }, { target(md, "memory per 1M small keys: luaraft") })
+    end)
+
+    it("quotes the scale run: the snapshot's effect on p99, restart and join times", function()
+        -- 20 ms during the snapshot against 8 steady
+        assert.same({ "2.50", "**no**" }, { target(md, "SET p99 during a snapshot / steady") })
+        assert.same({ "1.25", "yes" }, { target(md, "restart to serving, seconds") })
+        assert.truthy(md:find("A state of 1,000,000 keys", 1, true))
+        assert.truthy(md:find("| RAFT.SNAPSHOT on an idle follower | 1.50 s |", 1, true))
+        assert.truthy(md:find("while the leader takes its snapshot | 3.00 / 20 / 40 ms (max 50), 30,000 writes |", 1, true))
+        assert.truthy(md:find("43,610 entries replayed) | 1.25 s |", 1, true))
+        assert.truthy(md:find("(InstallSnapshot) | 4.00 s |", 1, true))
     end)
 
     it("gives CPU per 1,000 writes and the errors a run had", function()
