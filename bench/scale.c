@@ -9,7 +9,8 @@
  *       reply and as long again after it. Prints two lines, "steady ..." (the writes
  *       completed before RAFT.SNAPSHOT was sent) and "during ..." (those that overlapped
  *       the snapshot: sent before its reply came), each with ops, p50_ms, p99_ms, p999_ms
- *       and max_ms, the second also with snapshot_s (RAFT.SNAPSHOT's round trip).
+ *       and max_ms, the second also with snapshot_s (RAFT.SNAPSHOT's round trip) and
+ *       max_sent_at_s (when the slowest of them was sent, from RAFT.SNAPSHOT's sending).
  *   scale wait PORT KEY VALUE SINCE_NS TIMEOUT_S
  *       GET KEY every millisecond until it answers VALUE (connecting again while the node
  *       is not up); prints "serving_s=..": the seconds from SINCE_NS (CLOCK_REALTIME, as
@@ -200,6 +201,7 @@ static int latency(int port, int clients, double seconds, long keys)
     double *steady = malloc((total + 1) * sizeof *steady);
     double *during = malloc((total + 1) * sizeof *during);
     size_t ns = 0, nd = 0;
+    double worst = 0, worst_at = 0;
     for (int i = 0; i < clients; i++) {
         for (size_t j = 0; j < cs[i].n; j++) {
             struct sample s = cs[i].s[j];
@@ -208,13 +210,17 @@ static int latency(int port, int clients, double seconds, long keys)
                 steady[ns++] = ms;
             } else if (s.sent < t1) {
                 during[nd++] = ms;
+                if (ms > worst) {
+                    worst = ms;
+                    worst_at = s.sent - t0;
+                }
             }
         }
     }
     char extra[96];
     snprintf(extra, sizeof extra, " errors=%ld ops_per_s=%.0f", errors, (double)ns / seconds);
     report("steady", steady, ns, extra);
-    snprintf(extra, sizeof extra, " snapshot_s=%.3f", t1 - t0);
+    snprintf(extra, sizeof extra, " snapshot_s=%.3f max_sent_at_s=%.3f", t1 - t0, worst_at);
     report("during", during, nd, extra);
     return 0;
 }

@@ -1,9 +1,10 @@
 -- slow_snapshot.lua: a state machine for spec/node/snapshot_child_spec.lua whose
 -- M.snapshot runs as long as it is told to, so that the snapshot child stays alive while
 -- the spec looks at it. Commands: SET v -> OK; SPIN n -> n (rounds the next snapshot
--- spins); GET -> v (a read).
+-- spins); GARBAGE n -> n (MiB of garbage the next snapshot makes before it spins);
+-- GET -> v (a read).
 local M = { reads = { GET = true } }
-local value, spin = "", 0
+local value, spin, garbage = "", 0, 0
 
 function M.apply(cmd)
     local name = cmd[1]:upper()
@@ -13,8 +14,11 @@ function M.apply(cmd)
     elseif name == "SPIN" and #cmd == 2 then
         spin = math.tointeger(tonumber(cmd[2])) or error("SPIN wants an integer")
         return spin
+    elseif name == "GARBAGE" and #cmd == 2 then
+        garbage = math.tointeger(tonumber(cmd[2])) or error("GARBAGE wants an integer")
+        return garbage
     end
-    error("usage: SET v | SPIN n | GET")
+    error("usage: SET v | SPIN n | GARBAGE n | GET")
 end
 
 function M.query(cmd)
@@ -25,6 +29,12 @@ end
 -- the disk (no instruction budget applies to M.snapshot).
 function M.snapshot(w)
     w:write(string.pack(">s4", value))
+    for i = 1, garbage do
+        local _ = ("x"):rep((1 << 20) - 8) .. ("%08d"):format(i) -- 1 MiB, garbage at once
+    end
+    if garbage > 0 then
+        w:write(("g"):rep(1 << 20)) -- reaches the file: the spec sees the loop is over
+    end
     for i = 1, spin do
         if i % 1000000 == 0 then
             w:write("x")

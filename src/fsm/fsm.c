@@ -447,3 +447,40 @@ void fsm_set_applied(struct fsm *f, const struct fsm_ctx *ctx)
     f->applied = *ctx;
     f->time_ms = ctx->time_ms;
 }
+
+void fsm_gc_pause(struct fsm *f)
+{
+    lua_gc(f->L, LUA_GCSTOP);
+    f->gc_paused_kb = lua_gc(f->L, LUA_GCCOUNT) + 1;
+}
+
+void fsm_gc_pause_child(struct fsm *f)
+{
+    fsm_gc_pause(f);
+    f->gc_in_child = true;
+}
+
+bool fsm_gc_past_bound(const struct fsm *f, int heap_kb)
+{
+    /* Twice the heap (and 64 MiB at least): the garbage of a long pause stays bounded. */
+    int limit = f->gc_paused_kb > 64 * 1024 ? f->gc_paused_kb : 64 * 1024;
+    return f->gc_paused_kb != 0 && heap_kb - f->gc_paused_kb > limit;
+}
+
+bool fsm_gc_grown(struct fsm *f)
+{
+    return fsm_gc_past_bound(f, lua_gc(f->L, LUA_GCCOUNT));
+}
+
+void fsm_gc_resume(struct fsm *f)
+{
+    if (f->gc_paused_kb != 0) {
+        lua_gc(f->L, LUA_GCRESTART);
+        f->gc_paused_kb = 0;
+    }
+}
+
+uint64_t fsm_lua_bytes(struct fsm *f)
+{
+    return (uint64_t)lua_gc(f->L, LUA_GCCOUNT) * 1024 + (uint64_t)lua_gc(f->L, LUA_GCCOUNTB);
+}

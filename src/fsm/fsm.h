@@ -450,6 +450,26 @@ int fsm_keyspace(struct fsm *f, struct fsm_reply *out);
  * not carry the time of its last entry, so after a restore the clock stays where it was
  * (0 in a fresh fsm) until the next entry is applied.
  */
+/*
+ * The collector paused while a forked snapshot child shares the heap copy-on-write: a
+ * marking step writes to every object it reaches, and one step traverses a table whole,
+ * so on a state of a million keys a step would copy most of the heap's pages in one go
+ * (about 0.4 s for 400 MiB here) while writes wait. Nothing a script sees depends on when
+ * garbage is collected (no __gc, no weak tables, no collectgarbage; the memory cap still
+ * runs an emergency full collection before it refuses). fsm_gc_pause records the heap's
+ * size; fsm_gc_grown says when it has grown so much that collecting is cheaper than
+ * waiting for the child; fsm_gc_resume starts the collector again.
+ */
+void fsm_gc_pause(struct fsm *f);
+/* The same in the snapshot child, which runs one long call: past the bound, the next
+ * growing allocation fails once, so that Lua runs its emergency full collection and
+ * retries it (lmem.c); the bound then starts again from the heap's size. */
+void fsm_gc_pause_child(struct fsm *f);
+bool fsm_gc_grown(struct fsm *f);
+void fsm_gc_resume(struct fsm *f);
+/* Bytes the Lua state holds now, garbage not yet collected included. */
+uint64_t fsm_lua_bytes(struct fsm *f);
+
 struct fsm_ctx fsm_applied(const struct fsm *f);
 void fsm_set_applied(struct fsm *f, const struct fsm_ctx *ctx);
 

@@ -103,7 +103,13 @@ struct fsm
     size_t commands_count;             /*   one block at its flags (fsm_contract.c) */
     char last_error[fsm_error_bytes_max];
     char test_diverge_key[64]; /* test only (fsm_test_diverge): "" when off */
+    int gc_paused_kb;          /* heap size at fsm_gc_pause, in KiB; 0: the collector runs */
+    bool gc_in_child;          /* fsm_gc_pause_child: sandbox_alloc collects past the bound */
+    bool gc_valve_failed;      /* it refused the last growing allocation (Lua collects, retries) */
 };
+
+/* The heap (in KiB) has grown past the bound of a pause (fsm_gc_pause). */
+bool fsm_gc_past_bound(const struct fsm *f, int heap_kb);
 
 /* The error replies of a call that ran out of budget (fsm.c). fsm_take_error knows them
  * by address: their traceback is only a hint in parentheses. */

@@ -113,6 +113,15 @@ void *sandbox_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
             return NULL;
         }
     }
+    if (f->gc_in_child && nsize > old) {
+        if (f->gc_valve_failed) { /* the retry after the collection: a new bound */
+            f->gc_valve_failed = false;
+            f->gc_paused_kb = (int)(f->memory.used / 1024) + 1;
+        } else if (fsm_gc_past_bound(f, (int)(f->memory.used / 1024))) {
+            f->gc_valve_failed = true;
+            return NULL;
+        }
+    }
     void *p = realloc(ptr, nsize);
     if (p == NULL) {
         return NULL;

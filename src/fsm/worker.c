@@ -250,10 +250,28 @@ static void run_snapshot(struct fsm_worker *w, struct fsm_job *job)
     }
     if (pid == 0) {
         child_detach(parent);
+        fsm_gc_pause_child(w->fsm); /* its marking would copy the pages just the same */
         _exit(child_write_snapshot(w, job));
     }
     job->status = 0;
     job->pid = pid;
+    fsm_gc_pause(w->fsm);
+    w->gc_paused_for = pid;
+}
+
+/* The collector runs again once the snapshot child has exited (WNOWAIT: the loop thread
+ * reaps it; a child already reaped is ECHILD) or the heap has grown too much meanwhile. */
+static void maybe_resume_gc(struct fsm_worker *w)
+{
+    if (w->gc_paused_for == 0) {
+        return;
+    }
+    siginfo_t si = {0};
+    if (waitid(P_PID, (id_t)w->gc_paused_for, &si, WEXITED | WNOHANG | WNOWAIT) != 0 ||
+        si.si_pid == w->gc_paused_for || fsm_gc_grown(w->fsm)) {
+        fsm_gc_resume(w->fsm);
+        w->gc_paused_for = 0;
+    }
 }
 
 struct restore_reader
@@ -418,6 +436,7 @@ int fsm_worker_restore_file(struct fsm **fp,
 
 static void run_job(struct fsm_worker *w, struct fsm_job *job)
 {
+    maybe_resume_gc(w);
     switch (job->type) {
         case FSM_JOB_APPLY:
             for (unsigned i = 0; i < job->n_entries; i++) {
@@ -455,6 +474,7 @@ static void run_job(struct fsm_worker *w, struct fsm_job *job)
         case FSM_JOB_STOP:
             break;
     }
+    atomic_store(&w->lua_bytes, fsm_lua_bytes(w->fsm));
 }
 
 /* A FIFO of jobs (the caller holds the mutex, or is the only thread left). */
@@ -539,6 +559,7 @@ int fsm_worker_start(struct fsm_worker *w,
     w->applied_index = applied_index;
     w->applied_term = applied_term;
     set_applied(w);
+    atomic_store(&w->lua_bytes, fsm_lua_bytes(f));
     pthread_mutex_init(&w->mutex, NULL);
     pthread_cond_init(&w->cond, NULL);
     int rv = uv_async_init(loop, &w->async, worker_async_cb);

@@ -11,6 +11,7 @@
 #define LUARAFT_FSM_WORKER_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -47,6 +48,8 @@ struct fsm_worker
     /* Owned by the worker thread once started. */
     uint64_t applied_index;
     uint64_t applied_term;
+    pid_t gc_paused_for; /* the snapshot child the collector waits for (fsm_gc_pause), or 0 */
+    _Atomic uint64_t lua_bytes; /* the Lua heap after the last job (INFO used_memory_lua) */
 };
 
 /*

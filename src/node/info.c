@@ -200,6 +200,9 @@ static void section_memory(struct node *n, struct buf *out, const int64_t *keysp
     put_human(out, "used_memory_rss_human", rss);
     info_printf(out, "used_memory_peak_rss:%" PRIu64 "\r\n", peak);
     put_human(out, "used_memory_peak_rss_human", peak);
+    uint64_t lua = n->io->lua_memory != NULL ? n->io->lua_memory(n->io->arg) : 0;
+    info_printf(out, "used_memory_lua:%" PRIu64 "\r\n", lua);
+    put_human(out, "used_memory_lua_human", lua);
     info_printf(out, "total_system_memory:%" PRIu64 "\r\n", total);
     put_human(out, "total_system_memory_human", total);
     info_printf(out, "maxmemory:0\r\n");

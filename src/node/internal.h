@@ -145,6 +145,7 @@ struct node_io
     bool (*peer_connected)(void *arg, raft_id id);
     uint32_t (*clients)(void *arg);
     void (*client_memory)(void *arg, struct node_client_memory *m); /* optional */
+    uint64_t (*lua_memory)(void *arg); /* the Lua heap's bytes; optional */
     /* The node cannot go on (its store lost what it acknowledged): never returns in the
      * real world; a simulator marks the node crashed. */
     void (*fatal)(void *arg, const char *msg);

@@ -209,6 +209,12 @@ static uint32_t io_clients(void *arg)
     return rt->srv != NULL ? server_clients(rt->srv) : 0;
 }
 
+static uint64_t io_lua_memory(void *arg)
+{
+    struct runtime *rt = arg;
+    return atomic_load(&rt->worker.lua_bytes);
+}
+
 static void io_set_authenticated(void *arg, struct server_request *req, bool on)
 {
     (void)arg;
@@ -280,5 +286,6 @@ const struct node_io runtime_io = {
     .set_peers = io_set_peers,
     .clients = io_clients,
     .client_memory = io_client_memory,
+    .lua_memory = io_lua_memory,
     .fatal = io_fatal,
 };
