@@ -33,6 +33,11 @@
  * keys are 1..n, an empty array, truncated input and trailing bytes. So decode(b) succeeds
  * only when encode(decode(b)) == b.
  *
+ * Inside fsm_snapshot, encode also tells the fsm of each table whose positive integer
+ * keys are not a sequence 1..n (fsm_snapshot_holes): `#` on it may answer differently
+ * after a restore (fsm.h, "Length"). It is a warning, not an error: refusing the
+ * snapshot would stop the log's compaction over a rule the script may never rely on.
+ *
  * Budget: encode charges one instruction per table entry and one per 64 bytes of output;
  * decode one per 64 bytes of input and one per table entry. Both are functions of the
  * value alone, so the charge is the same on every replica. Their buffers are Lua userdata,
@@ -65,6 +70,14 @@ struct enc
     size_t charged; /* bytes already charged to the budget */
     int depth;      /* tables open */
     const void *path[encode_depth_max];
+    struct enc_key
+    {
+        const char *s; /* a string key (alive while its table is on the stack), or NULL */
+        size_t len;
+        lua_Integer i; /* else an integer key (a float key shows as "?") */
+        bool is_int;
+    } keys[encode_depth_max]; /* keys[d]: where path[d + 1] sits in path[d] */
+    bool snapshot;            /* inside fsm_snapshot: note tables with holes */
 };
 
 static void enc_charge(struct enc *e)
@@ -346,12 +359,41 @@ static void enc_entries_grow(lua_State *L, struct enc_entries *en, size_t used, 
     en->entries = entries;
 }
 
+/* A table at depth e->depth whose positive integer keys are not 1..k (counted, k the
+ * first nil's index less 1): told to the fsm with its key path, when a snapshot runs. */
+static void enc_note_holes(struct enc *e)
+{
+    char path[fsm_holes_path_bytes];
+    size_t used = 0;
+    path[0] = '\0';
+    for (int d = 0; d + 1 < e->depth && used + 1 < sizeof path; d++) {
+        const struct enc_key *k = &e->keys[d];
+        const char *dot = d > 0 ? "." : "";
+        int n = k->s != NULL ? snprintf(path + used, sizeof path - used, "%s%.*s", dot,
+                                        (int)(k->len > 64 ? 64 : k->len), k->s)
+                : k->is_int
+                    ? snprintf(path + used, sizeof path - used, "%s%lld", dot, (long long)k->i)
+                    : snprintf(path + used, sizeof path - used, "%s?", dot);
+        used += n > 0 ? (size_t)n : 0;
+    }
+    fsm_note_holes(fsm_from_state(e->L), path);
+}
+
+static void enc_set_key(struct enc *e, const struct enc_scalar *key, lua_Integer i)
+{
+    struct enc_key *k = &e->keys[e->depth - 1];
+    k->s = key != NULL && key->type == LUA_TSTRING ? key->u.s : NULL;
+    k->len = key != NULL ? key->len : 0;
+    k->is_int = key == NULL || (key->type == LUA_TNUMBER && key->is_int);
+    k->i = key != NULL ? key->u.i : i;
+}
+
 /*
  * A map: one lua_next pass collects the entries (the C API has no cheaper way to walk a
  * table, and each step costs a hash lookup), then they are sorted with enc_order_cmp. A
  * table value is kept in a side table by position, to be encoded after the sort.
  */
-static void enc_map(struct enc *e, int t)
+static void enc_map(struct enc *e, int t, lua_Integer k)
 {
     lua_State *L = e->L;
     lua_pushnil(L); /* ud */
@@ -361,6 +403,7 @@ static void enc_map(struct enc *e, int t)
     bool have_tables = false;
     struct enc_entries en = {0};
     size_t count = 0;
+    lua_Integer positive = 0;     /* positive integer keys: k of them make a sequence */
     lua_pushnil(L);               /* ud tables nil */
     while (lua_next(L, t) != 0) { /* ud tables key value */
         if (count == en.cap) {
@@ -371,6 +414,7 @@ static void enc_map(struct enc *e, int t)
             luaL_error(L, "luaraft.encode: cannot encode a %s key", luaL_typename(L, -2));
         }
         enc_order_init(&en.order[count], &x->key); /* the string is in cache now */
+        positive += x->key.type == LUA_TNUMBER && x->key.is_int && x->key.u.i > 0;
         if (!enc_scalar_init(L, -1, &x->value)) {
             if (x->value.type != LUA_TTABLE) {
                 luaL_error(L, "luaraft.encode: cannot encode a %s", luaL_typename(L, -1));
@@ -387,6 +431,9 @@ static void enc_map(struct enc *e, int t)
         count++;
     }
     sandbox_charge(L, (uint64_t)count);
+    if (positive > k && e->snapshot) {
+        enc_note_holes(e);
+    }
     enc_header(e, (uint64_t)count, 0x80, 16, 0, 0xde, 0xdf, "table");
     for (size_t i = 0; i < count; i++) {
         en.order[i].entry = &en.entries[i];
@@ -410,6 +457,7 @@ static void enc_map(struct enc *e, int t)
         if (x->value.type == LUA_TTABLE) {
             lua_Integer pos = (lua_Integer)(x - en.entries) + 1;
             lua_rawgeti(L, tables, pos); /* ud tables value */
+            enc_set_key(e, &x->key, 0);
             enc_value(e, -1);
             lua_pop(L, 1); /* ud tables */
         } else {
@@ -461,11 +509,12 @@ static void enc_table(struct enc *e, int idx)
         enc_header(e, (uint64_t)k, 0x90, 16, 0, 0xdc, 0xdd, "table");
         for (lua_Integer i = 1; i <= k; i++) {
             lua_rawgeti(L, t, i); /* value */
+            enc_set_key(e, NULL, i);
             enc_value(e, -1);
             lua_pop(L, 1); /* */
         }
     } else {
-        enc_map(e, t);
+        enc_map(e, t, k);
     }
     e->depth--;
 }
@@ -507,7 +556,10 @@ static int encode_lua(lua_State *L)
     luaL_checkany(L, 1);
     lua_settop(L, 1); /* v */
     lua_pushnil(L);   /* v buffer-slot */
+    struct fsm *f = fsm_from_state(L);
     struct enc e = {.L = L, .slot = 2};
+    e.snapshot =
+        f->stream_box != NULL && f->stream_box->s != NULL && f->stream_box->s->write != NULL;
     enc_value(&e, 1);
     enc_charge(&e);
     lua_pushlstring(L, e.len > 0 ? (const char *)e.data : "", e.len); /* v buf s */

@@ -89,6 +89,16 @@
  *    false, true); next(t, k) returns the sorted successor. A key of another type raises
  *    "non-deterministic key type". Both charge the table size to the instruction budget.
  *  - table.sort is a stable merge sort written in Lua (the C one picks random pivots).
+ *  - Length. `#t` is defined only on sequences (tables whose positive integer keys are
+ *    1..n): on a table with holes Lua answers any border, chosen by the table's layout
+ *    (Lua 5.4 manual §3.4.7), and the layout depends on the table's history, which a
+ *    replica that restored a snapshot does not share ({1, nil, 3}: 3 where it was built,
+ *    1 after a restore). The operator cannot be intercepted for plain tables, so this is
+ *    the script's rule to keep, and fsm_snapshot warns about state tables that break it
+ *    (fsm_snapshot_holes). table.insert, remove, unpack, concat and sort do not use `#`:
+ *    they use __len when the value has one, else a border read from the keys alone
+ *    (sandbox_border, sandbox_charge.c: on a sequence, its length; on {1, nil, 3}, 1),
+ *    the same on every replica. ipairs and reply arrays stop at the first nil.
  *  - tostring of tables, functions and userdata gives the type name (or __name), never
  *    an address; string.format refuses %p and formats such values the same way.
  *  - collectgarbage accepts only "collect", and does nothing (sandbox.c says why);
@@ -169,6 +179,7 @@ enum {
 enum {
     fsm_reply_depth_max = 32,                /* nesting of array replies */
     fsm_script_bytes_max = 16 * 1024 * 1024, /* size of the script file */
+    fsm_holes_path_bytes = 160,              /* fsm_snapshot_holes's key path */
     fsm_error_bytes_max = 1024,              /* an error reply's text, and fsm_last_error */
 };
 
@@ -498,6 +509,14 @@ int fsm_snapshot(struct fsm *f, fsm_write_fn write_fn, void *arg);
  * RAFT.CHECK. Errors: as fsm_snapshot. */
 enum { FSM_STATE_HASH_BYTES = 32 };
 int fsm_state_hash(struct fsm *f, unsigned char out[FSM_STATE_HASH_BYTES]);
+
+/* How many tables the last fsm_snapshot (or fsm_state_hash) encoded with luaraft.encode
+ * whose positive integer keys are not a sequence 1..n, and in *path the key path of the
+ * first (as "h", "users.7.tags": keys from the encoded value down, "" for the value
+ * itself). `#` on such a table may answer differently on a replica that restores the
+ * snapshot (the "Length" rule above); fsm_snapshot logs a warning naming it, at most one
+ * a minute. */
+size_t fsm_snapshot_holes(const struct fsm *f, const char **path);
 
 /*
  * TEST ONLY, for the specs of RAFT.CHECK: from now on this replica applies no command

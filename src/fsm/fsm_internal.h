@@ -106,10 +106,16 @@ struct fsm
     int gc_paused_kb;          /* heap size at fsm_gc_pause, in KiB; 0: the collector runs */
     bool gc_in_child;          /* fsm_gc_pause_child: sandbox_alloc collects past the bound */
     bool gc_valve_failed;      /* it refused the last growing allocation (Lua collects, retries) */
+    size_t holes_count;        /* tables not sequences that the last fsm_snapshot met */
+    char holes_path[fsm_holes_path_bytes]; /* the first one's key path ("" for none) */
 };
 
 /* The heap (in KiB) has grown past the bound of a pause (fsm_gc_pause). */
 bool fsm_gc_past_bound(const struct fsm *f, int heap_kb);
+
+/* luaraft.encode, inside fsm_snapshot, met a table whose positive integer keys are not
+ * 1..k (encode.c): counts it, and keeps the first one's key path, up to depth keys. */
+void fsm_note_holes(struct fsm *f, const char *path);
 
 /* The error replies of a call that ran out of budget (fsm.c). fsm_take_error knows them
  * by address: their traceback is only a hint in parentheses. */
@@ -226,6 +232,11 @@ void sandbox_charge_string(lua_State *L, int idx);
 /* Installs the C functions charged by their work (sandbox_charge.c) over the libraries
  * sandbox_open has opened. [-0, +0, m] */
 void sandbox_charge_open(lua_State *L);
+
+/* The length table.insert, remove, unpack, concat and sort use (sandbox_charge.c): __len's
+ * answer, else a border of the table read from its keys alone, charged. [-0, +0, e] */
+lua_Integer sandbox_border(lua_State *L, int idx);
+int sandbox_border_lua(lua_State *L);
 
 /* Charges string.format's conversions (sandbox_charge.c): fmt is argument 1, the values
  * follow. [-0, +0, v] */

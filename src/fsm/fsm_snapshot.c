@@ -9,6 +9,7 @@
 #include <stdio.h>
 
 #include "fsm/fsm_internal.h"
+#include "util/log.h"
 
 #define FSM_STREAM_MT "luaraft.fsm.stream"
 
@@ -126,10 +127,46 @@ static int fsm_stream_run(struct fsm *f, const char *fn, struct fsm_stream *stre
     return stream->failed ? FSM_ESTREAM : FSM_ESCRIPT;
 }
 
+void fsm_note_holes(struct fsm *f, const char *path)
+{
+    if (f->holes_count++ == 0) {
+        snprintf(f->holes_path, sizeof f->holes_path, "%s", path);
+    }
+}
+
+size_t fsm_snapshot_holes(const struct fsm *f, const char **path)
+{
+    *path = f->holes_path;
+    return f->holes_count;
+}
+
+/* The warning of a snapshot that met tables with holes: at most one line a minute in a
+ * process (the node's snapshot children each log at most one), since a script that
+ * keeps such a table would otherwise fill the log at every snapshot. */
+static void holes_warn(struct fsm *f)
+{
+    static uint64_t last_ms;
+    uint64_t now = lr_log_now_ms();
+    if (f->holes_count == 0 || (last_ms != 0 && now - last_ms < 60000)) {
+        return;
+    }
+    last_ms = now;
+    lr_log(
+        "warning: the snapshot holds %zu table%s whose integer keys are not a sequence "
+        "1..n, the first at key path '%s' of the encoded value: `#` on it may answer "
+        "differently on a replica that restores this snapshot (fsm.h, \"Length\"; the "
+        "table library is not affected)",
+        f->holes_count, f->holes_count == 1 ? "" : "s", f->holes_path);
+}
+
 int fsm_snapshot(struct fsm *f, fsm_write_fn write_fn, void *arg)
 {
     struct fsm_stream stream = {.write = write_fn, .arg = arg};
-    return fsm_stream_run(f, "snapshot", &stream);
+    f->holes_count = 0;
+    f->holes_path[0] = '\0';
+    int rv = fsm_stream_run(f, "snapshot", &stream);
+    holes_warn(f);
+    return rv;
 }
 
 static int hash_write(void *arg, const void *data, size_t len)

@@ -268,8 +268,10 @@ static int sandbox_global_newindex(lua_State *L)
 
 /* table.sort in Lua: a stable bottom-up merge sort. The C table.sort picks pivots at
  * random (ltablib.c l_randomizePivot), so equal elements and the number of comparator
- * calls would differ between replicas. Written in Lua, it is charged by the count hook. */
+ * calls would differ between replicas. Written in Lua, it is charged by the count hook.
+ * Its length is sandbox_border's, like the other table functions'. */
 static const char sandbox_sort_source[] =
+    "local border = ...\n"
     "local min, type, error = math.min, type, error\n"
     "local function less(a, b) return a < b end\n"
     "return function(t, lt)\n"
@@ -277,7 +279,7 @@ static const char sandbox_sort_source[] =
     "  elseif type(lt) ~= 'function' then\n"
     "    error(\"bad argument #2 to 'sort' (function expected)\", 2)\n"
     "  end\n"
-    "  local n = #t\n"
+    "  local n = border(t)\n"
     "  if n < 2 then return end\n"
     "  local a, b = {}, {}\n"
     "  for i = 1, n do a[i] = t[i] end\n"
@@ -411,10 +413,11 @@ void sandbox_open(lua_State *L)
         LUA_OK) { /* G chunk | G msg */
         lua_error(L);
     }
-    lua_call(L, 0, 1);                   /* G sort */
-    lua_getfield(L, -2, LUA_TABLIBNAME); /* G sort table */
-    lua_insert(L, -2);                   /* G table sort */
-    lua_setfield(L, -2, "sort");         /* G table */
+    lua_pushcfunction(L, sandbox_border_lua); /* G chunk border */
+    lua_call(L, 1, 1);                        /* G sort */
+    lua_getfield(L, -2, LUA_TABLIBNAME);      /* G sort table */
+    lua_insert(L, -2);                        /* G table sort */
+    lua_setfield(L, -2, "sort");              /* G table */
     sandbox_wrap(L, -1, "concat", sandbox_charged);
     lua_pop(L, 2); /* */
 

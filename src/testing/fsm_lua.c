@@ -352,6 +352,16 @@ static int machine_last_error(lua_State *L)
     return 1;
 }
 
+/* m:holes() -> count, path: fsm_snapshot_holes after the last snapshot. */
+static int machine_holes(lua_State *L)
+{
+    struct machine *m = check_machine(L);
+    const char *path = NULL;
+    lua_pushinteger(L, (lua_Integer)fsm_snapshot_holes(m->f, &path)); /* n */
+    lua_pushstring(L, path);                                          /* n path */
+    return 2;
+}
+
 static int machine_close(lua_State *L)
 {
     struct machine *m = luaL_checkudata(L, 1, MACHINE_MT);
@@ -584,13 +594,21 @@ int luaopen_luaraft_fsm(lua_State *L)
         {NULL, NULL},
     };
     static const luaL_Reg machine_methods[] = {
-        {"apply", machine_apply},       {"query", machine_query},
-        {"is_read", machine_is_read},   {"snapshot", machine_snapshot},
-        {"commands", machine_commands}, {"check", machine_check},
-        {"keys", machine_keys},         {"apply_entry", machine_apply_entry},
-        {"restore", machine_restore},   {"last_error", machine_last_error},
-        {"tick_ms", machine_tick_ms},   {"keyspace", machine_keyspace},
-        {"close", machine_close},       {NULL, NULL},
+        {"apply", machine_apply},
+        {"query", machine_query},
+        {"is_read", machine_is_read},
+        {"snapshot", machine_snapshot},
+        {"commands", machine_commands},
+        {"check", machine_check},
+        {"keys", machine_keys},
+        {"apply_entry", machine_apply_entry},
+        {"restore", machine_restore},
+        {"last_error", machine_last_error},
+        {"tick_ms", machine_tick_ms},
+        {"keyspace", machine_keyspace},
+        {"close", machine_close},
+        {"holes", machine_holes},
+        {NULL, NULL},
     };
     static const luaL_Reg module_funcs[] = {
         {"open", fsm_lua_open},
