@@ -107,7 +107,10 @@
  *  - M.query (and M.keyspace) read the state through read-only proxies: a write into a
  *    table of the state is an error "M.query must not change state", and the variables
  *    the query assigns get their values back when it ends (sandbox_query.c).
- *  - after the script has loaded, globals are locked: creating one is an error.
+ *  - after the script has loaded, globals are locked: creating or assigning one is an
+ *    error, and so is assigning a field of string, table, math, utf8, os or luaraft
+ *    (sandbox_frozen.c: such a change would outlive the command without being in the
+ *    state, so a replica restored from a snapshot would not have it).
  *  - C functions that do work in proportion to string sizes in one instruction charge
  *    one instruction per 64 bytes: string.rep and string.format (output), string.upper,
  *    lower, reverse (input and output). The others are charged by their work as

@@ -270,6 +270,14 @@ void sandbox_readonly_wrap(lua_State *L, int idx);
 void sandbox_readonly_check_write(lua_State *L, int idx);
 void sandbox_readonly_called(lua_State *L, lua_Debug *ar);
 bool sandbox_readonly_note(struct fsm *f, const void *block, size_t tag);
+/* Makes the table at proxy stand for the one at target, as a query's proxies do, for the
+ * raw readers (sandbox_frozen.c's stand-ins). [-0, +0, m] */
+void sandbox_readonly_mark(lua_State *L, int proxy, int target);
+
+/* After load: the library tables and the globals read-only (sandbox_frozen.c), with
+ * global_newindex the globals' __newindex. [-0, +0, m] */
+void sandbox_freeze(lua_State *L, lua_CFunction global_newindex);
+extern const char sandbox_frozen_text[];
 void sandbox_readonly_free(struct fsm *f);
 
 /* The count hook of the limits (sandbox_limits.c), which also passes call events to

@@ -257,9 +257,19 @@ static int sandbox_os_clock(lua_State *L)
     return 1;
 }
 
+/* The globals' __newindex once locked: every assignment gets here (sandbox_frozen.c
+ * keeps the globals table itself empty), to an existing global or a new one. */
 static int sandbox_global_newindex(lua_State *L)
 {
     const char *name = lua_type(L, 2) == LUA_TSTRING ? lua_tostring(L, 2) : "?";
+    if (luaL_getmetafield(L, 1, "__index") == LUA_TTABLE) { /* ... H */
+        lua_pushvalue(L, 2);                                /* ... H k */
+        if (lua_rawget(L, -2) != LUA_TNIL) {
+            return luaL_error(L,
+                              "%s (an assignment to global '%s': keep state in the module table)",
+                              sandbox_frozen_text, name);
+        }
+    }
     return luaL_error(L,
                       "assignment to undeclared global '%s' (globals are locked after "
                       "load: keep state in the module table)",
@@ -435,13 +445,6 @@ void sandbox_open(lua_State *L)
 
 void sandbox_lock_globals(lua_State *L)
 {
-    lua_pushglobaltable(L);                        /* G */
-    lua_createtable(L, 0, 2);                      /* G mt */
-    lua_pushcfunction(L, sandbox_global_newindex); /* G mt fn */
-    lua_setfield(L, -2, "__newindex");             /* G mt */
-    lua_pushboolean(L, 0);                         /* G mt false */
-    lua_setfield(L, -2, "__metatable");            /* G mt */
-    lua_setmetatable(L, -2);                       /* G */
-    lua_pop(L, 1);                                 /* */
+    sandbox_freeze(L, sandbox_global_newindex); /* sandbox_frozen.c */
     fsm_from_state(L)->globals_locked = true;
 }

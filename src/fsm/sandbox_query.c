@@ -151,10 +151,23 @@ void sandbox_readonly_check_write(lua_State *L, int idx)
     if (lua_type(L, idx) == LUA_TTABLE) {
         bool proxy = lua_rawgetp(L, idx, &target_key) != LUA_TNIL;
         lua_pop(L, 1);
+        if (proxy && !fsm_from_state(L)->readonly) { /* a library's or the globals' */
+            lua_pushglobaltable(L);
+            bool globals = lua_rawequal(L, idx, -1);
+            lua_pop(L, 1);
+            luaL_error(L, "%s", globals ? "the globals table is locked" : sandbox_frozen_text);
+        }
         if (proxy) {
             luaL_error(L, "%s (a write into a table of the state)", sandbox_readonly_text);
         }
     }
+}
+
+void sandbox_readonly_mark(lua_State *L, int proxy, int target)
+{
+    proxy = lua_absindex(L, proxy);
+    lua_pushvalue(L, target);           /* target */
+    lua_rawsetp(L, proxy, &target_key); /* */
 }
 
 /*
