@@ -1,7 +1,7 @@
 # Fuzzing (fuzz/, scripts/fuzz.sh). The regression inputs in fuzz/regressions/TARGET/ and the
 # seed corpora replay on every build through fuzz/replay.c (any compiler, no libFuzzer):
 # ctest fuzz_replay_TARGET. The libFuzzer smoke run (clang, ASan+UBSan) is ctest fuzz_smoke.
-set(LUARAFT_FUZZ_TARGETS resp wire core snapfile decode pattern)
+set(LUARAFT_FUZZ_TARGETS resp wire core snapfile decode pattern script)
 set(LUARAFT_FUZZ_LINK_resp luaraft_codec)
 set(LUARAFT_FUZZ_LINK_wire luaraft_codec)
 set(LUARAFT_FUZZ_LINK_core raft_core)
@@ -9,6 +9,8 @@ set(LUARAFT_FUZZ_LINK_snapfile luaraft_store)
 set(LUARAFT_FUZZ_LINK_decode luaraft_fsm PkgConfig::LUA)
 # pattern: src/fsm/pattern.c, checked against stock Lua's string.find
 set(LUARAFT_FUZZ_LINK_pattern luaraft_fsm PkgConfig::LUA)
+# script: bytes loaded as a state-machine script, run as code, loaded as a successor
+set(LUARAFT_FUZZ_LINK_script luaraft_fsm PkgConfig::LUA)
 
 foreach(target IN LISTS LUARAFT_FUZZ_TARGETS)
     add_executable(fuzz_replay_${target}

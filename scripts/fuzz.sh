@@ -18,7 +18,7 @@ sources_of() {
     resp) echo src/client/resp.c src/util/buf.c src/util/assert.c ;;
     wire) echo src/peer/wire.c src/peer/wire_handshake.c src/util/buf.c src/util/assert.c src/util/crc32c.c -lisal ;;
     core) echo src/raft/*.c src/util/*.c -lisal ;;
-    decode) echo $(cd "$root" && ls src/fsm/*.c | grep -v worker.c) src/command.c src/util/*.c \
+    decode|script) echo $(cd "$root" && ls src/fsm/*.c | grep -v worker.c) src/command.c src/util/*.c \
         $(pkg-config --cflags --libs lua5.4) -lsodium -lm -lisal ;;
     snapfile) echo src/store/snapfile.c src/store/snapfile_dir.c src/store/script_identity.c \
         src/util/crc32c.c src/util/assert.c src/util/log.c -lisal ;;
@@ -31,6 +31,7 @@ sources_of() {
 options_of() {
     case "$1" in
     pattern) echo -timeout=10 ;; # the step budget bounds every input: a slow one is a bug
+    script) echo -timeout=10 -max_len=4096 ;; # the budgets bound every input, as pattern's
     esac
 }
 
