@@ -49,14 +49,15 @@ end
 
 -- A whole module of that kind whose snapshot is luaraft.encode(M.state): what each test
 -- leaves in M.state survives snapshots and restores.
-S.EVAL_STATE = S.EVAL_HEAD .. [[
+-- (S.STATE_IO: the snapshot and restore of M.state, for other modules of that kind.)
+S.STATE_IO = [[
 function M.snapshot(w) w:write(luaraft.encode(M.state)) end
 function M.restore(r)
     local parts = {}
     for chunk in function() return r:read() end do parts[#parts + 1] = chunk end
     M.state = luaraft.decode(table.concat(parts))
 end
-return M
 ]]
+S.EVAL_STATE = S.EVAL_HEAD .. S.STATE_IO .. "return M\n"
 
 return S
