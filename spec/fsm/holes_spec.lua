@@ -9,6 +9,7 @@
 local S = dofile(debug.getinfo(1, "S").source:sub(2):match("^(.*)/") .. "/support.lua")
 
 local CTX = { index = 2, term = 1, time_ms = 0, seed = 7 }
+local fsm_false = S.fsm.null -- false comes back as a null bulk (fsm.h, replies)
 
 -- The applied replica and one restored from its snapshot, both holding `setup`'s state.
 local function replicas(setup)
@@ -63,6 +64,23 @@ describe("tables with holes across a restore", function()
         local a, c = replicas("M.state.h = { 1, nil, 3 }")
         local r = both(a, c, "return { select('#', table.unpack(M.state.h)), table.concat(M.state.h, ',') }")
         assert.are.same({ 1, "1" }, r)
+        a:close()
+        c:close()
+    end)
+
+    it("gives a query, which sees the state through read-only proxies, the same border", function()
+        local source = S.EVAL_HEAD .. "function M.query(cmd, ctx) return M.apply(cmd, ctx) end\n"
+            .. S.STATE_IO .. "return M\n"
+        local a = S.open(source)
+        a:apply({ "EVAL", "M.state.h = { 1, nil, 3 }" }, CTX)
+        local c = S.open(source)
+        c:restore(a:snapshot())
+        local code = "return { select('#', table.unpack(M.state.h)), table.concat(M.state.h, ','), pcall(table.insert, M.state.h, 9) }"
+        local ra, rc = a:query({ "EVAL", code }), c:query({ "EVAL", code })
+        assert.are.equal(ra, rc)
+        local r = S.fsm.decode(ra)
+        assert.are.same({ 1, "1", fsm_false }, { r[1], r[2], r[3] })
+        assert.matches("must not change state", r[4])
         a:close()
         c:close()
     end)
