@@ -125,7 +125,7 @@ describe("runtime membership", function()
         c, w = nil, nil
     end)
 
-    it("grows a cluster 3 -> 5 and shrinks it 5 -> 3 under load, losing no acknowledged write",
+    it("S7: grows a cluster 3 -> 5 and shrinks it 5 -> 3 under load, losing no acknowledged write",
         function()
             c = S.cluster({ n = 3, spare = 2 })
             c:start_all()
@@ -215,7 +215,7 @@ describe("runtime membership", function()
                 .. "writes %.1f ms", 1000 * T.longest_gap(w.acks(), asked, 1)))
         end)
 
-    it("a removed node that keeps running does not disturb the cluster", function()
+    it("S16: a removed node that keeps running does not disturb the cluster", function()
         c = S.cluster({ n = 4 })
         c:start_all()
         local leader = T.settled_leader(c)
