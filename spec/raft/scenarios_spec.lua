@@ -30,7 +30,7 @@
 -- | S15 | S15                               | helpers: spec/nemesis (one-way, bridge)        |
 -- | S16 | S16; membership_spec              | spec/node/membership_spec.lua "S16: ..."       |
 -- | S17 | S17; membership_spec (leader)     | -                                              |
--- | S18 | S18                               | -                                              |
+-- | S18 | S18                               | spec/node/membership_spec.lua "S18: ..."       |
 -- | S19 | none: the simulated disk never    | spec/power/disk_fault_spec.lua "S19: ..." (two)|
 -- |     | fails a write                     | spec/node/map_full_spec.lua "S19: ..."         |
 -- | S20 | S20; replication_spec             | -                                              |
