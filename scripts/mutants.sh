@@ -21,6 +21,7 @@ mutants=(
   "persisted-across-truncation|src/raft/raft.c|s/if (t->generation != r->generation) {/if (0) {/"
   "two-changes-at-once|src/raft/members.c|s/if (r->conf_index > r->commit || !r->committed_in_term) {/if (!r->committed_in_term) {/"
   "change-before-own-term-commit|src/raft/members.c|s/if (r->conf_index > r->commit || !r->committed_in_term) {/if (r->conf_index > r->commit) {/"
+  "read-without-heartbeat-round|src/raft/read_index.c|s/if (p->seq == 0 || p->seq > confirmed) {/if (p->seq == 0 || p->seq > confirmed + (1u << 30)) {/"
 )
 
 spec=${LUARAFT_MUTANT_SPEC:-}

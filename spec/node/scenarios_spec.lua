@@ -116,6 +116,49 @@ describe("scenario", function()
             end
         end)
 
+    it("S5: INCRs forwarded by followers through a leader kill are applied at most once",
+        function()
+            -- luaraft has no client request ids: a follower forwards a write once and
+            -- never re-sends it (src/node/writes.c). So the counter ends between the
+            -- INCRs acknowledged and those plus the ones whose outcome was unknown.
+            c = S.cluster({ n = 3 })
+            c:start_all()
+            local l = T.settled_leader(c, WAIT_S)
+            local acked, unknown, refused = 0, 0, 0
+            local down
+            for k = 1, 240 do
+                if k == 80 then
+                    down = l
+                    c:kill(l)
+                elseif k == 160 then
+                    c:start(down)
+                    down = nil
+                end
+                if k % 20 == 0 or k == 81 then
+                    l = leader_among(c, c:others(down)) or l
+                end
+                local via = c:others(down)[1] == l and c:others(down)[2] or c:others(down)[1]
+                local r = c:rc(via, "INCR", "counter")
+                if r:match("^%d+$") then
+                    acked = acked + 1
+                elseif r:match("^UNKNOWN ") or r:match("^TIMEOUT ") or r == "" then
+                    unknown = unknown + 1 -- "" : redis-cli's own timeout, also unknown
+                else
+                    refused = refused + 1
+                end
+            end
+            T.settled_leader(c, WAIT_S)
+            local value = S.wait(WAIT_S, "the counter", function()
+                return tonumber(c:rc(1, "GET", "counter"))
+            end)
+            print(string.format("S5: %d INCRs acknowledged, %d unknown, %d refused; counter %d",
+                acked, unknown, refused, value))
+            assert.is_true(acked >= 150, "only " .. acked .. " acknowledged")
+            assert.is_true(value >= acked and value <= acked + unknown,
+                "counter " .. value .. " for " .. acked .. " acknowledged and "
+                .. unknown .. " unknown")
+        end)
+
     it("S6: a refused write is never applied; one whose leader fell is answered as unknown",
         function()
             -- The node's own timeouts (elections after 500-1000 ms): the leader outlives its
