@@ -83,7 +83,7 @@ local function applied_on(c, ids, index)
   end
 end
 
--- The values every node's log holds, as a set, and how often each appears.
+-- The values a log holds, each with how often it appears.
 local function value_counts(log)
   local n = {}
   for _, v in ipairs(t.values(log)) do n[v] = (n[v] or 0) + 1 end
@@ -117,7 +117,6 @@ local function new_leader(c, old, max_ms)
   end, max_ms or 5000, "a leader other than " .. tostring(old))
   return l
 end
-
 
 describe("scenario", function()
   it("S1: an old leader cut off from the majority serves no read once a new leader commits",
