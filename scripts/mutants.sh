@@ -5,6 +5,9 @@
 # or if a mutation no longer applies to the source (the core changed under it).
 #
 # usage: scripts/mutants.sh [NAME...]     (default: every mutant below)
+#
+# LUARAFT_MUTANT_SPEC=spec/raft/scenarios_spec.lua runs that spec file instead of the random
+# run, and prints, per mutant, the names of the specs that failed against it.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 
@@ -18,8 +21,10 @@ mutants=(
   "persisted-across-truncation|src/raft/raft.c|s/if (t->generation != r->generation) {/if (0) {/"
   "two-changes-at-once|src/raft/members.c|s/if (r->conf_index > r->commit || !r->committed_in_term) {/if (!r->committed_in_term) {/"
   "change-before-own-term-commit|src/raft/members.c|s/if (r->conf_index > r->commit || !r->committed_in_term) {/if (r->conf_index > r->commit) {/"
+  "read-without-heartbeat-round|src/raft/read_index.c|s/if (p->seq == 0 || p->seq > confirmed) {/if (p->seq == 0 || p->seq > confirmed + (1u << 30)) {/"
 )
 
+spec=${LUARAFT_MUTANT_SPEC:-}
 want=("$@")
 work=$(mktemp -d /tmp/luaraft-mutants.XXXXXX)
 trap 'rm -rf "$work"' EXIT
@@ -46,6 +51,22 @@ for m in "${mutants[@]}"; do
     continue
   fi
   start=$SECONDS
+  if [ -n "$spec" ]; then
+    # Another spec file: the mutant is caught if any of its specs fails; name them.
+    if (cd "$dir" && LUARAFT_BUILD_DIR="$dir/build" \
+        lua5.4 /usr/bin/busted --helper=spec/helper.lua -o TAP "$spec") >"$dir/run.log" 2>&1; then
+      echo "mutant $name: NOT caught by $spec" >&2
+      status=1
+    else
+      # "not ok 4 - scenario S4: ..." -> S4
+      failed=$(sed -n 's/^not ok [0-9]* - //p' "$dir/run.log" | sed 's/^scenario //; s/:.*//' |
+        paste -sd ' ' -)
+      rule=$(grep -o 'violation: [^(]*' "$dir/run.log" | sort | uniq -c | sort -rn | head -n3 |
+        sed 's/^ *//' | paste -sd ';' - || true)
+      echo "mutant $name: caught by $spec in $((SECONDS - start)) s: ${failed:-?}${rule:+ ($rule)}"
+    fi
+    continue
+  fi
   # The default run, whatever the caller's LUARAFT_SEEDS (test.sh --quick shrinks it for
   # the specs; a mutant caught only by seed 239 must still be caught here).
   if (cd "$dir" && env -u LUARAFT_SEEDS -u LUARAFT_FIRST_SEED -u LUARAFT_SEED -u LUARAFT_STEPS \

@@ -41,7 +41,7 @@ describe("a 3-node cluster", function()
         assert.equal("127.0.0.1:" .. c:client_port(leader), c:info(follower).leader_addr)
     end)
 
-    it("elects a new leader after kill -9 of the leader, and the old one catches up", function()
+    it("S4: elects a new leader after kill -9 of the leader, and the old one catches up", function()
         c = S.cluster({ n = 3 })
         c:start_all()
         local old = c:wait_leader(ELECTION_S)

@@ -1,9 +1,10 @@
 -- A steady write load for the specs, run as a process of its own (started and stopped by
 -- PID, like the nodes):
 --
---   lua5.4 spec/node/load_writer.lua OUT PORT...
+--   [LUARAFT_WRITER_OP=sadd] lua5.4 spec/node/load_writer.lua OUT PORT...
 --
--- One write at a time, SET w<k> <k> with a new k for every attempt, to the ports in turn
+-- One write at a time, SET w<k> <k> (or, with sadd, SADD s <k>: a set workload, acknowledged
+-- by the reply 1) with a new k for every attempt, to the ports in turn
 -- (a follower forwards to the leader), each on a connection kept open until it fails.
 -- Every acknowledged write is a line "ack K SECONDS" in OUT (written and flushed before the
 -- next write is sent); any other reply, or a failure to connect or read, moves on to the
@@ -20,6 +21,7 @@ for i = 2, #arg do
 end
 assert(#ports > 0, "no ports")
 
+local sadd = os.getenv("LUARAFT_WRITER_OP") == "sadd"
 local out = assert(io.open(out_path, "a"))
 local conns = {}
 
@@ -37,6 +39,9 @@ local function call(port, k)
         c = conn
     end
     local ok, reply = pcall(function()
+        if sadd then
+            return c:call("SADD", "s", tostring(k))
+        end
         return c:call("SET", "w" .. k, tostring(k))
     end)
     if not ok then
@@ -52,7 +57,9 @@ while true do
     k = k + 1
     local port = ports[k % #ports + 1]
     local reply = call(port, k)
-    if reply ~= nil and reply.t == "status" and reply.v == "OK" then
+    local acked = reply ~= nil and (sadd and reply.t == "int" and reply.v == 1
+        or not sadd and reply.t == "status" and reply.v == "OK")
+    if acked then
         out:write(string.format("ack %d %.6f\n", k, socket.gettime()))
         out:flush()
     else

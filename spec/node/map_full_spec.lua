@@ -21,7 +21,7 @@ describe("a 3-node cluster whose LMDB map fills up", function()
         end
     end)
 
-    it("refuses writes with a clear error, stops the failed nodes, and says what to do", function()
+    it("S19: refuses writes with a clear error, stops the failed nodes, and says what to do", function()
         c = S.cluster({ n = 3, flags = { "--map-size", "1M" } })
         c:start_all()
         local leader = c:wait_leader(ELECTION_S)

@@ -117,6 +117,31 @@ local function shrink(c, i, via)
     end)
 end
 
+-- Asserts that the terms of the nodes ids do not move for `seconds`, polling throughout.
+local function terms_hold(c, ids, seconds)
+    local terms = {}
+    for _, i in ipairs(ids) do
+        terms[i] = T.counters(c, i).term
+    end
+    local until_t = S.now() + seconds
+    while S.now() < until_t do
+        for _, i in ipairs(ids) do
+            assert.equal(terms[i], T.counters(c, i).term, "node " .. i .. "'s term")
+        end
+    end
+end
+
+-- Starts cluster c, and has a follower remove itself (RAFT.REMOVE sent to it, which
+-- forwards it); returns its id and the ids that remain, once they all show the change.
+local function remove_a_follower(c)
+    c:start_all()
+    local gone = c:others(T.settled_leader(c))[1]
+    local rest = c:others(gone)
+    assert.equal("OK", change(c, gone, "RAFT.REMOVE", tostring(gone)))
+    wait_config(c, rest)
+    return gone, rest
+end
+
 describe("runtime membership", function()
     local c, w
 
@@ -125,7 +150,7 @@ describe("runtime membership", function()
         c, w = nil, nil
     end)
 
-    it("grows a cluster 3 -> 5 and shrinks it 5 -> 3 under load, losing no acknowledged write",
+    it("S7: grows a cluster 3 -> 5 and shrinks it 5 -> 3 under load, losing no acknowledged write",
         function()
             c = S.cluster({ n = 3, spare = 2 })
             c:start_all()
@@ -215,33 +240,47 @@ describe("runtime membership", function()
                 .. "writes %.1f ms", 1000 * T.longest_gap(w.acks(), asked, 1)))
         end)
 
-    it("a removed node that keeps running does not disturb the cluster", function()
+    it("S16: a removed node that keeps running does not disturb the cluster", function()
         c = S.cluster({ n = 4 })
-        c:start_all()
-        local leader = T.settled_leader(c)
-        local gone = c:others(leader)[1]
-        local rest = c:others(gone)
-        assert.equal("OK", change(c, gone, "RAFT.REMOVE", tostring(gone)))
-        wait_config(c, rest)
+        local gone, rest = remove_a_follower(c)
         S.wait(20, "node " .. gone .. " dropping its peers", function()
             return S.read_file(c:log(gone)):find("no longer a member") ~= nil
         end)
-        local terms = {}
-        for _, i in ipairs(rest) do
-            terms[i] = T.counters(c, i).term
-        end
         -- Two seconds are ten election timeouts or more: the removed node, alone, times
         -- out again and again meanwhile; none of it may reach the others.
-        local until_t = S.now() + 2
-        while S.now() < until_t do
-            for _, i in ipairs(rest) do
-                assert.equal(terms[i], T.counters(c, i).term, "node " .. i .. "'s term")
-            end
-        end
+        terms_hold(c, rest, 2)
         assert.is_true(c:alive(gone))
         assert.equal("OK", rc(c, rest[1], "SET", "after", "v"))
         assert.is_truthy(rc(c, gone, "SET", "k", "v"):find("^TRYAGAIN"))
     end)
+
+    it("S18: a removed node restarted from its data disturbs no one; re-added, it catches up",
+        function()
+            -- The node's own timeouts (elections after 500-1000 ms), so that no election
+            -- of a loaded machine passes for one the removed node caused.
+            c = S.cluster({ n = 4, default_timeouts = true })
+            local gone, rest = remove_a_follower(c)
+            c:kill(gone)
+            w = T.writer(c, rest)
+            w.wait_acks(100)
+            -- It restarts with the data directory of a member that was removed (killed
+            -- before its copy of the removal was durable, it may believe it is still a
+            -- member, and time out again and again): it must not campaign its way back
+            -- in, nor exit with an assertion.
+            c:start(gone)
+            S.wait(20, "node " .. gone .. " answering", function()
+                return rc(c, gone, "PING") == "PONG"
+            end)
+            terms_hold(c, rest, 4)
+            assert.is_true(c:alive(gone), "the removed node died on restart")
+            -- Added back, with its old data, it catches up and votes again.
+            assert.equal("OK", add(c, rest[1], gone))
+            local all = c:others(nil)
+            wait_config(c, all, 60)
+            w.wait_acks(100, S.now())
+            w.stop()
+            T.assert_none_lost(c, all, w.acks())
+        end)
 
     it("answers bad changes with errors, on the leader and on a follower", function()
         c = S.cluster({ n = 3 })

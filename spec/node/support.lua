@@ -77,9 +77,11 @@ end
 S.sh = sh
 S.port_free = port_free
 
--- True while the process runs (a zombie still answers kill -0; ask ps for its state).
+-- True while the process runs (a zombie still answers kill -0; ask ps for its state). ps
+-- runs without the sanitizer build's preloaded ASan runtime, which it can deadlock with
+-- (a spec_node run hung for 15 minutes in `ps -o stat=` under LD_PRELOAD).
 function S.pid_alive(pid)
-    local state = sh("ps -o stat= -p " .. pid .. " 2>/dev/null")
+    local state = sh("env -u LD_PRELOAD ps -o stat= -p " .. pid .. " 2>/dev/null")
     return state ~= "" and not state:match("^Z")
 end
 

@@ -86,14 +86,15 @@ function T.counters(c, i)
 end
 
 -- The write load on the given nodes' ports: an object with acks() (each {k, t}, in order),
--- count_after(t) and stop().
-function T.writer(c, nodes)
+-- count_after(t) and stop(). op "sadd" makes it a set workload (load_writer.lua).
+function T.writer(c, nodes, op)
     local out = c.dir .. "/writes.log"
     local ports = {}
     for _, i in ipairs(nodes) do
         ports[#ports + 1] = c:client_port(i)
     end
-    local cmd = "env -u LD_PRELOAD lua5.4 " .. S.quote(here .. "/load_writer.lua") .. " "
+    local opt = op == "sadd" and "LUARAFT_WRITER_OP=sadd " or ""
+    local cmd = "env -u LD_PRELOAD " .. opt .. "lua5.4 " .. S.quote(here .. "/load_writer.lua") .. " "
         .. S.quote(out) .. " " .. table.concat(ports, " ") .. " >>" .. S.quote(out .. ".err")
         .. " 2>&1 & echo $!"
     local pid = assert(tonumber(S.sh(cmd)), "no pid for the writer")

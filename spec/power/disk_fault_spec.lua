@@ -74,7 +74,7 @@ end
 describe("disk faults under a 3-node cluster", function()
     after_each(teardown)
 
-    it("a full disk on the leader: it says so and stops, the others serve, it catches up",
+    it("S19: a full disk on the leader: it says so and stops, the others serve, it catches up",
         function()
         local c, m, w, leader = setup()
         P.command(m[leader], "full +0") -- no byte more than its files hold now
@@ -100,7 +100,7 @@ describe("disk faults under a 3-node cluster", function()
         T.assert_none_lost(c, { 1, 2, 3 }, w.acks())
     end)
 
-    it("a full disk on every node: writes fail saying so, nothing acknowledged is lost",
+    it("S19: a full disk on every node: writes fail saying so, nothing acknowledged is lost",
         function()
         local c, m, w = setup()
         for i = 1, 3 do

@@ -29,6 +29,9 @@ local S, T = P.S, P.T
 
 local CYCLES = tonumber(os.getenv("LUARAFT_POWER_CYCLES") or "")
     or (os.getenv("LUARAFT_LONG") == "1" and 1000 or 100)
+-- S13 of the scenario catalogue: the same cycles on a single-node cluster, where the
+-- node's own fsync is all that stands between an acknowledgment and a loss.
+local SINGLE_CYCLES = math.max(CYCLES // 10, 1)
 local SETTLE_S = 30
 local ACKS_PER_CYCLE = 20
 -- Older acknowledged writes read back after each cycle, besides the new ones.
@@ -40,11 +43,11 @@ local FSYNC_US = 2000
 -- The run: cluster, mount and writer, torn down whatever happens.
 local run = {}
 
-local function setup(env)
-    local c = S.cluster({ n = 3 })
+local function setup(env, n)
+    local c = S.cluster({ n = n or 3 })
     c.data_dirs = {}
     local node_env = {}
-    for i = 1, 3 do
+    for i = 1, c.n do
         c.data_dirs[i] = c.dir .. "/mnt/n" .. i
         node_env[i] = env
     end
@@ -53,7 +56,7 @@ local function setup(env)
     local m = P.mount(c.dir .. "/disk", c.dir .. "/mnt", c.dir .. "/faultfs.log", FSYNC_US)
     run.mounts = { m }
     T.start_all_watched(c)
-    run.w = T.writer(c, { 1, 2, 3 })
+    run.w = T.writer(c, c:others(nil))
     return c, m, run.w
 end
 
@@ -72,14 +75,17 @@ end
 -- Runs cycles until `cycles` are done or (stop_early) an anomaly is seen. Returns the
 -- anomalies, the cycles run, the seconds per cycle, and the pages faultfs took back.
 local function cycles_run(c, m, w, cycles, stop_early)
-    local bounds = { {}, {}, {} }
+    local bounds = {}
+    for i = 1, c.n do
+        bounds[i] = {}
+    end
     local anomalies, lost_pages, checked = {}, 0, 0
     local started = S.now()
     local done = 0
     for cycle = 1, cycles do
         local leader = settle(c, w)
         local term = P.durable_term(c, leader)
-        for i = 1, 3 do
+        for i = 1, c.n do
             bounds[i][cycle] = term or 0
         end
         -- A few more writes, so that the instant falls anywhere in the stream.
@@ -172,5 +178,25 @@ describe("power loss of a whole 3-node cluster", function()
         assert.is_true(#anomalies > 0, "5 power losses without fsync went unnoticed")
         local warned = S.read_file(c:log(1)):find("LUARAFT_TEST_NO_FSYNC=1: TEST ONLY", 1, true)
         assert.truthy(warned, "the node does not say that its commits are not durable")
+    end)
+
+    it("S13: a single-node cluster loses no acknowledged write, cycle after cycle", function()
+        local c, m, w = setup(nil, 1)
+        local anomalies, done, per_cycle = cycles_run(c, m, w, SINGLE_CYCLES, true)
+        w.stop()
+        local acks = w.acks()
+        print(string.format("power loss of a single node: %d cycles, %.2f s per cycle, "
+            .. "%d acknowledged writes", done, per_cycle, #acks))
+        assert.same({}, anomalies)
+        assert.equal(SINGLE_CYCLES, done)
+        T.assert_none_lost(c, { 1 }, acks)
+    end)
+
+    it("S13: catches a single node that acknowledges before its fsync (NO_FSYNC)", function()
+        local c, m, w = setup("LUARAFT_TEST_NO_FSYNC=1", 1)
+        local anomalies, done = cycles_run(c, m, w, 5, true)
+        print(string.format("single node without fsync: caught after %d cycle(s): %s", done,
+            anomalies[1] or "nothing"))
+        assert.is_true(#anomalies > 0, "5 power losses of a node without fsync went unnoticed")
     end)
 end)
