@@ -55,7 +55,7 @@ section() {
 packages=(build-essential cmake pkg-config lua5.4 liblua5.4-dev libuv1-dev liblmdb-dev
     libisal-dev libsodium-dev lua-busted clang-format redis-tools redis-server python3-redis
     lua-socket libhiredis-dev libhttp-parser-dev lua-dkjson chromium chromium-driver
-    clang libclang-rt-14-dev libfuse3-dev fuse3)
+    clang libclang-rt-14-dev libfuse3-dev fuse3 iproute2 nftables faketime)
 
 install_missing_packages() {
     if ! command -v dpkg-query >/dev/null 2>&1; then

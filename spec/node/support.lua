@@ -260,16 +260,21 @@ function Cluster:rc(i, ...)
     return (sh(table.concat(args, " ") .. " 2>&1"):gsub("\n$", ""))
 end
 
--- RAFT.INFO of node i as a table (empty when it does not answer).
-function Cluster:info(i)
+-- RAFT.INFO's text as a table of its fields.
+function S.parse_info(text)
     local t = {}
-    for line in self:rc(i, "RAFT.INFO"):gmatch("[^\r\n]+") do
+    for line in text:gmatch("[^\r\n]+") do
         local k, v = line:match("^([%w_]+):(.*)$")
         if k then
             t[k] = v
         end
     end
     return t
+end
+
+-- RAFT.INFO of node i as a table (empty when it does not answer).
+function Cluster:info(i)
+    return S.parse_info(self:rc(i, "RAFT.INFO"))
 end
 
 -- The id of the running node that says it leads, or nil.

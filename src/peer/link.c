@@ -281,8 +281,13 @@ static void link_connect_start(struct link *l)
     l->tcp.data = l;
     l->connect.data = l;
     l->state = LINK_CONNECTING;
-    rv =
-        uv_tcp_connect(&l->connect, &l->tcp, (const struct sockaddr *)&l->p->addr, link_connect_cb);
+    if (t->bind_source && t->source.ss_family == l->p->addr.ss_family) {
+        rv = uv_tcp_bind(&l->tcp, (const struct sockaddr *)&t->source, 0);
+    }
+    if (rv == 0) {
+        rv = uv_tcp_connect(&l->connect, &l->tcp, (const struct sockaddr *)&l->p->addr,
+                            link_connect_cb);
+    }
     if (rv != 0) {
         l->state = LINK_CLOSING;
         uv_close((uv_handle_t *)&l->tcp, link_tcp_close_cb);

@@ -251,6 +251,9 @@ static int transport_listen(struct transport *t,
         return TRANSPORT_EINVAL;
     }
     int rv = uv_tcp_bind(&t->listen, (const struct sockaddr *)&ss, 0);
+    if (o->listen_host != NULL && strcmp(host, "0.0.0.0") != 0 && strcmp(host, "::") != 0) {
+        t->bind_source = parse_addr(host, 0, &t->source) == 0;
+    }
     if (rv == 0) {
         rv = uv_listen((uv_stream_t *)&t->listen, LISTEN_BACKLOG, conn_accept_cb);
     }

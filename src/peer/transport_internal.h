@@ -199,6 +199,11 @@ struct transport
     uint8_t key[PEER_KEY_BYTES]; /* when auth */
     struct refusal_log refusals;
     uv_tcp_t listen;
+    /* The listen host with port 0, when it names one address (not 0.0.0.0 or ::): the
+     * outgoing links bind to it, so that they leave from the node's own address on a
+     * multi-homed host (and rules by source address see them as this node's). */
+    struct sockaddr_storage source;
+    bool bind_source;
     uv_timer_t housekeeping;
     struct peer **peers; /* each allocated on its own: handles point into it */
     unsigned n_peers, cap_peers;

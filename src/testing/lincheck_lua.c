@@ -8,7 +8,9 @@
  *   h:complete(id, return_time, { ok = "OK" })
  *   local verdict, report = h:check()   -- "ok" | "violation" | "undecided", text
  *
- * Module:  lincheck.new() -> history; lincheck.budget_default (search steps per key)
+ * Module:  lincheck.new() -> history; lincheck.budget_default (search steps per key);
+ *          lincheck.now() -> CLOCK_MONOTONIC in ns, the clock a real client's history
+ *          is timed by (luasocket's gettime is the wall clock, which can jump)
  * History: h:invoke(client, time, op, key [, arg [, arg2]]) -> id   op: GET SET DEL INCR CAS
  *          (any case); SET takes the value, CAS the expected and the new value
  *          h:complete(id, time, output)   output, as luaraft.fsm.decode gives replies:
@@ -27,6 +29,7 @@
 #include <lauxlib.h>
 #include <lua.h>
 #include <string.h>
+#include <time.h>
 
 #include "sim/lincheck.h"
 
@@ -195,6 +198,14 @@ static int l_close(lua_State *L)
     return 0;
 }
 
+static int l_now(lua_State *L)
+{
+    struct timespec ts;
+    if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0) return luaL_error(L, "clock_gettime failed");
+    lua_pushinteger(L, (lua_Integer)ts.tv_sec * 1000000000 + ts.tv_nsec);
+    return 1;
+}
+
 static int l_new(lua_State *L)
 {
     struct history *u = lua_newuserdatauv(L, sizeof *u, 0); /* u */
@@ -212,6 +223,7 @@ static const luaL_Reg history_methods[] = {
 
 static const luaL_Reg module_funcs[] = {
     {"new", l_new},
+    {"now", l_now},
     {NULL, NULL},
 };
 
