@@ -12,6 +12,9 @@
 --   hundred operations rather than thousands; LUARAFT_BUILD_DIR selects the lincheck
 --   module)
 --
+-- HISTORY, one event a line in time order: "I id client t_ns CMD ARGS..." (invoked),
+-- "C id t_ns REPLY" (completed: OK, nil, the value or the integer), "U id" (unknown
+-- outcome), "F id t_ns" (left out: -TRYAGAIN, or a read that failed).
 -- stdout (line-buffered for the spec): "progress done=N checked=M unknown=U failed=F"
 -- every 100 completions and every 0.2 s, then "verdict VERDICT ..." and the report.
 --
