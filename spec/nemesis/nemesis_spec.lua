@@ -178,17 +178,22 @@ local function schedule(name, n, fault, opts)
     end)
 end
 
+-- A 3-node cluster removed when the test ends, and its first leader.
+local function three_nodes()
+    local c = N.cluster({ n = 3 })
+    finally(function()
+        c:teardown(false)
+    end)
+    return c, S.wait(20, "a leader", function()
+        return c:leader()
+    end)
+end
+
 describe("nemesis", function()
     -- The negative control: the same clients and checker, with one stale read recorded.
     if not ONLY then
         it("finds a stale read the clients were made to record", function()
-            local c = N.cluster({ n = 3 })
-            finally(function()
-                c:teardown(false)
-            end)
-            S.wait(20, "a leader", function()
-                return c:leader()
-            end)
+            local c = three_nodes()
             local d = c:clients({ clients = CLIENTS, keys = KEYS, ops = 2000, seed = 1, timeout_ms = TIMEOUT_MS,
                 env = "LUARAFT_NEMESIS_FAKE_STALE=1" })
             local v = d.next()
@@ -204,13 +209,7 @@ describe("nemesis", function()
     -- and an isolated leader is deposed (the others elect one of themselves).
     if not ONLY then
         it("drops the packets a partition names", function()
-            local c = N.cluster({ n = 3 })
-            finally(function()
-                c:teardown(false)
-            end)
-            local l = S.wait(20, "a leader", function()
-                return c:leader()
-            end)
+            local c, l = three_nodes()
             local outgoing = S.wait(10, "peer connections", function()
                 local seen = {}
                 for line in S.sh(c:exec("ss -tnpH state established")):gmatch("[^\n]+") do
