@@ -339,8 +339,20 @@ void members_frame(struct node *n, raft_id from, const void *body, size_t len)
     members_update_peers(n);
 }
 
+/* The leader this node follows, with its address from the address book. */
+static bool leader_member(struct node *n, struct node_member *out)
+{
+    raft_id id = raft_leader_of(n->raft);
+    const struct member_addr *a = id != 0 ? members_book_find(&n->mb, id) : NULL;
+    char msg[node_errmsg_bytes];
+    *out = (struct node_member){.id = id};
+    return a != NULL && config_resolve_addr(a->raft, out->host, sizeof out->host, &out->port, msg,
+                                            sizeof msg) == 0;
+}
+
 /* The peers: the members in force, the leader this node follows (a removed leader still
- * answers the writes its followers forwarded), and the members removed within the last
+ * answers the writes its followers forwarded; an older configuration that a replaying
+ * node meets may not name it), and the members removed within the last
  * node_gone_ms (whose last frames are still on their way). A node removed from the
  * cluster keeps them for that long too, then none. */
 void members_update_peers(struct node *n)
@@ -362,6 +374,12 @@ void members_update_peers(struct node *n)
         if (now < mb->gone_until_ms[i] || mb->gone[i].id == raft_leader_of(n->raft)) {
             peer_add(n, peers, &k, &mb->gone[i]);
         }
+    }
+    /* A node replaying the log (one that joined) meets older configurations than the
+     * one it joined, which may leave out the leader it follows: that leader stays. */
+    struct node_member leader;
+    if (!drop && leader_member(n, &leader)) {
+        peer_add(n, peers, &k, &leader);
     }
     bool same = k == mb->peers_n;
     for (int i = 0; i < k && same; i++) {
