@@ -41,7 +41,9 @@ local INJECTIONS = tonumber(os.getenv("LUARAFT_CRASH_INJECTIONS") or "")
     or math.floor((LONG and 3000 or 300) / (SANITIZED and 3 or 1))
 local MEMBER_INJECTIONS = tonumber(os.getenv("LUARAFT_CRASH_MEMBER_INJECTIONS") or "")
     or math.floor((LONG and 200 or 20) / (SANITIZED and 3 or 1))
-local SNAPSHOT_ENTRIES, TRAILING = 50, 10
+-- 100 entries kept behind each snapshot: fewer, and a follower a moment behind on a slow
+-- (sanitizer) build is sent one snapshot after another and never takes its own.
+local SNAPSHOT_ENTRIES, TRAILING = 50, 100
 local SETTLE_S, DEATH_S = 30, 60
 -- The armed node changes every ROTATE injections (the one that died restarts unarmed).
 local ROTATE = 4
@@ -183,7 +185,7 @@ end
 -- Waits until the leader's snapshot covers `beyond` plus the trailing entries, so that a
 -- node whose log ends at or before `beyond` must be sent a snapshot.
 local function wait_compacted(c, leader, beyond)
-    S.wait(SETTLE_S, "the leader's log compacted past " .. beyond, function()
+    local ok, err = pcall(S.wait, 2 * SETTLE_S, "compacted", function()
         local info = c:info(leader)
         if info.role ~= "leader" then
             leader = c:leader() or leader -- an election meanwhile
@@ -192,6 +194,13 @@ local function wait_compacted(c, leader, beyond)
         local si = tonumber(info.snapshot_index or "")
         return si and si > beyond + TRAILING
     end)
+    if not ok then
+        local info = c:info(leader)
+        error(string.format("the leader's log was not compacted past %d within %d s (%s): "
+            .. "node %d: role %s, last_log_index %s, snapshot_index %s; its log:\n%s", beyond,
+            2 * SETTLE_S, err, leader, tostring(info.role), tostring(info.last_log_index),
+            tostring(info.snapshot_index), log_tail(c, leader)))
+    end
 end
 
 -- Asks the leader to hand leadership to target (answered once done, or failed: either
@@ -233,7 +242,6 @@ local function provoke(c, p, victim, want)
     return l == victim and "leader" or "follower"
 end
 
--- One injection: arm a node with point p, wait for it to die there.
 -- The node to arm for injection k, dead on return: the one that died last, or every
 -- ROTATE injections the next one (the one that died restarts unarmed, the next is killed).
 local function next_victim(c, st, k)
@@ -257,6 +265,7 @@ local function stage(what)
     end
 end
 
+-- Injection k (of round `round`): arm a node with point p, wait for it to die there.
 local function inject(c, st, k, p, round)
     stage("begin")
     -- Alternating by round, not by injection: with an even number of points, the
@@ -282,16 +291,21 @@ local function inject(c, st, k, p, round)
     local role = provoke(c, p, victim, want)
     stage("provoked")
     local again = S.now() + 1
-    local status = S.wait(DEATH_S, "node " .. victim .. " dying at " .. p.name .. ":" .. hit,
-        function()
-            assert_others_alive(c, victim)
-            local s = T.exit_status(c, victim)
-            if s == nil and p.election and S.now() > again then
-                role = provoke(c, p, victim, want) -- another election, for a later hit
-                again = S.now() + 1
-            end
-            return s
-        end)
+    local ok, status = pcall(S.wait, DEATH_S, "death", function()
+        assert_others_alive(c, victim)
+        local s = T.exit_status(c, victim)
+        if s == nil and (p.election or want == "leader") and S.now() > again then
+            -- Another election for a later hit; or the lead again, if a transfer failed
+            -- or an election took it away.
+            role = provoke(c, p, victim, want)
+            again = S.now() + (p.election and 1 or 2)
+        end
+        return s
+    end)
+    if not ok then
+        error(string.format("waiting up to %d s for node %d to die at %s:%d (last seen as %s): "
+            .. "%s; its log:\n%s", DEATH_S, victim, p.name, hit, role, status, log_tail(c, victim)))
+    end
     c.pids[victim] = nil
     if st.mounts then
         -- The victim's machine loses power at the instant of the crash: its disk takes
@@ -308,7 +322,7 @@ local function inject(c, st, k, p, round)
         "node " .. victim .. " armed with " .. p.name .. ":" .. hit .. " exited with " .. status
             .. " without that crash point:\n" .. log_tail(c, victim))
     st.dead = victim
-    if os.getenv("LUARAFT_SPEC_VERBOSE") then
+    if VERBOSE then
         io.stderr:write(string.format("%.2f injection %d: %s:%d on node %d (%s)\n", S.now(), k,
             p.name, hit, victim, role))
     end
