@@ -23,6 +23,7 @@
 #include "node/config.h"
 #include "node/node.h"
 #include "peer/peer_auth.h"
+#include "util/crash_point.h"
 #include "util/log.h"
 
 #ifndef LUARAFT_VERSION
@@ -441,6 +442,9 @@ static int node_main(int argc, char **argv)
                 .lua_memory = 4ull << 30,
             },
     };
+    if (!crash_point_init()) {
+        return 2;
+    }
     int rv = parse_node_args(argc, argv, &a);
     if (rv < 0) {
         rv = check_node_args(&a);

@@ -12,6 +12,7 @@
 #include "node/internal.h"
 #include "node/introspect.h"
 #include "util/assert.h"
+#include "util/crash_point.h"
 
 void apply_dispatch(struct node *n, raft_index commit)
 {
@@ -63,6 +64,7 @@ static void applied(struct node *n, struct fsm_job *job)
             load_adopt(n, e->loaded, e->index, false);
         }
         if (e->want_reply) {
+            crash_point("apply.before_reply");
             writes_resolve(n, e->index, e->term, &e->reply);
         }
     }

@@ -17,6 +17,7 @@
 
 #include "node/internal.h"
 #include "util/assert.h"
+#include "util/crash_point.h"
 
 /* A message that leaves once persist request seq is durable. */
 struct held
@@ -32,6 +33,7 @@ struct persist_ctx
     bool has_token;
     uint64_t seq;
     bool log; /* it writes the log: durable_last is its last index */
+    bool hard_state;
     raft_index durable_last;
 };
 
@@ -147,6 +149,7 @@ static int submit(struct node *n, const struct store_write *w, const struct raft
         pc->log = true;
         pc->durable_last = w->snapshot_index;
     }
+    pc->hard_state = w->hard_state;
     pc->has_token = u != NULL;
     if (u != NULL) {
         pc->token = u->persist;
@@ -267,6 +270,9 @@ void node_persisted(struct node *n, void *ctx, int status)
     if (status != 0) {
         fail_stop(n, status);
         return;
+    }
+    if (done.hard_state) {
+        crash_point("node.after_hard_state");
     }
     n->dur.done = done.seq;
     if (done.log) {

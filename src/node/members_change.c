@@ -17,6 +17,7 @@
 #include "node/internal.h"
 #include "node/introspect.h"
 #include "util/assert.h"
+#include "util/crash_point.h"
 
 static const char change_busy_reply[] = "-TRYAGAIN a membership change is in progress; retry\r\n";
 static const char term_busy_reply[] =
@@ -105,6 +106,7 @@ static void change(struct node *n,
         reply_error(n, o, cmd, "%s", raft_strerror(rv));
     } else {
         node_log(n, "%s: configuration change proposed at index %" PRIu64, cmd, index);
+        crash_point("members.after_propose");
         mb->waiting = true;
         mb->wait_index = index;
         mb->wait_term = term;

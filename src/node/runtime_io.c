@@ -1,6 +1,7 @@
 /* struct node_io on the real world (see runtime.h). */
 #include "node/runtime.h"
 #include "store/backupfile.h"
+#include "util/crash_point.h"
 
 struct persist_req
 {
@@ -103,6 +104,7 @@ static int io_snapshot_install(void *arg,
     if (rename(incoming, path) != 0) {
         return -errno;
     }
+    crash_point("recv.after_rename");
     return config_fsync_dir(rt->c->data_dir);
 }
 

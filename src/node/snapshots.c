@@ -19,6 +19,7 @@
 #include "fsm/job.h"
 #include "node/internal.h"
 #include "util/assert.h"
+#include "util/crash_point.h"
 
 static void start(struct node *n)
 {
@@ -114,6 +115,7 @@ static bool adopt(struct node *n, raft_index index, raft_term term, const char *
     snprintf(n->snap.path, sizeof n->snap.path, "%s", path);
     n->snap.index = index;
     n->snap.term = term;
+    crash_point("snapshot.before_compact");
     if (compact_to > 0 && !n->dur.store_failed) {
         struct store_write w;
         memset(&w, 0, sizeof w);

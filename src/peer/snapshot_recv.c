@@ -20,6 +20,7 @@
 #include "peer/transport_internal.h"
 #include "store/snapfile.h"
 #include "util/assert.h"
+#include "util/crash_point.h"
 
 /* The fsync and check of a received snapshot file, on the libuv threadpool. */
 struct snap_check
@@ -75,6 +76,7 @@ static void snap_recv_deliver(struct peer *p)
     struct raft_message m = s->msg;
     s->path[0] = '\0';
     snap_recv_discard(s);
+    crash_point("recv.before_install");
     if (t->cb.snapshot != NULL) {
         t->cb.snapshot(t->cb.arg, &m, path);
     } else {
@@ -249,6 +251,7 @@ void snap_recv_chunk(struct conn *c, const struct wire_chunk *ch)
         return;
     }
     s->next_offset += ch->len;
+    crash_point("recv.mid_chunk");
     if (ch->last) {
         snap_check_start(p);
     }

@@ -45,6 +45,7 @@
 
 #include "store/snapfile_internal.h"
 #include "util/assert.h"
+#include "util/crash_point.h"
 #include "util/crc32c.h"
 
 #define SNAPFILE_MAGIC_PREFIX "LRSNAP" /* then the version in two decimal digits */
@@ -242,6 +243,7 @@ int snapfile_write(struct snapfile_writer *w, const void *data, size_t len)
 {
     lr_assert(w != NULL && w->fd >= 0);
     lr_assert(data != NULL || len == 0);
+    crash_point("snapshot.mid_write");
     int rv = snapfile_write_all(w->fd, data, len);
     if (rv != 0) {
         return rv;
@@ -281,6 +283,7 @@ int snapfile_commit(struct snapfile_writer *w, char *errmsg, size_t errmsg_size)
         goto err;
     }
     w->tmp_path[0] = '\0'; /* gone: a later snapfile_abort has nothing to remove */
+    crash_point("snapshot.after_rename");
     if (snapfile_fsync_dir(w->dir) != 0) {
         /* The file is complete and renamed, but the rename may not survive a crash. */
         snapfile_errmsg(errmsg, errmsg_size, "cannot fsync the directory", w->dir);

@@ -22,6 +22,7 @@
 
 #include "store/store_internal.h"
 #include "util/assert.h"
+#include "util/crash_point.h"
 
 int store_errno_status(int err)
 {
@@ -128,6 +129,7 @@ static void store_run_range(struct store *s,
             }
         }
         if (failed == NULL) {
+            crash_point("store.before_commit");
             rv = commit_timed(txn, commit_seconds);
             int status = 0;
             if (rv != 0) {
@@ -138,6 +140,7 @@ static void store_run_range(struct store *s,
                 s->failed_status = status;
             } else {
                 (*n_txns)++;
+                crash_point("store.after_commit");
             }
             store_set_status(start, stop, status);
             return;
