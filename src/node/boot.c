@@ -149,6 +149,7 @@ int node_boot(struct node *n, const struct node_boot_state *state, char *errmsg,
         .n_servers = b->n_servers,
         .entries = entries,
         .n_entries = n_boot,
+        .recover_term = b->recover_term,
     };
     int rv = raft_init(&n->raft, &rc, &boot);
     free(entries);
@@ -157,6 +158,7 @@ int node_boot(struct node *n, const struct node_boot_state *state, char *errmsg,
         return -1;
     }
     n->term = b->term;
+    n->recovering = b->recover_term != 0;
     n->role = raft_role_of(n->raft);
     n->applied_sent = si;
     n->applied = si;

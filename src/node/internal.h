@@ -375,7 +375,7 @@ struct node
     enum raft_role role;
     raft_id leader;
     raft_term term;
-    bool stopping;
+    bool stopping, recovering; /* recovering: booted with raft_boot.recover_term, not done */
     bool shutting_down;        /* node_shutdown: no new reads or writes; leadership handed over */
     bool stepping_timeout_now; /* node_step is stepping a TIMEOUT_NOW from the leader */
 
@@ -591,7 +591,8 @@ struct node_boot_state
     raft_index stored_snapshot_index; /* what the store records */
     const struct raft_server *servers;
     unsigned n_servers;
-    uint64_t random_seed; /* for the core's election timeouts */
+    uint64_t random_seed;   /* for the core's election timeouts */
+    raft_term recover_term; /* raft_boot's (runtime_recover.c) */
 };
 
 /* Adds a stored log entry (in index order; the entry is copied). */
