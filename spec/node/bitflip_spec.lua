@@ -156,6 +156,64 @@ describe("bit flips in a follower's data directory", function()
         assert.truthy(log:find("recovering from the leader", 1, true), log)
     end)
 
+    local function count_of(text, piece)
+        local n, from = 0, 1
+        while true do
+            local at = text:find(piece, from, true)
+            if at == nil then
+                return n
+            end
+            n, from = n + 1, at + #piece
+        end
+    end
+
+    -- The safety half (runtime_recover.c): while it recovers, the node must not vote, even
+    -- across a restart, so that with the leader gone the other node cannot be elected by
+    -- it; once a leader of a later term is elected and it holds that leader's log, it says
+    -- so, removes its marker and votes again.
+    it("(d) while recovering it neither votes nor campaigns, across a restart", function()
+        local leader, f, dir = prepared()
+        assert.is_true(flip_marker(dir .. "/data.mdb", value_of(KEYS + 5)) >= 1)
+        recovers(leader, f)
+        assert.truthy(io.open(dir .. "/recovering", "rb"), "no marker while recovering")
+        local other = 6 - leader - f
+        local REFUSED = "vote: refused a pre-vote to node " .. other
+        local before = count_of(S.read_file(c:log(f)), REFUSED)
+        c:kill(leader)
+        local function refused_rounds(n)
+            S.wait(WAIT_S, "node " .. f .. " refusing " .. n .. " pre-votes", function()
+                return count_of(S.read_file(c:log(f)), REFUSED) >= before + n
+            end)
+            assert.is_nil(c:leader(), "a leader was elected without the lost node's leader")
+            local since = S.read_file(c:log(f)):match(".*(is damaged.*)$")
+            assert.is_nil(since:find("vote: granted", 1, true), since)
+            assert.is_nil(since:find("election: became", 1, true), since)
+        end
+        refused_rounds(5)
+        c:kill(f)
+        c:start(f)
+        S.wait(WAIT_S, "node " .. f .. " saying it still recovers", function()
+            return S.read_file(c:log(f)):find("still recovering from the leader", 1, true)
+        end)
+        before = count_of(S.read_file(c:log(f)), REFUSED)
+        refused_rounds(5)
+        c:start(leader)
+        c:wait_leader(WAIT_S)
+        S.wait(WAIT_S, "node " .. f .. " recovered", function()
+            return S.read_file(c:log(f)):find("recovered: this node holds the leader's log", 1,
+                true)
+        end)
+        assert.is_nil(io.open(dir .. "/recovering", "rb"), "the marker is still there")
+        local now = c:wait_leader(WAIT_S)
+        assert.are.equal("OK", c:rc(now, "SET", "after", "recovery"))
+        S.wait(WAIT_S, "node " .. f .. " serving the new write", function()
+            return c:rc(f, "GET", "after") == "recovery"
+        end)
+        for k = 1, KEYS + 10 do
+            assert.are.equal(value_of(k), c:rc(f, "GET", "k" .. k))
+        end
+    end)
+
     for _, count in ipairs({ 8, 200 }) do
         it("(c) " .. count .. " random bit flips in data.mdb, over " .. SEEDS .. " seeds",
             function()
