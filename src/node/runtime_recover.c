@@ -149,9 +149,14 @@ int runtime_recover(struct runtime *rt, struct runtime_recovery *out)
     raft_id marker_vote;
     read_marker(dir, &has_marker, &marker_term, &marker_vote);
     struct store_verify_report rep;
+    uint64_t t0 = uv_hrtime();
     int rv = store_verify(dir, rt->c->map_bytes, &rep);
     if (rv != 0) {
         FAIL("cannot verify the store in %s: %s", dir, strerror(-rv));
+    }
+    if (rep.verdict == STORE_VERIFY_OK) {
+        lr_log("store: verified %" PRIu64 " records in %s in %.0f ms", rep.records, dir,
+               (double)(uv_hrtime() - t0) / 1e6);
     }
     raft_index si = 0;
     raft_term st;
