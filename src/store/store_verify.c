@@ -14,6 +14,7 @@
  * process which opened it, not after fork()"). It only reads.
  */
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -134,6 +135,10 @@ static int read_hard_state(struct store *s, MDB_txn *txn, struct store_verify_re
 
 static void verify_child(const char *dir, uint64_t map_bytes, int fd)
 {
+    /* A damaged page is to kill this process with its signal, for the parent to name,
+     * whatever handlers the parent had (a sanitizer's, say). */
+    signal(SIGSEGV, SIG_DFL);
+    signal(SIGBUS, SIG_DFL);
     struct store_verify_report r = {.verdict = STORE_VERIFY_OK};
     struct store s = {.map_bytes = map_bytes};
     MDB_txn *txn = NULL;
