@@ -214,6 +214,24 @@ describe("bit flips in a follower's data directory", function()
         end
     end)
 
+    -- The verification reads data.mdb without LMDB's lock and damage moves files, so a
+    -- second process started on a running node's directory must stop before both.
+    it("(e) a second process on a running node's directory stops, moving nothing", function()
+        c = S.cluster({ n = 3 })
+        c:start_all()
+        local leader = c:wait_leader(WAIT_S)
+        assert.are.equal("OK", c:rc(leader, "SET", "k", "v"))
+        local dir = c:data_dir(leader)
+        local out = S.sh("timeout 10 " .. S.quote(S.luaraft) .. " node --id " .. leader
+            .. " --data " .. S.quote(dir) .. " --listen 127.0.0.1:1 --raft 127.0.0.1:1 "
+            .. S.quote(c.script) .. " 2>&1; echo status $?")
+        assert.truthy(out:find("another process runs a node on it", 1, true), out)
+        assert.truthy(out:find("status 1", 1, true), out)
+        assert.are.equal("", S.sh("ls " .. S.quote(dir) .. " | grep -e corrupt- -e recovering"
+            .. " || true"):gsub("%s+$", ""))
+        assert.are.equal("v", c:rc(leader, "GET", "k"))
+    end)
+
     for _, count in ipairs({ 8, 200 }) do
         it("(c) " .. count .. " random bit flips in data.mdb, over " .. SEEDS .. " seeds",
             function()

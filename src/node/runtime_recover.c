@@ -37,12 +37,15 @@
  * not vote (the next election, or a transfer, ends it); until then the cluster tolerates
  * one failure fewer.
  */
-#include <errno.h>
 #include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "node/runtime.h"
 #include "store/store_verify.h"
@@ -140,17 +143,44 @@ static int start_recovery(struct runtime *rt, struct runtime_recovery *out, cons
     return 0;
 }
 
+/* The verification reads the store without LMDB's lock file, and damage moves files: a
+ * second process started on a directory a node runs from must stop before either. The
+ * lock lives as long as the process: its descriptor stays open (not across exec; the
+ * snapshot child closes its copy, src/fsm/worker.c, close_inherited_fds). */
+static int lock_directory(const char *dir)
+{
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
+        return 0; /* store_open says why it cannot make it */
+    }
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) {
+        return -errno;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        int err = errno;
+        close(fd);
+        return -err;
+    }
+    return 0;
+}
+
 int runtime_recover(struct runtime *rt, struct runtime_recovery *out)
 {
     const char *dir = rt->c->data_dir;
     *out = (struct runtime_recovery){0};
+    int locked = lock_directory(dir);
+    if (locked != 0) {
+        FAIL("cannot start on %s: %s", dir,
+             locked == -EWOULDBLOCK ? "another process runs a node on it" : strerror(-locked));
+    }
     bool has_marker;
     raft_term marker_term;
     raft_id marker_vote;
     read_marker(dir, &has_marker, &marker_term, &marker_vote);
     struct store_verify_report rep;
     uint64_t t0 = uv_hrtime();
-    int rv = store_verify(dir, rt->c->map_bytes, &rep);
+    int rv;
+    rv = store_verify(dir, rt->c->map_bytes, &rep);
     if (rv != 0) {
         FAIL("cannot verify the store in %s: %s", dir, strerror(-rv));
     }
