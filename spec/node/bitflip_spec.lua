@@ -214,6 +214,25 @@ describe("bit flips in a follower's data directory", function()
         end
     end)
 
+    -- What README says ends a recovery under the same leader: a transfer to the other node
+    -- (its term is later, and its log is soon the recovering node's).
+    it("(f) RAFT.TRANSFER to another node ends the recovery", function()
+        local leader, f, dir = prepared()
+        assert.is_true(flip_marker(dir .. "/data.mdb", value_of(KEYS + 5)) >= 1)
+        recovers(leader, f)
+        assert.is_nil(S.read_file(c:log(f)):find("recovered: ", 1, true))
+        local other = 6 - leader - f
+        S.wait(WAIT_S, "node " .. other .. " leading", function()
+            c:rc(leader, "RAFT.TRANSFER", tostring(other))
+            return c:info(other).role == "leader"
+        end)
+        S.wait(WAIT_S, "node " .. f .. " recovered", function()
+            return S.read_file(c:log(f)):find("recovered: this node holds the leader's log", 1,
+                true)
+        end)
+        assert.is_nil(io.open(dir .. "/recovering", "rb"), "the marker is still there")
+    end)
+
     -- The verification reads data.mdb without LMDB's lock and damage moves files, so a
     -- second process started on a running node's directory must stop before both.
     it("(e) a second process on a running node's directory stops, moving nothing", function()

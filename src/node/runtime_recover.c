@@ -34,8 +34,9 @@
  * the disk lost them; a second failure before it catches up can lose them (the same as
  * losing a disk in any Raft cluster; etcd makes the operator re-add such a member).
  * The cost: while the leader stays the one of the term it lost its log in, the node does
- * not vote (the next election, or a transfer, ends it); until then the cluster tolerates
- * one failure fewer.
+ * not vote (the next election ends it, and so does RAFT.TRANSFER to another node); until
+ * then the cluster tolerates one failure fewer. A damaged snapshot file whose log still
+ * reaches back to index 1 could be replayed instead; it is recovered the same way.
  */
 #include <dirent.h>
 #include <errno.h>
