@@ -243,8 +243,8 @@ static void fail_stop(struct node *n, int status)
                  ? "free space on the file system of its data directory and restart it (it "
                    "catches up from the leader)"
              : status == STORE_ECORRUPT
-                 ? "its data directory is damaged: remove the node (RAFT.REMOVE), move the "
-                   "directory away and add it back empty (--join)"
+                 ? "its data directory is damaged: restart it (it moves the damaged files "
+                   "aside and recovers from the leader)"
                  : "check the disk and restart it");
     /* The writes waiting for their entries would wait forever: this node cannot make them
      * durable, so unless a majority of others commits them they never apply. */
