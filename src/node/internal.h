@@ -583,7 +583,7 @@ struct node *node_new(const struct node_config *c, const struct node_io *io, str
  * entry by entry, with node_boot_append(). */
 struct node_boot_state
 {
-    raft_term term;
+    raft_term term, recover_term; /* recover_term: raft_boot's (runtime_recover.c) */
     raft_id vote;
     raft_index snapshot_index; /* of the newest snapshot file, restored into the fsm */
     raft_term snapshot_term;
@@ -591,8 +591,7 @@ struct node_boot_state
     raft_index stored_snapshot_index; /* what the store records */
     const struct raft_server *servers;
     unsigned n_servers;
-    uint64_t random_seed;   /* for the core's election timeouts */
-    raft_term recover_term; /* raft_boot's (runtime_recover.c) */
+    uint64_t random_seed; /* for the core's election timeouts */
 };
 
 /* Adds a stored log entry (in index order; the entry is copied). */
