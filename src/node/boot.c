@@ -71,14 +71,18 @@ static int check_log(struct node *n,
     if (b->stored_snapshot_index > si) {
         snprintf(errmsg, errmsg_size,
                  "the store records a snapshot at index %" PRIu64
-                 " but the newest snapshot file in %s is at %" PRIu64,
-                 b->stored_snapshot_index, n->c->data_dir, si);
+                 " but the newest snapshot file in %s is at %" PRIu64
+                 ": the snapshot file at %" PRIu64
+                 " is missing (a damaged one is moved aside "
+                 "and named above)",
+                 b->stored_snapshot_index, n->c->data_dir, si, b->stored_snapshot_index);
         return -1;
     }
     if (n->cache.n > 0 && n->cache.first > si + 1) {
         snprintf(errmsg, errmsg_size,
-                 "the log in %s starts at %" PRIu64 ", after the snapshot at %" PRIu64,
-                 n->c->data_dir, n->cache.first, si);
+                 "the log in %s starts at %" PRIu64 ", after the snapshot at %" PRIu64
+                 ": the snapshot file the log continues from (index %" PRIu64 ") is missing",
+                 n->c->data_dir, n->cache.first, si, n->cache.first - 1);
         return -1;
     }
     if (si > b->stored_snapshot_index && !log_holds_snapshot(n, si, b->snapshot_term) &&
@@ -149,6 +153,7 @@ int node_boot(struct node *n, const struct node_boot_state *state, char *errmsg,
         .n_servers = b->n_servers,
         .entries = entries,
         .n_entries = n_boot,
+        .recover_term = b->recover_term,
     };
     int rv = raft_init(&n->raft, &rc, &boot);
     free(entries);
@@ -157,6 +162,7 @@ int node_boot(struct node *n, const struct node_boot_state *state, char *errmsg,
         return -1;
     }
     n->term = b->term;
+    n->recovering = b->recover_term != 0;
     n->role = raft_role_of(n->raft);
     n->applied_sent = si;
     n->applied = si;

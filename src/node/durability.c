@@ -54,6 +54,14 @@ void node_send_message(struct node *n, struct raft_message *m)
          * checker may hold the node to after any crash (spec/power/). */
         node_log(n, "vote: granted to node %" PRIu64 " in term %" PRIu64, m->to, m->term);
     }
+    if (m->type == RAFT_MSG_VOTE_RESP && !m->vote_resp.granted && n->recovering) {
+        /* The operator's (and spec/node/bitflip_spec's) sign that the cluster waits on it. */
+        node_log(n,
+                 "vote: refused %sto node %" PRIu64
+                 ": this node is recovering a lost log "
+                 "(runtime_recover.c)",
+                 m->vote_resp.prevote ? "a pre-vote " : "", m->to);
+    }
     if (m->type == RAFT_MSG_SNAPSHOT) {
         if (n->snap.path[0] == '\0') {
             node_log(n, "cannot send a snapshot to %" PRIu64 ": no snapshot file", m->to);
@@ -238,8 +246,8 @@ static void fail_stop(struct node *n, int status)
                  ? "free space on the file system of its data directory and restart it (it "
                    "catches up from the leader)"
              : status == STORE_ECORRUPT
-                 ? "its data directory is damaged: remove the node (RAFT.REMOVE), move the "
-                   "directory away and add it back empty (--join)"
+                 ? "its data directory is damaged: restart it (it moves the damaged files "
+                   "aside and recovers from the leader)"
                  : "check the disk and restart it");
     /* The writes waiting for their entries would wait forever: this node cannot make them
      * durable, so unless a majority of others commits them they never apply. */

@@ -376,7 +376,7 @@ struct node
     enum raft_role role;
     raft_id leader;
     raft_term term;
-    bool stopping;
+    bool stopping, recovering; /* recovering: booted with raft_boot.recover_term, not done */
     bool shutting_down;        /* node_shutdown: no new reads or writes; leadership handed over */
     bool stepping_timeout_now; /* node_step is stepping a TIMEOUT_NOW from the leader */
 
@@ -584,7 +584,7 @@ struct node *node_new(const struct node_config *c, const struct node_io *io, str
  * entry by entry, with node_boot_append(). */
 struct node_boot_state
 {
-    raft_term term;
+    raft_term term, recover_term; /* recover_term: raft_boot's (runtime_recover.c) */
     raft_id vote;
     raft_index snapshot_index; /* of the newest snapshot file, restored into the fsm */
     raft_term snapshot_term;

@@ -5,13 +5,16 @@
  * (a tick, a peer message, a persist or fsm completion, a loop turn's batch of client
  * writes or reads) enters here.
  */
+#include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "fsm/fsm.h"
+#include "node/config.h"
 #include "node/internal.h"
 #include "node/session.h"
 #include "peer/transport.h"
@@ -148,6 +151,21 @@ static void carry_out(struct node *n, struct raft_update *u)
     reads_dispatch(n);
 }
 
+/* The core holds the leader's log again (raft.h, raft_boot.recover_term): the marker
+ * that kept the node from voting across restarts goes (runtime_recover.c). */
+static void recovered(struct node *n)
+{
+    n->recovering = false;
+    char path[node_path_bytes_max + 32];
+    snprintf(path, sizeof path, "%s/recovering", n->c->data_dir);
+    int rv = unlink(path) == 0 ? config_fsync_dir(n->c->data_dir) : -errno;
+    node_log(n,
+             "recovered: this node holds the leader's log up to index %" PRIu64 " (term %" PRIu64
+             ") and votes again%s%s",
+             raft_commit_index(n->raft), raft_current_term(n->raft),
+             rv != 0 ? "; cannot remove the marker: " : "", rv != 0 ? strerror(-rv) : "");
+}
+
 int node_step(struct node *n, struct raft_event *ev)
 {
     struct raft_update u;
@@ -160,6 +178,9 @@ int node_step(struct node *n, struct raft_event *ev)
                  ev->receive.from, raft_strerror(rv));
     }
     carry_out(n, &u);
+    if (n->recovering && !raft_recovering(n->raft)) {
+        recovered(n);
+    }
     n->stepping_timeout_now = outer_timeout_now;
     return rv;
 }

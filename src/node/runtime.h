@@ -112,6 +112,17 @@ extern const struct node_io runtime_io;
  * stderr. */
 int runtime_load_and_boot(struct runtime *rt);
 
+/* runtime_recover.c: a damaged data directory moved aside before the store is opened.
+ * recover_term: raft_boot's (0: nothing to recover); term and vote: what the store must
+ * hold at least. Returns 0, or 1 with the reason on stderr. */
+struct runtime_recovery
+{
+    raft_term recover_term;
+    raft_term term;
+    raft_id vote;
+};
+int runtime_recover(struct runtime *rt, struct runtime_recovery *out);
+
 /* runtime_join.c: --join on a fresh data directory (0, or 1 with the reason on stderr);
  * the cluster id into n->mb.cluster_id, from DIR/cluster-id or made from text. */
 int runtime_join(struct runtime *rt);

@@ -134,6 +134,25 @@ static int open_store(struct runtime *rt, struct store_state *st)
     return 0;
 }
 
+/* A store made fresh by runtime_recover records the term and vote the damaged one had. */
+static int keep_hard_state(struct runtime *rt,
+                           struct store_state *st,
+                           const struct runtime_recovery *rec)
+{
+    struct store_write w;
+    memset(&w, 0, sizeof w);
+    w.hard_state = true;
+    w.term = rec->term;
+    w.vote = rec->vote;
+    int rv = durability_submit_plain(rt->n, &w);
+    if (rv != 0) {
+        FAIL("cannot store the term and vote: %s", store_strerror(rv));
+    }
+    st->term = rec->term;
+    st->vote = rec->vote;
+    return 0;
+}
+
 /* The store, the script's identity, the configuration, the newest valid snapshot and the
  * log after it. */
 int runtime_load_and_boot(struct runtime *rt)
@@ -141,7 +160,11 @@ int runtime_load_and_boot(struct runtime *rt)
     const struct node_config *c = rt->c;
     char msg[node_errmsg_bytes];
     remove_temporaries(rt);
-    struct node_boot_state b = {0};
+    struct runtime_recovery rec;
+    if (runtime_recover(rt, &rec) != 0) {
+        return 1;
+    }
+    struct node_boot_state b = {.recover_term = rec.recover_term};
     char snap_path[node_snap_path_bytes_max];
     bool has_snap = snapfile_latest(c->data_dir, &b.snapshot_index, &b.snapshot_term, snap_path,
                                     sizeof snap_path) == 0;
@@ -151,6 +174,9 @@ int runtime_load_and_boot(struct runtime *rt)
     if (open_store(rt, &st) != 0 ||
         runtime_check_store_identity(rt, &st, has_snap ? snap_path : NULL) != 0 ||
         (has_snap && runtime_check_snapshot_identity(rt, snap_path) != 0)) {
+        return 1;
+    }
+    if (rec.recover_term != 0 && st.term < rec.term && keep_hard_state(rt, &st, &rec) != 0) {
         return 1;
     }
     b.term = st.term;

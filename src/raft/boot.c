@@ -111,6 +111,7 @@ int raft_init(struct raft **out, const struct raft_config *config, const struct 
     }
     r->term = boot->term;
     r->vote = boot->vote;
+    r->recover_term = boot->recover_term;
     r->snapshot_index = boot->snapshot_index;
     r->snapshot_term = boot->snapshot_term;
     rv = boot_log(r, boot);

@@ -124,7 +124,7 @@ void election_recv_vote(struct raft *r, const struct raft_message *m)
     /* Whether we are a voter is the candidate's to judge, by its configuration (it counts
      * only its voters): a server just made voter may not have that entry yet, and without
      * its vote there may be no majority to give it the entry (thesis 4.1). */
-    bool grant = can_vote && log_up_to_date(r, m);
+    bool grant = can_vote && log_up_to_date(r, m) && r->recover_term == 0;
     struct raft_message *resp = raft_msg_new(r, RAFT_MSG_VOTE_RESP, m->from);
     resp->vote_resp.prevote = prevote;
     resp->vote_resp.granted = grant;

@@ -125,7 +125,13 @@ void follower_recv_append(struct raft *r, struct raft_message *m)
 
 void follower_recv_heartbeat(struct raft *r, const struct raft_message *m)
 {
-    /* The leader sends at most our match index, which our log holds. */
+    /* The leader sends at most our match index, which our log holds, unless we lost our
+     * log (raft.h, raft_boot.recover_term): tell it where ours ends, as a rejection. */
+    if (r->recover_term != 0 && m->heartbeat.commit > r->log.last) {
+        struct raft_message *rej = raft_msg_new(r, RAFT_MSG_APPEND_RESP, m->from);
+        rej->append_resp.index = m->heartbeat.commit;
+        rej->append_resp.conflict_index = r->log.last + 1;
+    }
     advance_commit(r, m->heartbeat.commit, r->log.last);
     struct raft_message *resp = raft_msg_new(r, RAFT_MSG_HEARTBEAT_RESP, m->from);
     resp->heartbeat_resp.read_seq = m->heartbeat.read_seq;

@@ -68,6 +68,7 @@ struct raft
     struct raft_log log;
     raft_index snapshot_index;
     raft_term snapshot_term;
+    raft_term recover_term; /* struct raft_boot; 0 once recovered */
 
     /* Volatile state. */
     enum raft_role role;

@@ -278,6 +278,9 @@ int members_propose(struct raft *r, const struct raft_entry *e, raft_index index
  */
 bool members_may_campaign(const struct raft *r)
 {
+    if (r->recover_term != 0) {
+        return false; /* it lost a log it may have acknowledged: raft.h, raft_boot */
+    }
     if (raft_self_is_voter(r)) {
         return true;
     }

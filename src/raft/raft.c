@@ -200,11 +200,24 @@ static void check_invariants(const struct raft *r)
     lr_implies(r->log.last > r->snapshot_index, raft_last_term(r) <= r->term);
 }
 
+/* A recovering node (raft.h, raft_boot) is done once it follows a leader of a term after
+ * the one it lost its log in and holds durably, up to its commit index, an entry of that
+ * leader's term: the entries before it include all that leader held when elected. */
+static void check_recovered(struct raft *r)
+{
+    if (r->recover_term != 0 && r->role == RAFT_FOLLOWER && r->leader != 0 &&
+        r->term > r->recover_term && r->stable >= r->commit &&
+        raft_term_of(r, r->commit) == r->term) {
+        r->recover_term = 0;
+    }
+}
+
 int raft_step(struct raft *r, struct raft_event *ev, struct raft_update *u)
 {
     struct update_start start;
     update_begin(r, u, &start);
     int rv = dispatch(r, ev);
+    check_recovered(r);
     members_after_step(r);
     update_finish(r, &start);
     check_invariants(r);
@@ -213,6 +226,11 @@ int raft_step(struct raft *r, struct raft_event *ev, struct raft_update *u)
 }
 
 /* Accessors. */
+
+bool raft_recovering(const struct raft *r)
+{
+    return r->recover_term != 0;
+}
 
 raft_id raft_id_of(const struct raft *r)
 {

@@ -244,6 +244,16 @@ struct raft_boot
      * type and len are read, and the payload of CONFIG entries. All of it is durable. */
     const struct raft_entry *entries;
     raft_index n_entries;
+    /* 0, or the node lost its durable log (found damaged, moved aside) while its term was
+     * recover_term: it may have acknowledged entries it no longer holds, so it neither
+     * grants votes (nor pre-votes) nor campaigns until it holds again everything those
+     * acknowledgments could have helped commit. That is known once it follows a leader of
+     * a later term and holds, durably, an entry of that leader's term up to its commit
+     * index: such a leader's log held, when it was elected, every entry committed in an
+     * earlier term (the leader completeness property, paper 5.4.3: its election did not
+     * count this node's vote), and those entries precede its own. raft_recovering() says
+     * when that is over; the driver must keep recover_term across restarts until then. */
+    raft_term recover_term;
 };
 
 enum raft_event_type {
@@ -445,6 +455,8 @@ raft_index raft_first_index(const struct raft *r);    /* first entry kept (may b
  * The snapshot's own index is known. */
 raft_term raft_term_at(const struct raft *r, raft_index index);
 bool raft_is_voter(const struct raft *r, raft_id id);
+/* True while the node recovers a lost log (struct raft_boot, recover_term). */
+bool raft_recovering(const struct raft *r);
 /* The configuration in force (the latest in the log), and the index of the CONFIG entry
  * it comes from (0: from the snapshot or the boot state). It is committed once the
  * commit index reaches that index. A leader that is no longer a voter of a committed

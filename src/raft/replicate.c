@@ -261,6 +261,17 @@ static raft_index next_after_reject(const struct raft *r, const struct raft_mess
 static void recv_reject(struct raft *r, struct progress *pr, const struct raft_message *m)
 {
     raft_index rejected = m->append_resp.index;
+    /* A log that ends before the follower's match index was lost (raft.h, raft_boot
+     * recover_term), or this answer is old: either way, probing from where the answer
+     * says it ends and counting only that much toward commits is safe. */
+    raft_index end = m->append_resp.conflict_index;
+    if (m->append_resp.conflict_term == 0 && end >= 1 && end <= pr->match &&
+        pr->state != PROGRESS_SNAPSHOT) {
+        pr->match = end - 1; /* counting less toward commit is always safe */
+        become_probe(pr, end);
+        replicate_send_append(r, pr, true);
+        return;
+    }
     if (pr->state == PROGRESS_REPLICATE && rejected <= pr->match) {
         return; /* stale */
     }

@@ -165,6 +165,7 @@ int sim_node_boot(struct sim *s, struct sim_node *n)
         .n_servers = conf.n,
         .entries = entries,
         .n_entries = n->d_log.n,
+        .recover_term = n->d_recover_term,
     };
     struct raft_config cfg;
     raft_config_default(&cfg, n->id, lr_rand_next(&s->rand));

@@ -258,6 +258,10 @@ int sim_resume(struct sim *s, raft_id id);
 /* Crashes the node (if up) and erases its durable state: amnesia, which Raft does not
  * tolerate; for showing that the checker notices. Errors: SIM_ENOENT, SIM_EFAILED. */
 int sim_wipe(struct sim *s, raft_id id);
+/* Crashes the node (if up) and erases its log and snapshot but not its term and vote, and
+ * boots it from then on with raft_boot.recover_term (a store found damaged and moved
+ * aside: src/node/runtime_recover.c) until its core says it recovered. Errors as wipe. */
+int sim_lose_log(struct sim *s, raft_id id);
 
 /* Scales the node's tick interval: 1000 is real time, 1300 a clock 30% slow. Allowed
  * range sim_clock_rate_permille_min..max. Errors: SIM_ENOENT, SIM_EINVAL. */

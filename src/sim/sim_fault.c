@@ -36,12 +36,9 @@ int sim_crash(struct sim *s, raft_id id)
     return 0;
 }
 
-/*
- * Amnesia: the node crashes and its disk is wiped (a replaced disk, a restored old
- * backup). Raft does not survive this in general, since the node forgets votes and
- * acknowledged entries; it is here so that specs can show the checker catching it.
- */
-int sim_wipe(struct sim *s, raft_id id)
+/* The node crashes and its disk loses its log and snapshot; its term and vote too unless
+ * keep_hard_state, in which case it boots with recover_term until it has recovered. */
+static int lose_disk(struct sim *s, raft_id id, bool keep_hard_state)
 {
     struct sim_node *n;
     int miss = sim_node_lookup(s, id, &n);
@@ -51,12 +48,31 @@ int sim_wipe(struct sim *s, raft_id id)
     if (n->up) {
         sim_crash(s, id);
     }
-    n->d_term = 0;
-    n->d_vote = 0;
+    if (!keep_hard_state) {
+        n->d_term = 0;
+        n->d_vote = 0;
+    }
+    n->d_recover_term = keep_hard_state ? n->d_term : 0;
     memset(&n->d_snap, 0, sizeof n->d_snap);
     sim_log_reset(&n->d_log, 0, 0, 0);
     sim_trace_add(s, SIM_TR_WIPE, id, 0, 0, 0, 0, 0, 0, 0, 0);
     return 0;
+}
+
+/*
+ * Amnesia: the node crashes and its disk is wiped (a replaced disk, a restored old
+ * backup). Raft does not survive this in general, since the node forgets votes and
+ * acknowledged entries; it is here so that specs can show the checker catching it.
+ */
+int sim_wipe(struct sim *s, raft_id id)
+{
+    return lose_disk(s, id, false);
+}
+
+/* A damaged store moved aside (src/node/runtime_recover.c): see sim.h. */
+int sim_lose_log(struct sim *s, raft_id id)
+{
+    return lose_disk(s, id, true);
 }
 
 int sim_restart(struct sim *s, raft_id id)

@@ -127,7 +127,8 @@ struct sim_node
     raft_term d_term;
     raft_id d_vote;
     struct sim_snap d_snap;
-    struct sim_log d_log; /* offset_term/offset_chain unused */
+    struct sim_log d_log;     /* offset_term/offset_chain unused */
+    raft_term d_recover_term; /* sim_lose_log: raft_boot.recover_term until recovered */
 
     /* Volatile state. */
     struct sim_snap snap; /* the latest snapshot (sent to followers) */

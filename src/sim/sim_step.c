@@ -78,6 +78,9 @@ void sim_step_node(struct sim *s, struct sim_node *n, struct raft_event *ev, int
         *rv = r;
     }
     carry_out(s, n, &u);
+    if (n->d_recover_term != 0 && !raft_recovering(n->core)) {
+        n->d_recover_term = 0; /* what the node's marker file records */
+    }
     sim_check_after_node_step(s, n, role_before, commit_before);
     sim_snapshot_maybe(s, n);
 }

@@ -152,6 +152,9 @@ int snapfile_commit(struct snapfile_writer *w, char *errmsg, size_t errmsg_size)
 /* Removes the temporary file. */
 void snapfile_abort(struct snapfile_writer *w);
 
+/* Whether name is a snapshot file's ("snap-<index>-<term>.lrs"), with its index and term. */
+bool snapfile_is_name(const char *name, raft_index *index, raft_term *term);
+
 /*
  * The newest valid snapshot in dir: its index, term and path. Errors: SNAPFILE_ENOENT;
  * SNAPFILE_EIO when dir cannot be read or a path does not fit path_size.

@@ -64,6 +64,11 @@ static bool snapfile_parse_name(const char *name, raft_index *index, raft_term *
     return snapfile_parse_pair(name, SNAPFILE_PREFIX, SNAPFILE_SUFFIX, index, term);
 }
 
+bool snapfile_is_name(const char *name, raft_index *index, raft_term *term)
+{
+    return snapfile_parse_name(name, index, term);
+}
+
 /* True for the names of temporaries: a snapshot being written, or one being received. */
 static bool snapfile_is_temporary(const char *name)
 {

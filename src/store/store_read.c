@@ -204,8 +204,11 @@ int store_read(struct store *s,
             break;
         }
         if (rv != 0) {
-            lr_log("store: mdb_cursor_get in store_read: %s", mdb_strerror(rv));
-            result = STORE_EIO;
+            /* LMDB's own words for a damaged page: corruption, not an I/O error. */
+            bool damaged = rv == MDB_CORRUPTED || rv == MDB_PAGE_NOTFOUND;
+            lr_log("store: mdb_cursor_get in store_read: %s%s", mdb_strerror(rv),
+                   damaged ? ": the data directory is damaged" : "");
+            result = damaged ? STORE_ECORRUPT : STORE_EIO;
             break;
         }
         if (k.mv_size != 8 || store_get_u64(k.mv_data) != i) {

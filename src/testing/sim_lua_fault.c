@@ -80,6 +80,12 @@ static int l_wipe(lua_State *L)
     return sim_lua_push_result(L, c, sim_wipe(c->s, sim_lua_check_node(L, c, 2)));
 }
 
+static int l_lose_log(lua_State *L)
+{
+    struct cluster *c = sim_lua_check_cluster(L);
+    return sim_lua_push_result(L, c, sim_lose_log(c->s, sim_lua_check_node(L, c, 2)));
+}
+
 static int l_restart(lua_State *L)
 {
     struct cluster *c = sim_lua_check_cluster(L);
@@ -202,6 +208,7 @@ const luaL_Reg sim_lua_fault_methods[] = {
     {"heal_all", l_heal_all},
     {"crash", l_crash},
     {"wipe", l_wipe},
+    {"lose_log", l_lose_log},
     {"restart", l_restart},
     {"pause", l_pause},
     {"resume", l_resume},

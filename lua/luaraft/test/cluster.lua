@@ -64,4 +64,18 @@ function M.values(log)
   return out
 end
 
+-- The scenario that Raft's loss of a disk breaks: a leader elected, node a (the one after
+-- it) acknowledges n entries that commit while node b (the one after a) is cut off.
+-- Returns leader, a, b and the last entry's index; b is still isolated.
+function M.committed_without(c, n)
+  local leader = M.elect(c)
+  local a = leader % 3 + 1
+  local b = a % 3 + 1
+  c:isolate(b)
+  local last
+  for v = 1, n do last = assert(c:propose(leader, v)) end
+  assert(c:run_until(function() return c:commit(leader) >= last end, 2000), "no commit")
+  return leader, a, b, last
+end
+
 return M
