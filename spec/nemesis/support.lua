@@ -141,9 +141,22 @@ function Cluster:loss(pct)
     end
 end
 
+-- A slow, congested network: every packet on the namespace's loopback (peer and client
+-- traffic alike) leaves through a token bucket of rate (tc tbf; this kernel has no netem),
+-- so packets wait in its queue, up to 300 ms, and are dropped past that. The burst holds
+-- one packet of loopback's 64 KiB MTU, or larger ones would never pass.
+function Cluster:slow(rate)
+    run(self:exec("tc qdisc replace dev lo root tbf rate " .. rate .. " burst 80kb latency 300ms"))
+    self.slowed = true
+end
+
 -- Ends every fault: the rules go, paused nodes continue, killed nodes start again.
 function Cluster:heal()
     self:nft("flush chain inet nemesis out")
+    if self.slowed then
+        run(self:exec("tc qdisc del dev lo root"))
+        self.slowed = nil
+    end
     for i = 1, self.n do
         if self.paused[i] then
             self:resume(i)
