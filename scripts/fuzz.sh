@@ -21,7 +21,7 @@ sources_of() {
     decode|script) echo $(cd "$root" && ls src/fsm/*.c | grep -v worker.c) src/command.c src/util/*.c \
         $(pkg-config --cflags --libs lua5.4) -lsodium -lm -lisal ;;
     snapfile) echo src/store/snapfile.c src/store/snapfile_dir.c src/store/script_identity.c \
-        src/util/crc32c.c src/util/assert.c src/util/log.c -lisal ;;
+        src/util/crc32c.c src/util/assert.c src/util/log.c src/util/crash_point.c -lisal ;;
     pattern) echo src/fsm/pattern.c $(pkg-config --cflags --libs lua5.4) ;;
     *) echo "fuzz.sh: no sources for $1" >&2; exit 2 ;;
     esac

@@ -14,7 +14,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 # name | file | sed expression that breaks the rule
 mutants=(
   "commit-previous-term|src/raft/replicate.c|s/if (index <= r->commit || raft_term_of(r, index) != r->term) {/if (index <= r->commit) {/"
-  "vote-for-stale-log|src/raft/election.c|s/bool grant = can_vote \&\& log_up_to_date(r, m);/bool grant = can_vote \&\& (log_up_to_date(r, m) || true);/"
+  "vote-for-stale-log|src/raft/election.c|s/bool grant = can_vote \&\& log_up_to_date(r, m) \&\&/bool grant = can_vote \&\& (log_up_to_date(r, m) || true) \&\&/"
   "ack-before-durable|src/raft/update.c|s/if (term_pending || m->type == RAFT_MSG_APPEND_RESP ||/if (term_pending ||/"
   "leader-counts-unsynced-self|src/raft/quorum.c|s/v\[n++\] = pr->id == r->cfg.id ? r->stable : pr->match;/v[n++] = pr->id == r->cfg.id ? r->log.last : pr->match;/"
   "no-check-quorum|src/raft/replicate.c|s/if (!quorum_active(r)) {/if (0) {/"
