@@ -1,7 +1,7 @@
 /*
  * libFuzzer target: the script-load path (Redis's CVE-2025-46819 and CVE-2022-24736
  * class: a crafted script that makes the lexer read out of bounds or the loader
- * dereference NULL; RELIABILITY.md §5.4). Arbitrary bytes go through the sandboxed fsm
+ * dereference NULL; spec/fsm/cve_spec.lua). Arbitrary bytes go through the sandboxed fsm
  * as a state-machine script and as code a loaded script runs, under the budgets. The
  * first byte chooses what is done with the rest:
  *   0  opened as a script (fsm_open_source, which compiles, runs and checks the module);

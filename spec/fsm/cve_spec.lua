@@ -1,5 +1,5 @@
--- One attack per class of Redis's Lua CVEs (issue 10; the table in RELIABILITY.md §5.4,
--- from Redis's release notes and NVD), each tried against luaraft's sandbox the way an
+-- One attack per class of Redis's Lua CVEs (issue 10; the CVEs as Redis's release notes
+-- and NVD describe them), each tried against luaraft's sandbox the way an
 -- attacker with a script would: the command's Lua code comes from the log (S.EVAL_STATE,
 -- spec/fsm/support.lua). Each test names its CVEs and fails if the attack works. Several
 -- repeat a check another spec makes (sandbox_spec, charge_spec, pattern_spec), so that

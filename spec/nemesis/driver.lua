@@ -21,8 +21,8 @@
 -- Outcomes (README, "Replies a client should know"): -TRYAGAIN proves nothing was done
 -- (lincheck "failed", left out); -UNKNOWN, -TIMEOUT, any other error of a write, a lost
 -- connection and no answer within TIMEOUT_MS are unknown: the write may take effect at
--- any later time or never (RELIABILITY.md §3.4), and the client goes on under a new client
--- id on a new connection. A read that fails has no effect and is left out.
+-- any later time or never (src/sim/lincheck.h, lincheck_unknown), and the client goes
+-- on under a new client id on a new connection. A read that fails has no effect and is left out.
 local build = os.getenv("LUARAFT_BUILD_DIR")
 if build == nil or build == "" then
     build = "build"
